@@ -1,0 +1,39 @@
+use super::Output;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::protocol::{Request, Response};
+use std::io::{BufRead, IsTerminal, Write};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only jobs of this workspace.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
+    // Ask only a person at a terminal; a script has nobody to answer.
+    if !args.force && !out.json && std::io::stdin().is_terminal() {
+        let scope = args.workspace.as_deref().map_or(String::new(), |w| format!(" in workspace {w}"));
+        print!("Remove every finished job{scope} and its logs? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            out.text("nothing removed");
+            return Ok(1);
+        }
+    }
+    let Response::Removed { removed } = client.call(Request::Clean { workspace: args.workspace })? else {
+        return Err(Error::new("unexpected answer from the daemon"));
+    };
+    if out.json {
+        out.json_line(&serde_json::json!({ "removed": removed }));
+    } else {
+        out.text(&format!("removed {} job{}", removed.len(), if removed.len() == 1 { "" } else { "s" }));
+    }
+    Ok(0)
+}

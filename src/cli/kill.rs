@@ -1,0 +1,37 @@
+use super::{JobArg, Output};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::protocol::{KillTarget, Request, Response};
+use crate::spec::parse_duration;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub job: JobArg,
+    /// Kill every job of this workspace.
+    #[arg(long, conflicts_with_all = ["id", "name"])]
+    pub workspace: Option<String>,
+    /// Time between SIGTERM and SIGKILL (default: the job's own, 5s unless set at run).
+    #[arg(long, value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+}
+
+pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
+    let target = match args.workspace {
+        Some(ws) => KillTarget::Workspace(ws),
+        None => KillTarget::Job(args.job.key()?),
+    };
+    let grace_ms = args.grace.map(|g| g.as_millis() as u64);
+    let Response::Killed { killed } = client.call(Request::Kill { target, grace_ms })? else {
+        return Err(Error::new("unexpected answer from the daemon"));
+    };
+    if out.json {
+        out.json_line(&serde_json::json!({ "killed": killed }));
+    } else if killed.is_empty() {
+        out.text("nothing was running");
+    } else {
+        out.text(&format!("killed {}", killed.iter().map(|id| &id[..8]).collect::<Vec<_>>().join(", ")));
+    }
+    Ok(0)
+}

@@ -1,0 +1,55 @@
+use super::Output;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::protocol::{JobView, Request, Response};
+use crate::render::{Colour, paint, short_duration, state_colour, table};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// Only jobs of this workspace.
+    #[arg(long)]
+    pub workspace: Option<String>,
+}
+
+pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
+    let Response::Jobs { jobs } = client.call(Request::List { workspace: args.workspace })? else {
+        return Err(Error::new("unexpected answer from the daemon"));
+    };
+    if out.json {
+        // One object per line (NDJSON), as the contract says.
+        for job in &jobs {
+            out.json_line(job);
+        }
+    } else if jobs.is_empty() {
+        out.text("no jobs");
+    } else {
+        out.text(&render(&jobs, out.colour));
+    }
+    Ok(0)
+}
+
+fn render(jobs: &[JobView], colour: bool) -> String {
+    let now = std::time::SystemTime::now();
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            let uptime = j
+                .started_at
+                .as_deref()
+                .filter(|_| matches!(j.state.as_str(), "running" | "ready"))
+                .and_then(|s| humantime::parse_rfc3339(s).ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .map_or("-".into(), short_duration);
+            vec![
+                j.id[..8].to_string(),
+                j.name.clone().unwrap_or_else(|| "-".into()),
+                j.workspace.clone().unwrap_or_else(|| "-".into()),
+                paint(&j.state, state_colour(&j.state), colour),
+                j.pid.map_or("-".into(), |p| p.to_string()),
+                uptime,
+                paint(&j.cmd.join(" "), Colour::Dim, colour),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "WORKSPACE", "STATE", "PID", "UPTIME", "COMMAND"], &rows)
+}

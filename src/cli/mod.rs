@@ -1,0 +1,138 @@
+//! The command line: one file per command. Output is JSON when stdout is not a terminal or with
+//! `--json` anywhere on the line, and a readable, coloured rendering on a terminal.
+
+mod clean;
+mod daemon;
+mod diff;
+mod kill;
+mod list;
+mod run;
+mod status;
+mod tail;
+
+use crate::client::Client;
+use crate::error::Result;
+use crate::home::Home;
+use clap::{Parser, Subcommand};
+use std::io::{IsTerminal, Write};
+
+#[derive(Parser)]
+#[command(name = "bgrun", version, about = "Run background jobs: logs, readiness, restarts and clean stops", long_about = None)]
+pub struct Cli {
+    /// Print JSON even on a terminal.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a background job.
+    Run(run::Args),
+    /// List jobs.
+    List(list::Args),
+    /// Show the state of a job.
+    Status(status::Args),
+    /// Show the last lines of a job's output.
+    Tail(tail::Args),
+    /// Show the output written since the last diff.
+    Diff(diff::Args),
+    /// Stop jobs: SIGTERM to the process group, SIGKILL after the grace period.
+    Kill(kill::Args),
+    /// Forget finished jobs and their logs.
+    Clean(clean::Args),
+    /// The daemon itself.
+    Daemon(daemon::Args),
+    #[command(name = "__daemon", hide = true)]
+    InternalDaemon,
+    #[command(name = "__shim", hide = true)]
+    InternalShim { dir: std::path::PathBuf },
+}
+
+/// How to print: JSON for programs, text for people.
+pub struct Output {
+    pub json: bool,
+    pub colour: bool,
+}
+
+impl Output {
+    pub fn json_line<T: serde::Serialize>(&self, value: &T) {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, value);
+        let _ = writeln!(out);
+    }
+
+    pub fn text(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = writeln!(out);
+        }
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    // Internal entry points first: they must not touch the terminal or the daemon.
+    match cli.command {
+        Some(Command::InternalShim { dir }) => return crate::supervisor::shim::main(&dir),
+        Some(Command::InternalDaemon) => {
+            return match Home::from_env().and_then(crate::daemon::main) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("bgrun daemon: {e}");
+                    1
+                }
+            };
+        }
+        _ => {}
+    }
+    let out = Output { json: cli.json || !std::io::stdout().is_terminal(), colour: crate::render::colours_enabled() };
+    match execute(cli.command, &out) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn execute(command: Option<Command>, out: &Output) -> Result<i32> {
+    let home = Home::from_env()?;
+    let connect = || Client::connect(&home);
+    match command {
+        Some(Command::Run(args)) => run::exec(args, &mut connect()?, out),
+        Some(Command::List(args)) => list::exec(args, &mut connect()?, out),
+        None => list::exec(list::Args::default(), &mut connect()?, out),
+        Some(Command::Status(args)) => status::exec(args, &mut connect()?, out),
+        Some(Command::Tail(args)) => tail::exec(args, &mut connect()?, out),
+        Some(Command::Diff(args)) => diff::exec(args, &mut connect()?, out),
+        Some(Command::Kill(args)) => kill::exec(args, &mut connect()?, out),
+        Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),
+        Some(Command::Daemon(args)) => daemon::exec(args, &home, out),
+        Some(Command::InternalDaemon | Command::InternalShim { .. }) => unreachable!("handled in main"),
+    }
+}
+
+/// A job given as a positional id or name, or as `--name`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JobArg {
+    /// Job id, unique id prefix (4+ characters), or name.
+    pub id: Option<String>,
+    /// Job name (instead of the positional id).
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+}
+
+impl JobArg {
+    pub fn key(&self) -> Result<String> {
+        match (&self.id, &self.name) {
+            (Some(id), None) => Ok(id.clone()),
+            (None, Some(name)) => Ok(name.clone()),
+            (Some(_), Some(_)) => Err(crate::error::Error::new("give either a job id or --name, not both")),
+            (None, None) => Err(crate::error::Error::new("which job? give its id or name")),
+        }
+    }
+}

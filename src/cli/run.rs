@@ -1,0 +1,212 @@
+use super::Output;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::protocol::{Request, Response};
+use crate::spec::{Health, JobSpec, Pty, Readiness, RestartPolicy, parse_duration};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name the job (a second `run --name X` returns X while it is alive).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Group jobs for batch operations.
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Working directory (default: the current directory).
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variable, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Ready when a log line contains this text (repeatable).
+    #[arg(long)]
+    pub ready_when: Vec<String>,
+    /// Ready when a log line matches this regex (repeatable).
+    #[arg(long)]
+    pub ready_when_regex: Vec<String>,
+    /// Ready when localhost:PORT accepts TCP connections.
+    #[arg(long)]
+    pub ready_when_port: Option<u16>,
+    /// Ready when GET URL answers 2xx.
+    #[arg(long)]
+    pub ready_when_url: Option<String>,
+    /// Ready when this file exists.
+    #[arg(long)]
+    pub ready_when_file: Option<PathBuf>,
+    /// Give up waiting for readiness after this long (the job keeps running).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub ready_timeout: Duration,
+    /// Start only once this job is ready (repeatable).
+    #[arg(long)]
+    pub after: Vec<String>,
+    /// Run in a pseudo-terminal.
+    #[arg(long)]
+    pub pty: bool,
+    /// PTY width.
+    #[arg(long, default_value_t = 80)]
+    pub cols: u16,
+    /// PTY height.
+    #[arg(long, default_value_t = 24)]
+    pub rows: u16,
+    /// Restart policy.
+    #[arg(long, value_enum, default_value = "never")]
+    pub restart: RestartPolicy,
+    /// First delay before a restart (doubles per consecutive crash).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub backoff: Duration,
+    /// Kill the job when its processes use more memory than this (MB, or e.g. 512MB, 1GB).
+    #[arg(long, value_parser = parse_size_mb)]
+    pub max_rss: Option<u64>,
+    /// Kill the job after it has run this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_runtime: Option<Duration>,
+    /// Put a free TCP port in this environment variable (repeatable).
+    #[arg(long)]
+    pub allocate_port: Vec<String>,
+    /// Probe this URL for liveness once ready.
+    #[arg(long)]
+    pub health_check_url: Option<String>,
+    /// Probe this localhost TCP port for liveness once ready.
+    #[arg(long)]
+    pub health_check_port: Option<u16>,
+    /// Seconds between health checks.
+    #[arg(long, default_value_t = 10)]
+    pub health_interval: u64,
+    /// Consecutive failed health checks before the job is killed.
+    #[arg(long, default_value_t = 3)]
+    pub health_threshold: u32,
+    /// Time between SIGTERM and SIGKILL when the job is stopped.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub grace: Duration,
+    /// The command: one string runs through `sh -c`, several words run directly.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub cmd: Vec<String>,
+}
+
+fn parse_env(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Megabytes from `512`, `512MB`, `1.5GB`, `256M`, `2G`.
+pub fn parse_size_mb(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size; use e.g. 512, 512MB or 1GB"))?;
+    let mb = match unit.trim() {
+        "" | "M" | "MB" | "MIB" => n,
+        "G" | "GB" | "GIB" => n * 1024.0,
+        "K" | "KB" | "KIB" => n / 1024.0,
+        _ => return Err(format!("{s:?} has an unknown unit; use MB or GB")),
+    };
+    if mb < 1.0 {
+        return Err(format!("{s:?} is less than 1 MB"));
+    }
+    Ok(mb.round() as u64)
+}
+
+impl Args {
+    pub fn into_spec(self) -> Result<JobSpec> {
+        let here = std::env::current_dir().map_err(|e| Error::context("current directory", e))?;
+        let cwd = match self.cwd {
+            Some(dir) if dir.is_absolute() => dir,
+            Some(dir) => here.join(dir),
+            None => here,
+        };
+        let mut env: BTreeMap<String, String> =
+            std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+        env.extend(self.env);
+        let health = (self.health_check_url.is_some() || self.health_check_port.is_some()).then(|| Health {
+            url: self.health_check_url,
+            port: self.health_check_port,
+            interval: Duration::from_secs(self.health_interval),
+            threshold: self.health_threshold,
+        });
+        let spec = JobSpec {
+            name: self.name,
+            workspace: self.workspace,
+            cmd: self.cmd,
+            cwd,
+            env,
+            ready: Readiness {
+                log_contains: self.ready_when,
+                log_regex: self.ready_when_regex,
+                port: self.ready_when_port,
+                url: self.ready_when_url,
+                file: self.ready_when_file,
+                timeout: self.ready_timeout,
+            },
+            after: self.after,
+            pty: self.pty.then_some(Pty { cols: self.cols, rows: self.rows }),
+            restart: self.restart,
+            backoff: self.backoff,
+            max_rss_mb: self.max_rss,
+            max_runtime: self.max_runtime,
+            allocate_ports: self.allocate_port,
+            health,
+            grace: self.grace,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
+    let spec = args.into_spec()?;
+    let Response::Job(job) = client.call(Request::Run { spec: Box::new(spec) })? else {
+        return Err(Error::new("unexpected answer from the daemon"));
+    };
+    if out.json {
+        out.json_line(&job);
+    } else {
+        let name = job.name.clone().unwrap_or_else(|| job.id[..8].to_string());
+        let pid = job.pid.map_or(String::new(), |p| format!(", pid {p}"));
+        out.text(&format!("{name} ({}){pid}: {}", &job.id[..8], job.state));
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mb("512"), Ok(512));
+        assert_eq!(parse_size_mb("512MB"), Ok(512));
+        assert_eq!(parse_size_mb("1GB"), Ok(1024));
+        assert_eq!(parse_size_mb("1.5g"), Ok(1536));
+        assert!(parse_size_mb("lots").is_err());
+        assert!(parse_size_mb("5TB").is_err());
+        assert!(parse_size_mb("0").is_err());
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("novalue").is_err());
+        assert!(parse_env("=x").is_err());
+    }
+}
+
+/// Unused-default guard: the spec's defaults and the flags' defaults must agree.
+#[cfg(test)]
+#[test]
+fn defaults_match_spec() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
+    }
+    let t = T::parse_from(["t", "true"]);
+    assert_eq!(t.a.grace, crate::spec::DEFAULT_GRACE);
+    assert_eq!(t.a.backoff, crate::spec::DEFAULT_BACKOFF);
+    assert_eq!(t.a.ready_timeout, crate::spec::DEFAULT_READY_TIMEOUT);
+}

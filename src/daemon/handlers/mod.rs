@@ -1,0 +1,40 @@
+//! One handler per request kind. Handlers read state or send edits to the reconciler; none of
+//! them touches a process.
+
+mod clean;
+mod daemon_status;
+mod diff;
+mod kill;
+mod list;
+mod run;
+mod status;
+mod tail;
+
+use super::Ctx;
+use super::conn::{error, send};
+use crate::protocol::{Request, Response};
+use tokio::net::UnixStream;
+
+pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> std::io::Result<()> {
+    let result = match request {
+        Request::Run { spec } => run::handle(ctx, *spec).await,
+        Request::List { workspace } => list::handle(ctx, workspace).await,
+        Request::Status { job } => status::handle(ctx, job).await,
+        Request::Tail(req) if req.follow => return tail::follow(ctx, req, stream).await,
+        Request::Tail(req) => tail::handle(ctx, req).await,
+        Request::Diff(req) => diff::handle(ctx, req).await,
+        Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
+        Request::Clean { workspace } => clean::handle(ctx, workspace).await,
+        Request::DaemonStatus => daemon_status::handle(ctx).await,
+        // Answered here; the connection loop then shuts the daemon down.
+        Request::DaemonStop => Ok(Response::Ok),
+    };
+    send(stream, result.unwrap_or_else(error)).await
+}
+
+/// The log file of a job, found by id, name or prefix.
+async fn log_of(ctx: &Ctx, key: String) -> crate::error::Result<(String, std::path::PathBuf)> {
+    let id = ctx.handle.read(move |r| r.resolve(&key).map(|j| j.id.clone())).await??;
+    let path = ctx.home.job_dir(&id).join(crate::logs::LOG_FILE);
+    Ok((id, path))
+}

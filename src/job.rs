@@ -1,0 +1,99 @@
+//! A job as the reconciler holds it: the desired half (spec, run or stop, generation) and the
+//! observed half (state, process, exit, counters).
+
+use crate::spec::JobSpec;
+use crate::state::JobState;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Desired {
+    Running,
+    Stopped,
+}
+
+/// The processes of one run: the job's own and its shim's, each with its start time so a
+/// reused pid is never mistaken for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RunIds {
+    pub pid: i32,
+    pub start_time: u64,
+    pub shim_pid: i32,
+    pub shim_start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observed {
+    pub state: JobState,
+    /// The generation of the spec the current or last run was started from (0: never started).
+    pub generation: u64,
+    pub run: Option<RunIds>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    /// Why the job is in its state, in words.
+    pub reason: String,
+    pub started_ms: Option<u64>,
+    pub ready_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    pub restart_count: u32,
+    pub diff_cursor: u64,
+    /// Set once the job has run at all; a first spawn that fails leaves no job behind.
+    pub ever_spawned: bool,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Observed {
+            state: JobState::Starting,
+            generation: 0,
+            run: None,
+            exit_code: None,
+            exit_signal: None,
+            reason: String::new(),
+            started_ms: None,
+            ready_ms: None,
+            ended_ms: None,
+            restart_count: 0,
+            diff_cursor: 0,
+            ever_spawned: false,
+        }
+    }
+}
+
+/// A stop the reconciler has asked a shim for (in memory only: a new daemon simply asks again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopping {
+    /// When the daemon stops trusting the shim to finish the stop and kills everything itself.
+    pub force_at: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub spec: JobSpec,
+    pub desired: Desired,
+    /// Bumped by every edit of the desired half.
+    pub generation: u64,
+    pub created_ms: u64,
+    /// Grace for the next stop, when a `kill --grace` overrides the spec's.
+    pub stop_grace: Option<Duration>,
+    pub obs: Observed,
+    /// Increments with every launch; events from older launches are ignored.
+    pub attempt: u64,
+    pub stopping: Option<Stopping>,
+}
+
+impl Job {
+    pub fn display_name(&self) -> &str {
+        self.spec.name.as_deref().unwrap_or(&self.id[..8.min(self.id.len())])
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..8.min(self.id.len())]
+    }
+
+    pub fn grace(&self) -> Duration {
+        self.stop_grace.unwrap_or(self.spec.grace)
+    }
+}

@@ -1,0 +1,18 @@
+//! bgrun: a daemon and CLI that run background jobs, capture their output, know when they are
+//! ready, restart them when they crash, and stop them cleanly. See ARCHITECTURE in the README.
+
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod error;
+pub mod home;
+pub mod job;
+pub mod logs;
+pub mod plan;
+pub mod protocol;
+pub mod reconcile;
+pub mod render;
+pub mod spec;
+pub mod state;
+pub mod store;
+pub mod supervisor;

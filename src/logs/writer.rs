@@ -1,0 +1,144 @@
+//! Turns the byte streams of a job into log records. Used by the shim, so it must be fast: the
+//! throughput of a chatty job is bounded by how quickly this keeps up with its pipe.
+
+use super::Stream;
+use std::io::{self, Write};
+
+/// A fragment longer than this is written out even before its line ends, so one endless line
+/// cannot grow memory without bound.
+const MAX_PENDING: usize = 64 * 1024;
+
+pub struct LogWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    next_line: u64,
+    pending: [Pending; 3],
+}
+
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Set once a fragment of this line has been written, so later fragments reuse its number.
+    number: Option<u64>,
+}
+
+fn slot(stream: Stream) -> usize {
+    stream as usize
+}
+
+impl<W: Write> LogWriter<W> {
+    /// `next_line` continues the numbering of an existing log (see [`super::reader::last_line_number`]).
+    pub fn new(out: W, next_line: u64) -> Self {
+        LogWriter { out, buf: Vec::with_capacity(256 * 1024), next_line, pending: Default::default() }
+    }
+
+    /// Adds bytes the program wrote to `stream`. Complete lines become records at once; the
+    /// unfinished tail waits for more bytes or for [`Self::flush_partial`].
+    pub fn push(&mut self, stream: Stream, mut data: &[u8], unix_ms: u64) {
+        while let Some(nl) = memchr::memchr(b'\n', data) {
+            let (line, rest) = (&data[..nl], &data[nl + 1..]);
+            let pending = &mut self.pending[slot(stream)];
+            if pending.bytes.is_empty() && pending.number.is_none() {
+                let n = self.next_line;
+                self.next_line += 1;
+                write_record(&mut self.buf, unix_ms, n, stream.tag(true), trim_cr(stream, line));
+            } else {
+                let mut bytes = std::mem::take(&mut pending.bytes);
+                bytes.extend_from_slice(line);
+                let n = pending.number.take().unwrap_or_else(|| {
+                    self.next_line += 1;
+                    self.next_line - 1
+                });
+                write_record(&mut self.buf, unix_ms, n, stream.tag(true), trim_cr(stream, &bytes));
+                self.pending[slot(stream)].bytes = reuse(bytes);
+            }
+            data = rest;
+        }
+        if !data.is_empty() {
+            self.pending[slot(stream)].bytes.extend_from_slice(data);
+            if self.pending[slot(stream)].bytes.len() >= MAX_PENDING {
+                self.flush_fragment(stream, unix_ms);
+            }
+        }
+    }
+
+    pub fn has_partial(&self) -> bool {
+        self.pending.iter().any(|p| !p.bytes.is_empty())
+    }
+
+    /// Writes every unfinished line as a fragment, so a prompt without a newline is visible.
+    pub fn flush_partial(&mut self, unix_ms: u64) {
+        for stream in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
+            if !self.pending[slot(stream)].bytes.is_empty() {
+                self.flush_fragment(stream, unix_ms);
+            }
+        }
+    }
+
+    fn flush_fragment(&mut self, stream: Stream, unix_ms: u64) {
+        let next = &mut self.next_line;
+        let pending = &mut self.pending[slot(stream)];
+        let n = *pending.number.get_or_insert_with(|| {
+            *next += 1;
+            *next - 1
+        });
+        write_record(&mut self.buf, unix_ms, n, stream.tag(false), &pending.bytes);
+        pending.bytes.clear();
+    }
+
+    /// Hands buffered records to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.flush()?;
+        Ok(self.out)
+    }
+
+    /// The program is gone: its unfinished lines end here.
+    pub fn finish(&mut self, unix_ms: u64) -> io::Result<()> {
+        for stream in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
+            let pending = &mut self.pending[slot(stream)];
+            if !pending.bytes.is_empty() || pending.number.is_some() {
+                let n = pending.number.take().unwrap_or_else(|| {
+                    self.next_line += 1;
+                    self.next_line - 1
+                });
+                let bytes = std::mem::take(&mut pending.bytes);
+                write_record(&mut self.buf, unix_ms, n, stream.tag(true), &bytes);
+            }
+        }
+        self.flush()
+    }
+}
+
+fn reuse(mut v: Vec<u8>) -> Vec<u8> {
+    v.clear();
+    v
+}
+
+/// A terminal ends lines with `\r\n`; the `\r` is the terminal's, not the program's.
+fn trim_cr(stream: Stream, line: &[u8]) -> &[u8] {
+    match (stream, line.last()) {
+        (Stream::Pty, Some(b'\r')) => &line[..line.len() - 1],
+        _ => line,
+    }
+}
+
+fn write_record(buf: &mut Vec<u8>, unix_ms: u64, number: u64, tag: u8, content: &[u8]) {
+    let mut itoa = itoa::Buffer::new();
+    buf.extend_from_slice(itoa.format(unix_ms).as_bytes());
+    buf.push(b' ');
+    buf.extend_from_slice(itoa.format(number).as_bytes());
+    buf.push(b' ');
+    buf.push(tag);
+    buf.push(b' ');
+    buf.extend_from_slice(content);
+    buf.push(b'\n');
+}

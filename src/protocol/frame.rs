@@ -1,0 +1,61 @@
+//! Length-prefixed framing, blocking (client) and async (daemon).
+
+use std::io::{self, Read, Write};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Larger frames are refused: nothing legitimate is this big, and a garbage length must not make
+/// the daemon allocate gigabytes.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+fn check_len(len: usize) -> io::Result<usize> {
+    if len > MAX_FRAME {
+        Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is too large")))
+    } else {
+        Ok(len)
+    }
+}
+
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    check_len(payload.len())?;
+    let mut buf = Vec::with_capacity(4 + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = check_len(u32::from_be_bytes(len) as usize)?;
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(Some(buf))
+}
+
+pub async fn write_frame_async(w: &mut (impl AsyncWriteExt + Unpin), payload: &[u8]) -> io::Result<()> {
+    check_len(payload.len())?;
+    let mut buf = Vec::with_capacity(4 + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+pub async fn read_frame_async(r: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = check_len(u32::from_be_bytes(len) as usize)?;
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(Some(buf))
+}

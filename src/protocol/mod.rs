@@ -1,0 +1,25 @@
+//! The daemon's wire protocol: versioned JSON messages in length-prefixed frames.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. A request frame is
+//! `{"v":1,"request":{"type":...}}`; a response frame is `{"v":1,"response":{"type":...}}`. Changes
+//! to these shapes are caught by the golden tests in `tests/golden/`.
+
+mod frame;
+mod types;
+
+pub use frame::{MAX_FRAME, read_frame, read_frame_async, write_frame, write_frame_async};
+pub use types::*;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RequestFrame {
+    pub v: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResponseFrame {
+    pub v: u32,
+    pub response: Response,
+}

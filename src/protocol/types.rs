@@ -1,0 +1,150 @@
+//! Request and response types. Views serialize to the shapes of the CLI contract, so the CLI
+//! prints them as they come.
+
+use crate::logs::Stream;
+use crate::spec::JobSpec;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Run { spec: Box<JobSpec> },
+    List { workspace: Option<String> },
+    Status { job: String },
+    Tail(TailRequest),
+    Diff(DiffRequest),
+    Kill { target: KillTarget, grace_ms: Option<u64> },
+    Clean { workspace: Option<String> },
+    DaemonStatus,
+    DaemonStop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillTarget {
+    Job(String),
+    Workspace(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warn,
+}
+
+/// Which lines to show, shared by `tail`, `diff` and `--follow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LineFilter {
+    pub stream: Option<Stream>,
+    pub strip_ansi: bool,
+    pub regex: Option<String>,
+    pub level: Option<Level>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TailRequest {
+    pub job: String,
+    pub lines: usize,
+    #[serde(default)]
+    pub filter: LineFilter,
+    #[serde(default)]
+    pub digest: bool,
+    #[serde(default)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffRequest {
+    pub job: String,
+    pub lines: Option<usize>,
+    #[serde(default)]
+    pub filter: LineFilter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Job(JobView),
+    Jobs { jobs: Vec<JobView> },
+    Status(Box<StatusView>),
+    Lines { lines: Vec<LineView> },
+    Digest(DigestView),
+    Diff { cursor: u64, lines: Vec<LineView> },
+    Killed { killed: Vec<String> },
+    Removed { removed: Vec<String> },
+    Daemon(DaemonInfo),
+    /// The end of a stream of `Lines` frames (`tail --follow`): the job has ended.
+    End { state: String },
+    Ok,
+    Error { message: String, hint: Option<String> },
+}
+
+/// A job as `run` and `list` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub name: Option<String>,
+    pub workspace: Option<String>,
+    pub cmd: Vec<String>,
+    pub pid: Option<i32>,
+    pub state: String,
+    pub started_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub restart_count: u32,
+    pub reason: String,
+    pub cwd: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub ready_at: Option<String>,
+    pub restart_count: u32,
+    pub last_diff_cursor: u64,
+    pub id: String,
+    pub name: Option<String>,
+    pub workspace: Option<String>,
+    pub cmd: Vec<String>,
+    pub cwd: String,
+    pub pid: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub desired: String,
+    pub generation: u64,
+    pub observed_generation: u64,
+    pub log: String,
+    pub events: Vec<crate::store::Event>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineView {
+    pub line_number: u64,
+    pub content: String,
+    pub timestamp: Option<String>,
+    pub stream: Stream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestView {
+    pub lines: u64,
+    pub errors: u64,
+    pub warnings: u64,
+    pub last_error: Option<String>,
+    pub last_warning: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub protocol: u32,
+    pub uptime_secs: u64,
+    pub socket: String,
+    pub home: String,
+    pub jobs: usize,
+}

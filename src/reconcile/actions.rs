@@ -1,0 +1,109 @@
+//! Applying the plan's actions through the supervisor.
+
+use super::{Msg, Reconciler, events::Event};
+use crate::job::{Job, RunIds, Stopping};
+use crate::plan::{Action, FORCE_MARGIN};
+use crate::state::JobState;
+use crate::supervisor::{files::SpawnFile, launch};
+use std::time::Instant;
+
+/// Moves a job to a new state through the transition table. A move the table does not allow is a
+/// bug in the caller; it is logged and refused rather than taking the daemon down.
+pub(super) fn transition(job: &mut Job, to: JobState, reason: &str) -> bool {
+    if job.obs.state == to {
+        job.obs.reason = reason.to_string();
+        return true;
+    }
+    if !job.obs.state.can_become(to) {
+        eprintln!("bgrun: refused transition {:?} -> {to:?} for job {}", job.obs.state, job.id);
+        return false;
+    }
+    job.obs.state = to;
+    job.obs.reason = reason.to_string();
+    true
+}
+
+impl Reconciler {
+    pub(super) fn apply(&mut self, action: Action) {
+        match action {
+            Action::Spawn(id) => self.spawn(&id),
+            Action::Stop(id) => self.stop(&id),
+            Action::ForceKill(id) => self.force_kill(&id),
+        }
+    }
+
+    fn spawn(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        job.attempt += 1;
+        job.stopping = None;
+        job.stop_grace = None;
+        job.obs.generation = job.generation;
+        job.obs.run = None;
+        job.obs.exit_code = None;
+        job.obs.exit_signal = None;
+        job.obs.ready_ms = None;
+        job.obs.ended_ms = None;
+        transition(job, JobState::Starting, "starting");
+        let spawn = SpawnFile {
+            argv: job.spec.argv(),
+            cwd: job.spec.cwd.clone(),
+            env: job.spec.env.clone(),
+            grace_ms: job.spec.grace.as_millis() as u64,
+            pty: job.spec.pty.clone(),
+        };
+        let attempt = job.attempt;
+        match launch::launch(&self.home.job_dir(id), &spawn) {
+            Ok(launched) => {
+                job.obs.run = Some(RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() });
+                // Saved before the handshake, so a daemon that dies right now still knows the shim.
+                self.save(id, None);
+                let (tx, id) = (self.tx.clone(), id.to_string());
+                let (shim_pid, shim_start) = (launched.shim_pid, launched.shim_start);
+                tokio::spawn(async move {
+                    let result = launched.handshake().await;
+                    let _ = tx.send(Msg::Event(Event::Spawned { id: id.clone(), attempt, result }));
+                    watch_exit(tx, id, attempt, shim_pid, shim_start).await;
+                });
+            }
+            Err(e) => self.on_event(Event::Spawned {
+                id: id.to_string(),
+                attempt,
+                result: Err(format!("cannot start the job's supervisor: {e}")),
+            }),
+        }
+    }
+
+    fn stop(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let Some(run) = job.obs.run else { return };
+        let grace = job.grace();
+        job.stopping = Some(Stopping { force_at: Instant::now() + grace + FORCE_MARGIN });
+        let detail = format!("SIGTERM to the process group, SIGKILL after {}", humantime::format_duration(grace));
+        if let Err(e) = launch::request_stop(&self.home.job_dir(id), run.shim_pid, grace) {
+            eprintln!("bgrun: cannot ask job {id} to stop: {e}");
+        }
+        self.save(id, Some(("stop", &detail)));
+    }
+
+    fn force_kill(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let Some(run) = job.obs.run else { return };
+        launch::force_kill(run.shim_pid, run.shim_start, run.pid);
+        // Keep checking until the shim's exit is seen.
+        job.stopping = Some(Stopping { force_at: Instant::now() + FORCE_MARGIN });
+        self.save(id, Some(("force-kill", "grace expired; SIGKILL to everything left")));
+    }
+
+    /// Watches an adopted or freshly launched shim and reports its exit.
+    pub(super) fn watch(&self, id: &str, attempt: u64, run: RunIds) {
+        let (tx, id) = (self.tx.clone(), id.to_string());
+        tokio::spawn(watch_exit(tx, id, attempt, run.shim_pid, run.shim_start));
+    }
+}
+
+async fn watch_exit(tx: tokio::sync::mpsc::UnboundedSender<Msg>, id: String, attempt: u64, pid: i32, start: u64) {
+    if let Err(e) = launch::wait_exit(pid, start).await {
+        eprintln!("bgrun: cannot watch the supervisor of job {id}: {e}");
+    }
+    let _ = tx.send(Msg::Event(Event::Exited { id, attempt }));
+}

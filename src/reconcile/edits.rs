@@ -1,0 +1,210 @@
+//! Edits to the desired state, each answered once it has been applied.
+
+use super::Reconciler;
+use crate::error::{Error, Result};
+use crate::job::{Desired, Job, Observed};
+use crate::protocol::{JobView, KillTarget};
+use crate::spec::JobSpec;
+use crate::state::JobState;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+pub enum Edit {
+    Run { spec: Box<JobSpec>, reply: oneshot::Sender<Result<JobView>> },
+    Kill { target: KillTarget, grace: Option<Duration>, reply: oneshot::Sender<Result<Vec<String>>> },
+    Clean { workspace: Option<String>, reply: oneshot::Sender<Vec<String>> },
+    /// Moves a job's diff cursor from `from` to `to`, unless another diff moved it first.
+    SetCursor { id: String, from: u64, to: u64, reply: oneshot::Sender<Result<bool>> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+impl Reconciler {
+    pub(super) fn on_edit(&mut self, edit: Edit) {
+        match edit {
+            Edit::Run { spec, reply } => match self.edit_run(*spec) {
+                Ok(id) => self.answer_run_when_launched(id, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Edit::Kill { target, grace, reply } => match self.edit_kill(&target, grace) {
+                Ok((targets, killed)) => {
+                    let mut reply = Some(reply);
+                    self.wait_for(Box::new(move |rec: &mut Reconciler| {
+                        let done = targets.iter().all(|id| rec.jobs.get(id).is_none_or(|j| j.obs.state.is_terminal()));
+                        if done && let Some(r) = reply.take() {
+                            let _ = r.send(Ok(killed.clone()));
+                        }
+                        done
+                    }))
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Edit::Clean { workspace, reply } => {
+                let _ = reply.send(self.edit_clean(workspace.as_deref()));
+            }
+            Edit::SetCursor { id, from, to, reply } => {
+                let moved = match self.jobs.get_mut(&id) {
+                    Some(job) if job.obs.diff_cursor == from => {
+                        job.obs.diff_cursor = to;
+                        Ok(true)
+                    }
+                    Some(_) => Ok(false),
+                    None => Err(Error::new("the job was removed")),
+                };
+                if moved == Ok(true) {
+                    self.save(&id, None);
+                }
+                let _ = reply.send(moved);
+            }
+            Edit::Shutdown { reply } => {
+                self.shutting_down = true;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Makes the spec desired-running. Returns the job's id.
+    fn edit_run(&mut self, spec: JobSpec) -> Result<String> {
+        spec.validate()?;
+        if !spec.cwd.is_dir() {
+            return Err(Error::new(format!("working directory {} does not exist", spec.cwd.display())));
+        }
+        if let Some(name) = &spec.name
+            && let Some(existing) = self.jobs.values().find(|j| j.spec.name.as_ref() == Some(name))
+        {
+            let id = existing.id.clone();
+            // `run --name X` while X is alive is idempotent: it answers with the existing job.
+            if existing.obs.state.is_alive() && existing.desired == Desired::Running {
+                return Ok(id);
+            }
+            let job = self.jobs.get_mut(&id).expect("found above");
+            job.spec = spec;
+            job.desired = Desired::Running;
+            job.generation += 1;
+            job.stop_grace = None;
+            self.save(&id, Some(("run", "run again on request")));
+            return Ok(id);
+        }
+        let id = new_id();
+        let job = Job {
+            id: id.clone(),
+            spec,
+            desired: Desired::Running,
+            generation: 1,
+            created_ms: crate::supervisor::files::unix_ms(),
+            stop_grace: None,
+            obs: Observed::default(),
+            attempt: 0,
+            stopping: None,
+        };
+        self.jobs.insert(id.clone(), job);
+        Ok(id)
+    }
+
+    /// Answers a `run` once its launch has succeeded or failed. A first launch that fails leaves
+    /// no job behind.
+    fn answer_run_when_launched(&mut self, id: String, reply: oneshot::Sender<Result<JobView>>) {
+        let mut reply = Some(reply);
+        self.wait_for(Box::new(move |rec: &mut Reconciler| {
+            let Some(job) = rec.jobs.get(&id) else {
+                if let Some(r) = reply.take() {
+                    let _ = r.send(Err(Error::new("the job was removed before it started")));
+                }
+                return true;
+            };
+            let launching = job.obs.state == JobState::Starting && job.obs.run.is_some();
+            if launching {
+                return false;
+            }
+            let answer = if job.obs.state == JobState::Crashed && !job.obs.ever_spawned {
+                let reason = job.obs.reason.clone();
+                rec.forget(&id);
+                Err(Error::new(reason))
+            } else {
+                Ok(super::views::job_view(job))
+            };
+            if let Some(r) = reply.take() {
+                let _ = r.send(answer);
+            }
+            true
+        }));
+    }
+
+    /// Makes the targeted jobs desired-stopped. Returns every targeted id and the ones that
+    /// were alive (those `kill` reports).
+    fn edit_kill(&mut self, target: &KillTarget, grace: Option<Duration>) -> Result<(Vec<String>, Vec<String>)> {
+        let targets: Vec<String> = match target {
+            KillTarget::Job(key) => vec![self.resolve(key)?.id.clone()],
+            KillTarget::Workspace(ws) => self
+                .jobs
+                .values()
+                .filter(|j| j.spec.workspace.as_deref() == Some(ws.as_str()))
+                .map(|j| j.id.clone())
+                .collect(),
+        };
+        let mut killed = Vec::new();
+        for id in &targets {
+            let job = self.jobs.get_mut(id).expect("resolved above");
+            if job.obs.state.is_alive() {
+                killed.push(id.clone());
+            }
+            if job.desired == Desired::Stopped {
+                continue;
+            }
+            job.desired = Desired::Stopped;
+            job.generation += 1;
+            job.stop_grace = grace;
+            // A job that never got a process has nothing to signal.
+            if job.obs.state == JobState::Starting && job.obs.run.is_none() {
+                super::actions::transition(job, JobState::Killed, "killed on request before it started");
+            }
+            self.save(id, Some(("kill", "stop requested")));
+        }
+        Ok((targets, killed))
+    }
+
+    /// Forgets every finished job (optionally of one workspace), logs included.
+    fn edit_clean(&mut self, workspace: Option<&str>) -> Vec<String> {
+        let removable: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| workspace.is_none_or(|ws| j.spec.workspace.as_deref() == Some(ws)))
+            .filter(|j| j.obs.state.is_terminal())
+            // A finished job about to run again is not finished.
+            .filter(|j| !(j.desired == Desired::Running && j.obs.generation < j.generation))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in &removable {
+            self.forget(id);
+        }
+        removable
+    }
+
+    /// Removes a job from memory, the database and the disk.
+    pub(super) fn forget(&mut self, id: &str) {
+        self.jobs.remove(id);
+        if let Err(e) = self.store.delete(id) {
+            eprintln!("bgrun: cannot delete job {id}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(self.home.job_dir(id));
+    }
+}
+
+/// A random (version 4) UUID.
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Practically unreachable; fall back to time and pid rather than fail a `run`.
+        let seed = crate::supervisor::files::unix_ms() as u128 ^ ((std::process::id() as u128) << 64);
+        b = seed.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}

@@ -1,0 +1,175 @@
+//! The reconciler: the one actor that changes processes. It owns the jobs, receives edits from
+//! request handlers and events from the supervisor, calls [`crate::plan::plan`] after each, and
+//! applies the actions. Handlers never touch a process; they send an edit and await its answer,
+//! which comes once the edit is applied (a waiter checked after every pass).
+
+mod actions;
+mod adopt;
+mod edits;
+mod events;
+pub mod views;
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::job::Job;
+use crate::store::Store;
+use std::collections::BTreeMap;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use edits::Edit;
+pub use events::Event;
+
+pub enum Msg {
+    Edit(Edit),
+    /// Runs a read-only closure against the current state (list, status, resolve...).
+    Read(Box<dyn FnOnce(&Reconciler) + Send>),
+    Event(Event),
+}
+
+/// Checked after every pass; returns true once it has answered and can be dropped.
+type Waiter = Box<dyn FnMut(&mut Reconciler) -> bool + Send>;
+
+pub struct Reconciler {
+    pub home: Home,
+    pub store: Store,
+    pub jobs: BTreeMap<String, Job>,
+    pub started: Instant,
+    tx: mpsc::UnboundedSender<Msg>,
+    waiters: Vec<Waiter>,
+    wake_at: Option<Instant>,
+    shutting_down: bool,
+    /// Bumped after every pass, for those who follow a job until it ends.
+    changes: watch::Sender<u64>,
+}
+
+/// What request handlers hold: a way to send the reconciler edits and reads.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Msg>,
+    changes: watch::Receiver<u64>,
+}
+
+fn gone() -> Error {
+    Error::new("the daemon is shutting down")
+}
+
+impl Handle {
+    /// Changes whenever the reconciler has made a pass.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    pub async fn edit<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Edit) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Msg::Edit(make(tx))).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Reconciler) -> T + Send + 'static) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let msg = Msg::Read(Box::new(move |r| {
+            let _ = tx.send(f(r));
+        }));
+        self.tx.send(msg).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+}
+
+impl Reconciler {
+    /// Loads the stored jobs and re-adopts the ones still running.
+    pub fn new(home: Home, store: Store) -> Result<(Reconciler, Handle, mpsc::UnboundedReceiver<Msg>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (changes, changes_rx) = watch::channel(0);
+        let mut rec = Reconciler {
+            home,
+            store,
+            jobs: BTreeMap::new(),
+            started: Instant::now(),
+            tx: tx.clone(),
+            waiters: Vec::new(),
+            wake_at: None,
+            shutting_down: false,
+            changes,
+        };
+        rec.adopt_all()?;
+        Ok((rec, Handle { tx, changes: changes_rx }, rx))
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        self.pass();
+        while !self.shutting_down {
+            let msg = match self.wake_at {
+                Some(at) => tokio::select! {
+                    msg = rx.recv() => msg,
+                    _ = tokio::time::sleep_until(at.into()) => {
+                        self.pass();
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(msg) = msg else { break };
+            match msg {
+                Msg::Edit(edit) => self.on_edit(edit),
+                Msg::Read(f) => {
+                    f(&self);
+                    continue;
+                }
+                Msg::Event(event) => self.on_event(event),
+            }
+            self.pass();
+        }
+    }
+
+    /// One level-triggered pass: plan from scratch, apply, then answer whoever waits.
+    fn pass(&mut self) {
+        let plan = crate::plan::plan(&self.jobs, Instant::now());
+        for action in plan.actions {
+            self.apply(action);
+        }
+        self.wake_at = plan.wake_at;
+        let mut waiters = std::mem::take(&mut self.waiters);
+        waiters.retain_mut(|w| !w(self));
+        waiters.append(&mut self.waiters);
+        self.waiters = waiters;
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn wait_for(&mut self, waiter: Waiter) {
+        self.waiters.push(waiter);
+    }
+
+    /// Persists a job with an optional event. A failing write is reported in the daemon log and
+    /// the in-memory state carries on: the next successful save writes the whole row again.
+    fn save(&mut self, id: &str, event: Option<(&str, &str)>) {
+        if let Some(job) = self.jobs.get(id)
+            && let Err(e) = self.store.save(job, event)
+        {
+            eprintln!("bgrun: cannot save job {id}: {e}");
+        }
+    }
+
+    /// Finds a job by full id, name, or unique id prefix of at least 4 characters.
+    pub fn resolve(&self, key: &str) -> Result<&Job> {
+        if let Some(job) = self.jobs.get(key) {
+            return Ok(job);
+        }
+        if let Some(job) = self.jobs.values().find(|j| j.spec.name.as_deref() == Some(key)) {
+            return Ok(job);
+        }
+        if key.len() >= 4 {
+            let matches: Vec<&Job> = self.jobs.values().filter(|j| j.id.starts_with(key)).collect();
+            match matches.as_slice() {
+                [one] => return Ok(one),
+                [] => {}
+                many => {
+                    let ids: Vec<&str> = many.iter().map(|j| j.short_id()).collect();
+                    return Err(Error::new(format!("{key:?} matches {} jobs: {}", many.len(), ids.join(", ")))
+                        .with_hint("give more characters of the id, or the job's name"));
+                }
+            }
+        }
+        Err(Error::new(format!("no job named or with id {key:?}")).with_hint("`bgrun list` shows every job"))
+    }
+}

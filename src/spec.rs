@@ -1,0 +1,262 @@
+//! Job specs: everything that says how a job should run. Pure data plus validation; no I/O.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Never,
+    OnCrash,
+    Always,
+}
+
+/// Conditions that must all pass before a job counts as Ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Readiness {
+    pub log_contains: Vec<String>,
+    pub log_regex: Vec<String>,
+    pub port: Option<u16>,
+    pub url: Option<String>,
+    pub file: Option<PathBuf>,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+}
+
+impl Readiness {
+    pub fn is_empty(&self) -> bool {
+        self.log_contains.is_empty()
+            && self.log_regex.is_empty()
+            && self.port.is_none()
+            && self.url.is_none()
+            && self.file.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub url: Option<String>,
+    pub port: Option<u16>,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    pub threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pty {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: Option<String>,
+    pub workspace: Option<String>,
+    /// The command as the user gave it.
+    pub cmd: Vec<String>,
+    pub cwd: PathBuf,
+    /// The complete environment of the job (the caller's environment plus `--env`).
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ready: Readiness,
+    #[serde(default)]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub pty: Option<Pty>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(with = "duration_ms")]
+    pub backoff: Duration,
+    #[serde(default)]
+    pub max_rss_mb: Option<u64>,
+    #[serde(default, with = "opt_duration_ms")]
+    pub max_runtime: Option<Duration>,
+    #[serde(default)]
+    pub allocate_ports: Vec<String>,
+    #[serde(default)]
+    pub health: Option<Health>,
+    #[serde(with = "duration_ms")]
+    pub grace: Duration,
+}
+
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs(2);
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl JobSpec {
+    /// The argv actually executed: one argument containing whitespace runs through `sh -c`
+    /// (so `bgrun run "npm run dev"` works as typed); anything else is executed directly.
+    pub fn argv(&self) -> Vec<String> {
+        match self.cmd.as_slice() {
+            [one] if one.chars().any(char::is_whitespace) => {
+                vec!["sh".into(), "-c".into(), one.clone()]
+            }
+            _ => self.cmd.clone(),
+        }
+    }
+
+    /// Every problem with the spec, so the user sees them all at once.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.cmd.is_empty() || self.cmd[0].trim().is_empty() {
+            problems.push("the command is empty".to_string());
+        }
+        if let Some(name) = &self.name
+            && let Err(e) = validate_name(name)
+        {
+            problems.push(e.message);
+        }
+        if let Some(ws) = &self.workspace
+            && ws.is_empty()
+        {
+            problems.push("the workspace name is empty".to_string());
+        }
+        for dep in &self.after {
+            if let Err(e) = validate_name(dep) {
+                problems.push(format!("--after: {}", e.message));
+            }
+        }
+        for pattern in &self.ready.log_regex {
+            if let Err(e) = regex::Regex::new(pattern) {
+                problems.push(format!("--ready-when-regex {pattern:?} is not a valid regex: {e}"));
+            }
+        }
+        for var in &self.allocate_ports {
+            if !is_env_name(var) {
+                problems.push(format!("--allocate-port {var:?} is not a valid variable name"));
+            }
+        }
+        if let Some(h) = &self.health {
+            if h.threshold == 0 {
+                problems.push("--health-threshold must be at least 1".to_string());
+            }
+            if h.interval.is_zero() {
+                problems.push("--health-interval must be more than zero".to_string());
+            }
+        }
+        if let Some(p) = &self.pty
+            && (p.cols == 0 || p.rows == 0)
+        {
+            problems.push("--cols and --rows must be at least 1".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::new(problems.join("; ")))
+        }
+    }
+}
+
+/// Job names are used on command lines and in paths, so they stay plain.
+pub fn validate_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(Error::new(format!("invalid job name {name:?}")).with_hint(
+            "names start with a letter or digit and contain only letters, digits, '.', '_' and '-'",
+        ))
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Parses a humantime duration (`500ms`, `2s`, `5m`) for clap and config files.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 500ms, 2s, 5m"))
+}
+
+pub mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+pub mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "web", "api-2", "x.y_z", "9lives"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a b", "a/b", "ü"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn argv_uses_shell_only_for_one_spaced_argument() {
+        let mut spec = sample();
+        spec.cmd = vec!["npm run dev".into()];
+        assert_eq!(spec.argv(), ["sh", "-c", "npm run dev"]);
+        spec.cmd = vec!["sleep".into(), "10".into()];
+        assert_eq!(spec.argv(), ["sleep", "10"]);
+        spec.cmd = vec!["top".into()];
+        assert_eq!(spec.argv(), ["top"]);
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let mut spec = sample();
+        spec.cmd = vec![];
+        spec.name = Some("bad name".into());
+        spec.ready.log_regex = vec!["(".into()];
+        let err = spec.validate().unwrap_err().message;
+        assert!(err.contains("empty"), "{err}");
+        assert!(err.contains("bad name"), "{err}");
+        assert!(err.contains("regex"), "{err}");
+    }
+
+    pub(crate) fn sample() -> JobSpec {
+        JobSpec {
+            name: None,
+            workspace: None,
+            cmd: vec!["true".into()],
+            cwd: "/".into(),
+            env: BTreeMap::new(),
+            ready: Readiness::default(),
+            after: vec![],
+            pty: None,
+            restart: RestartPolicy::Never,
+            backoff: DEFAULT_BACKOFF,
+            max_rss_mb: None,
+            max_runtime: None,
+            allocate_ports: vec![],
+            health: None,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! SQLite state: job specs, observed status and an event history per job. Every change is one
+//! transaction, so a daemon killed at any instant leaves a consistent database.
+
+use crate::error::Result;
+use crate::job::{Desired, Job, Observed};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub struct Store {
+    conn: Connection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    pub at: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    workspace TEXT,
+    spec TEXT NOT NULL,
+    desired TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    observed TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events(job_id, seq);
+";
+
+/// The stored shape of a job, for the daemon to rebuild its state from.
+pub struct StoredJob {
+    pub id: String,
+    pub spec: crate::spec::JobSpec,
+    pub desired: Desired,
+    pub generation: u64,
+    pub created_ms: u64,
+    pub obs: Observed,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        // WAL: readers never block the writer, and a commit is one append. NORMAL sync is
+        // crash-safe in WAL mode (a power loss may drop the last commits, never corrupt).
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256;
+             PRAGMA busy_timeout=5000;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    pub fn load(&self) -> Result<Vec<StoredJob>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, spec, desired, generation, observed, created_ms FROM jobs ORDER BY created_ms, id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut jobs = Vec::new();
+        for row in rows {
+            let (id, spec, desired, generation, observed, created_ms) = row?;
+            // A row this version cannot read is skipped rather than taking the daemon down.
+            let (Ok(spec), Ok(desired), Ok(obs)) = (
+                serde_json::from_str(&spec),
+                serde_json::from_value(serde_json::Value::String(desired)),
+                serde_json::from_str(&observed),
+            ) else {
+                eprintln!("bgrun: skipping unreadable job {id} in the state database");
+                continue;
+            };
+            jobs.push(StoredJob { id, spec, desired, generation: generation as u64, created_ms: created_ms as u64, obs });
+        }
+        Ok(jobs)
+    }
+
+    /// Writes the job and, in the same transaction, an event about it.
+    pub fn save(&mut self, job: &Job, event: Option<(&str, &str)>) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO jobs (id, name, workspace, spec, desired, generation, observed, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(id) DO UPDATE SET name=?2, workspace=?3, spec=?4, desired=?5,
+                 generation=?6, observed=?7",
+            params![
+                job.id,
+                job.spec.name,
+                job.spec.workspace,
+                serde_json::to_string(&job.spec).unwrap_or_default(),
+                desired_str(job.desired),
+                job.generation as i64,
+                serde_json::to_string(&job.obs).unwrap_or_default(),
+                job.created_ms as i64,
+            ],
+        )?;
+        if let Some((kind, detail)) = event {
+            tx.execute(
+                "INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![job.id, crate::supervisor::files::unix_ms() as i64, kind, detail],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete(&mut self, id: &str) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+        tx.execute("DELETE FROM events WHERE job_id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The most recent `limit` events of a job, oldest first.
+    pub fn events(&self, id: &str, limit: usize) -> Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at_ms, kind, detail FROM events WHERE job_id = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let mut events = stmt
+            .query_map(params![id, limit as i64], |row| {
+                Ok(Event {
+                    at: crate::render::rfc3339_ms(row.get::<_, i64>(0)? as u64),
+                    kind: row.get(1)?,
+                    detail: row.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+}
+
+fn desired_str(d: Desired) -> &'static str {
+    match d {
+        Desired::Running => "running",
+        Desired::Stopped => "stopped",
+    }
+}

@@ -1,0 +1,130 @@
+//! The files a shim and the daemon share inside a job's directory. Small JSON files written
+//! atomically (temp file + rename), so a reader never sees half of one.
+
+use crate::spec::Pty;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the shim should run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpawnFile {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub grace_ms: u64,
+    #[serde(default)]
+    pub pty: Option<Pty>,
+}
+
+/// The one line a shim prints to the daemon once the job is (or could not be) spawned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Handshake {
+    Ok { pid: i32, start_time: u64 },
+    Error { error: String },
+}
+
+/// The job's process, for a daemon that re-adopts it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChildFile {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+/// How the job ended, written by the shim once no process of the job is left.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitFile {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// True if the daemon asked for the stop.
+    pub stopped: bool,
+    pub unix_ms: u64,
+}
+
+const SPAWN: &str = "spawn.json";
+const CHILD: &str = "child.json";
+const EXIT: &str = "exit.json";
+const STOP: &str = "stop";
+const STDIN: &str = "stdin";
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    write_atomic(path, &serde_json::to_vec(value).map_err(io::Error::other)?)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
+    serde_json::from_slice(&std::fs::read(path)?).map_err(io::Error::other)
+}
+
+/// Prepares a job directory for a new run: the spec to spawn, and no leftovers of the last run.
+pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for stale in [CHILD, EXIT, STOP] {
+        match std::fs::remove_file(dir.join(stale)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    write_json(&dir.join(SPAWN), spawn)
+}
+
+pub fn read_spawn(dir: &Path) -> io::Result<SpawnFile> {
+    read_json(&dir.join(SPAWN))
+}
+
+pub fn write_child(dir: &Path, child: &ChildFile) -> io::Result<()> {
+    write_json(&dir.join(CHILD), child)
+}
+
+pub fn read_child(dir: &Path) -> Option<ChildFile> {
+    read_json(&dir.join(CHILD)).ok()
+}
+
+pub fn write_exit(dir: &Path, exit: &ExitFile) -> io::Result<()> {
+    write_json(&dir.join(EXIT), exit)
+}
+
+pub fn read_exit(dir: &Path) -> Option<ExitFile> {
+    read_json(&dir.join(EXIT)).ok()
+}
+
+/// Written by the daemon just before it sends SIGTERM, when the grace differs from the job's.
+pub fn write_stop_grace(dir: &Path, grace: Duration) -> io::Result<()> {
+    write_atomic(&dir.join(STOP), grace.as_millis().to_string().as_bytes())
+}
+
+pub fn read_stop_grace(dir: &Path) -> Option<Duration> {
+    let text = std::fs::read_to_string(dir.join(STOP)).ok()?;
+    text.trim().parse().ok().map(Duration::from_millis)
+}
+
+pub fn stdin_path(dir: &Path) -> PathBuf {
+    dir.join(STDIN)
+}
+
+/// The job's stdin is a FIFO that the job itself holds open for writing too, so it never sees
+/// end-of-file just because the daemon went away; `send` opens it to write.
+pub fn open_stdin_fifo(dir: &Path) -> io::Result<OwnedFd> {
+    let path = stdin_path(dir);
+    match nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+    Ok(file.into())
+}

@@ -1,0 +1,123 @@
+//! Daemon side of the supervisor: launch a shim for a run, learn its handshake, watch it exit
+//! (by pidfd, so adopted shims that are not our children are watched the same way), and signal it.
+
+use super::files::{self, ChildFile, Handshake, SpawnFile};
+use super::procfs;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
+
+pub struct Launched {
+    pub shim_pid: i32,
+    pub shim_start: u64,
+    handshake: tokio::net::unix::pipe::Receiver,
+}
+
+/// Starts the shim for one run. Returns as soon as the shim process exists.
+pub fn launch(dir: &Path, spawn: &SpawnFile) -> io::Result<Launched> {
+    files::prepare_run(dir, spawn)?;
+    // /proc/self/exe still works after the binary on disk was replaced by an upgrade.
+    let mut child = Command::new("/proc/self/exe")
+        .arg("__shim")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
+    nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+    let shim_pid = child.id() as i32;
+    // The shim is reaped by `wait_exit`; std's handle is not needed for that.
+    drop(child);
+    Ok(Launched {
+        shim_pid,
+        shim_start: procfs::start_time(shim_pid).unwrap_or(0),
+        handshake: tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?,
+    })
+}
+
+impl Launched {
+    /// The job's pid once it runs, or why it could not be spawned.
+    pub async fn handshake(mut self) -> Result<ChildFile, String> {
+        let mut line = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            match self.handshake.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    line.extend_from_slice(&buf[..n]);
+                    if line.contains(&b'\n') {
+                        break;
+                    }
+                }
+                Err(e) => return Err(format!("lost the job's supervisor: {e}")),
+            }
+        }
+        match serde_json::from_slice::<Handshake>(line.split(|b| *b == b'\n').next().unwrap_or(&[])) {
+            Ok(Handshake::Ok { pid, start_time }) => Ok(ChildFile { pid, start_time }),
+            Ok(Handshake::Error { error }) => Err(error),
+            Err(_) => Err("the job's supervisor exited before starting it".into()),
+        }
+    }
+}
+
+/// Resolves once process `pid` (started at `start`) has exited, and reaps it if it is our child.
+pub async fn wait_exit(pid: i32, start: u64) -> io::Result<()> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        let err = io::Error::last_os_error();
+        return if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) };
+    }
+    // SAFETY: the syscall returned a fresh descriptor that we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // The pidfd pins the process; if it is not the one we knew, ours is long gone.
+    if start != 0 && procfs::start_time(pid) != Some(start) {
+        return Ok(());
+    }
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and unchanged until it is dropped.
+    let afd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let _ready = afd.readable().await?;
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    Ok(())
+}
+
+/// Asks the shim to stop the job: SIGTERM to everything, SIGKILL after `grace`.
+pub fn request_stop(dir: &Path, shim_pid: i32, grace: Duration) -> io::Result<()> {
+    files::write_stop_grace(dir, grace)?;
+    signal(shim_pid, Signal::SIGTERM);
+    Ok(())
+}
+
+/// The safety net when a shim does not finish a stop in time: kill the shim, the job's group
+/// and whatever still descends from them.
+pub fn force_kill(shim_pid: i32, shim_start: u64, job_pid: i32) {
+    if procfs::is_same_process(shim_pid, shim_start) {
+        signal(shim_pid, Signal::SIGUSR2);
+        for pid in procfs::descendants(shim_pid) {
+            signal(pid, Signal::SIGKILL);
+        }
+    }
+    if job_pid > 0 {
+        let _ = kill(Pid::from_raw(-job_pid), Signal::SIGKILL);
+    }
+}
+
+/// Kills a job whose shim is gone (its output can no longer be captured), by its process group.
+pub fn kill_orphaned_job(job: &ChildFile) {
+    if procfs::is_same_process(job.pid, job.start_time) {
+        let _ = kill(Pid::from_raw(-job.pid), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(job.pid), Signal::SIGKILL);
+    }
+}
+
+fn signal(pid: i32, sig: Signal) {
+    let _ = kill(Pid::from_raw(pid), sig);
+}

@@ -1,0 +1,7 @@
+//! Real processes. The daemon side launches shims, watches them exit, and signals them; the shim
+//! side ([`shim`]) runs inside each job's own supervisor process.
+
+pub mod files;
+pub mod launch;
+pub mod procfs;
+pub mod shim;

@@ -1,0 +1,80 @@
+//! What `/proc` says about processes: identity (pid + start time, so a reused pid is never
+//! mistaken for a job), process trees, and memory.
+
+use std::collections::HashMap;
+
+/// Fields of `/proc/<pid>/stat` after the command name (which may itself contain spaces and ')').
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    Some(after.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Start time of `pid` in clock ticks since boot, or None if there is no such process.
+pub fn start_time(pid: i32) -> Option<u64> {
+    // Field 22 overall; index 19 after the pid and comm fields.
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// True if `pid` is alive (and not a zombie) and is the same process that started at `start`.
+pub fn is_same_process(pid: i32, start: u64) -> bool {
+    match stat_fields(pid) {
+        Some(f) => f.first().is_some_and(|s| s != "Z") && f.get(19).and_then(|s| s.parse().ok()) == Some(start),
+        None => false,
+    }
+}
+
+/// Parent pid of every process on the system.
+fn parents() -> HashMap<i32, i32> {
+    let mut map = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return map };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1)?.parse().ok()) {
+            map.insert(pid, ppid);
+        }
+    }
+    map
+}
+
+/// Every descendant of `root` (not including it), parents before children.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let parents = parents();
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (pid, ppid) in parents {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        for &child in children.get(&pid).map(Vec::as_slice).unwrap_or(&[]) {
+            out.push(child);
+            stack.push(child);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifies_this_process() {
+        let me = std::process::id() as i32;
+        let start = start_time(me).expect("own start time");
+        assert!(is_same_process(me, start));
+        assert!(!is_same_process(me, start + 1));
+    }
+
+    #[test]
+    fn finds_children() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let me = std::process::id() as i32;
+        assert!(descendants(me).contains(&(child.id() as i32)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
