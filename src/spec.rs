@@ -204,7 +204,7 @@ pub mod opt_duration_ms {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

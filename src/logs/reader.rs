@@ -214,7 +214,7 @@ mod tests {
         for i in 1..=50_000u64 {
             w.push(Stream::Stdout, format!("line {i}\n").as_bytes(), i);
         }
-        std::fs::write(&path, w.into_inner()).unwrap();
+        std::fs::write(&path, w.into_inner().unwrap()).unwrap();
         let last = read_last(&path, 3, &|_| true).unwrap();
         let got: Vec<_> = last.iter().map(|l| (l.number, l.text())).collect();
         assert_eq!(got, vec![(49_998, "line 49998".into()), (49_999, "line 49999".into()), (50_000, "line 50000".into())]);

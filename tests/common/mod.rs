@@ -1,0 +1,177 @@
+//! Test harness: a private BGRUN_HOME per test, the real binary, one poll-until-deadline helper,
+//! and a watchdog that kills everything the test started if it hangs.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bgrun");
+
+pub struct Bgrun {
+    pub home: PathBuf,
+    watchdog: Option<mpsc::Sender<()>>,
+}
+
+impl Bgrun {
+    /// A fresh home; the watchdog fails the test (and cleans up) after `limit`.
+    pub fn new(limit: Duration) -> Bgrun {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let home = std::env::temp_dir().join(format!("bgt-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        let watched = home.clone();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!("watchdog: test exceeded {limit:?}; killing its daemon and jobs");
+                kill_everything(&watched);
+                std::process::abort();
+            }
+        });
+        Bgrun { home, watchdog: Some(tx) }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("BGRUN_HOME", &self.home).env_remove("NO_COLOR").stdin(Stdio::null());
+        c
+    }
+
+    /// Runs bgrun with piped output (so JSON) and returns its output, whatever the exit code.
+    pub fn run_raw(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run bgrun")
+    }
+
+    /// Runs bgrun, requires success, parses stdout as one JSON value.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run_raw(args);
+        assert!(out.status.success(), "bgrun {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("bgrun {args:?}: not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Runs bgrun, requires failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run_raw(args);
+        assert!(!out.status.success(), "bgrun {args:?} should have failed: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn status(&self, job: &str) -> Value {
+        self.json(&["status", job])
+    }
+
+    pub fn state(&self, job: &str) -> String {
+        self.status(job)["state"].as_str().unwrap().to_string()
+    }
+
+    pub fn pid(&self, job: &str) -> i32 {
+        self.status(job)["pid"].as_i64().expect("job has a pid") as i32
+    }
+
+    pub fn tail_text(&self, job: &str, n: usize) -> Vec<String> {
+        let v = self.json(&["tail", job, "--lines", &n.to_string()]);
+        v["lines"].as_array().unwrap().iter().map(|l| l["content"].as_str().unwrap().to_string()).collect()
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.home.join("daemon.lock")).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Bgrun {
+    fn drop(&mut self) {
+        if let Some(tx) = self.watchdog.take() {
+            let _ = tx.send(());
+        }
+        kill_everything(&self.home);
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Kills, by pid, the daemon of `home` and every job (and shim) it ever started.
+pub fn kill_everything(home: &Path) {
+    if let Some(pid) = std::fs::read_to_string(home.join("daemon.lock")).ok().and_then(|s| s.trim().parse::<i32>().ok())
+        && is_ours(pid, home)
+    {
+        signal(pid, libc::SIGKILL);
+    }
+    let Ok(dirs) = std::fs::read_dir(home.join("jobs")) else { return };
+    for dir in dirs.flatten() {
+        if let Ok(text) = std::fs::read_to_string(dir.path().join("child.json"))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && let Some(pid) = v["pid"].as_i64()
+        {
+            let pid = pid as i32;
+            if pid > 0 {
+                for d in descendants(pid) {
+                    signal(d, libc::SIGKILL);
+                }
+                signal(-pid, libc::SIGKILL);
+                signal(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Only a process whose environment names this home is ours to kill.
+fn is_ours(pid: i32, home: &Path) -> bool {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let needle = format!("BGRUN_HOME={}", home.display());
+    env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) with a pid and signal number.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').and_then(|i| stat[i + 2..].chars().next()) != Some('Z'),
+        Err(_) => false,
+    }
+}
+
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            && let Some(i) = stat.rfind(')')
+            && let Some(ppid) = stat[i + 2..].split_whitespace().nth(1).and_then(|s| s.parse::<i32>().ok())
+        {
+            parent.insert(pid, ppid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (&c, &pp) in &parent {
+            if pp == p {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The one way tests wait: poll `check` until it returns Some, or fail naming `what`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub const SECS: fn(u64) -> Duration = Duration::from_secs;
