@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::protocol::{self, Request, RequestFrame, Response, ResponseFrame, VERSION};
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -45,7 +45,9 @@ impl Client {
     pub fn connect_running(home: &Home) -> Result<Option<Client>> {
         match UnixStream::connect(home.socket()) {
             Ok(stream) => Ok(Some(Client { stream })),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => Ok(None),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                Ok(None)
+            }
             Err(e) => Err(Error::context(format!("cannot reach the daemon at {}", home.socket().display()), e)),
         }
     }
@@ -57,7 +59,8 @@ impl Client {
     }
 
     pub fn send(&mut self, request: Request) -> Result<()> {
-        let bytes = serde_json::to_vec(&RequestFrame { v: VERSION, request }).map_err(|e| Error::context("encode", e))?;
+        let bytes =
+            serde_json::to_vec(&RequestFrame { v: VERSION, request }).map_err(|e| Error::context("encode", e))?;
         protocol::write_frame(&mut self.stream, &bytes).map_err(|e| Error::context("lost the daemon", e))
     }
 
@@ -112,9 +115,9 @@ fn start_daemon(home: &Home) -> Result<()> {
     drop(ready_w);
     // "ok" when it listens; end of file when it exits (lost the race, or failed: the caller
     // then tries to connect and reports the daemon log if that fails too).
-    let ready_r = OwnedFd::from(ready_r);
     let mut fds = [nix::poll::PollFd::new(ready_r.as_fd(), nix::poll::PollFlags::POLLIN)];
-    let timeout = nix::poll::PollTimeout::try_from(START_TIMEOUT.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+    let timeout =
+        nix::poll::PollTimeout::try_from(START_TIMEOUT.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX);
     if nix::poll::poll(&mut fds, timeout).is_ok_and(|n| n > 0) {
         let mut buf = [0u8; 3];
         let _ = std::fs::File::from(ready_r).read(&mut buf);

@@ -18,8 +18,7 @@ impl Home {
         let root = match std::env::var_os("BGRUN_HOME") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => {
-                let home = std::env::var_os("HOME")
-                    .ok_or_else(|| Error::new("neither BGRUN_HOME nor HOME is set"))?;
+                let home = std::env::var_os("HOME").ok_or_else(|| Error::new("neither BGRUN_HOME nor HOME is set"))?;
                 PathBuf::from(home).join(".bgrun")
             }
         };
@@ -30,9 +29,7 @@ impl Home {
         let root = if root.is_absolute() {
             root
         } else {
-            std::env::current_dir()
-                .map_err(|e| Error::context("current directory", e))?
-                .join(root)
+            std::env::current_dir().map_err(|e| Error::context("current directory", e))?.join(root)
         };
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -44,11 +41,8 @@ impl Home {
             .map_err(|e| Error::context(format!("cannot secure {}", root.display()), e))?;
         let home = Home { root };
         if home.socket().as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(Error::new(format!(
-                "BGRUN_HOME path is too long for a unix socket: {}",
-                home.root.display()
-            ))
-            .with_hint("use a BGRUN_HOME shorter than about 90 characters"));
+            return Err(Error::new(format!("BGRUN_HOME path is too long for a unix socket: {}", home.root.display()))
+                .with_hint("use a BGRUN_HOME shorter than about 90 characters"));
         }
         Ok(home)
     }

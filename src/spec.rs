@@ -144,11 +144,7 @@ impl JobSpec {
         {
             problems.push("--cols and --rows must be at least 1".to_string());
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::new(problems.join("; ")))
-        }
+        if problems.is_empty() { Ok(()) } else { Err(Error::new(problems.join("; "))) }
     }
 }
 
@@ -160,9 +156,8 @@ pub fn validate_name(name: &str) -> Result<()> {
     if first_ok && rest_ok {
         Ok(())
     } else {
-        Err(Error::new(format!("invalid job name {name:?}")).with_hint(
-            "names start with a letter or digit and contain only letters, digits, '.', '_' and '-'",
-        ))
+        Err(Error::new(format!("invalid job name {name:?}"))
+            .with_hint("names start with a letter or digit and contain only letters, digits, '.', '_' and '-'"))
     }
 }
 
@@ -174,8 +169,7 @@ fn is_env_name(s: &str) -> bool {
 
 /// Parses a humantime duration (`500ms`, `2s`, `5m`) for clap and config files.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 500ms, 2s, 5m"))
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 500ms, 2s, 5m"))
 }
 
 pub mod duration_ms {

@@ -63,9 +63,9 @@ impl Store {
     }
 
     pub fn load(&self) -> Result<Vec<StoredJob>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, spec, desired, generation, observed, created_ms FROM jobs ORDER BY created_ms, id",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, spec, desired, generation, observed, created_ms FROM jobs ORDER BY created_ms, id")?;
         let rows = stmt.query_map([], |row| {
             Ok((
                 row.get::<_, String>(0)?,
@@ -88,7 +88,14 @@ impl Store {
                 eprintln!("bgrun: skipping unreadable job {id} in the state database");
                 continue;
             };
-            jobs.push(StoredJob { id, spec, desired, generation: generation as u64, created_ms: created_ms as u64, obs });
+            jobs.push(StoredJob {
+                id,
+                spec,
+                desired,
+                generation: generation as u64,
+                created_ms: created_ms as u64,
+                obs,
+            });
         }
         Ok(jobs)
     }
@@ -132,9 +139,8 @@ impl Store {
 
     /// The most recent `limit` events of a job, oldest first.
     pub fn events(&self, id: &str, limit: usize) -> Result<Vec<Event>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT at_ms, kind, detail FROM events WHERE job_id = ?1 ORDER BY seq DESC LIMIT ?2",
-        )?;
+        let mut stmt =
+            self.conn.prepare("SELECT at_ms, kind, detail FROM events WHERE job_id = ?1 ORDER BY seq DESC LIMIT ?2")?;
         let mut events = stmt
             .query_map(params![id, limit as i64], |row| {
                 Ok(Event {

@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a background job.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// List jobs.
     List(list::Args),
     /// Show the state of a job.
@@ -103,7 +103,7 @@ fn execute(command: Option<Command>, out: &Output) -> Result<i32> {
     let home = Home::from_env()?;
     let connect = || Client::connect(&home);
     match command {
-        Some(Command::Run(args)) => run::exec(args, &mut connect()?, out),
+        Some(Command::Run(args)) => run::exec(*args, &mut connect()?, out),
         Some(Command::List(args)) => list::exec(args, &mut connect()?, out),
         None => list::exec(list::Args::default(), &mut connect()?, out),
         Some(Command::Status(args)) => status::exec(args, &mut connect()?, out),

@@ -119,8 +119,9 @@ impl Args {
             Some(dir) => here.join(dir),
             None => here,
         };
-        let mut env: BTreeMap<String, String> =
-            std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+        let mut env: BTreeMap<String, String> = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .collect();
         env.extend(self.env);
         let health = (self.health_check_url.is_some() || self.health_check_port.is_some()).then(|| Health {
             url: self.health_check_url,

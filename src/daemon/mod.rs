@@ -47,7 +47,8 @@ async fn serve(home: Home, store: Store) -> Result<()> {
     let socket = home.socket();
     // We hold the lock, so a socket file here is a leftover of a daemon that died.
     let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(|e| Error::context(format!("cannot listen on {}", socket.display()), e))?;
+    let listener =
+        UnixListener::bind(&socket).map_err(|e| Error::context(format!("cannot listen on {}", socket.display()), e))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::context("cannot secure the control socket", e))?;
     report_ready();

@@ -23,9 +23,9 @@ pub struct Compiled {
 impl Compiled {
     pub fn new(filter: &LineFilter) -> Result<Compiled> {
         let regex = match &filter.regex {
-            Some(r) => Some(
-                Regex::new(r).map_err(|e| Error::new(format!("--filter-regex {r:?} is not a valid regex: {e}")))?,
-            ),
+            Some(r) => {
+                Some(Regex::new(r).map_err(|e| Error::new(format!("--filter-regex {r:?} is not a valid regex: {e}")))?)
+            }
             None => None,
         };
         Ok(Compiled { filter: filter.clone(), regex })

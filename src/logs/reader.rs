@@ -102,16 +102,14 @@ pub fn read_last(path: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Res
         let mut bytes = Vec::with_capacity((len - start) as usize);
         file.by_ref().take(len - start).read_to_end(&mut bytes)?;
         // Skip the partial record we probably landed in the middle of.
-        let from = if start == 0 {
-            0
-        } else {
-            memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1)
-        };
+        let from = if start == 0 { 0 } else { memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1) };
         let (recs, _) = records(&bytes[from..]);
         let mut lines = assemble(&recs);
         // The window may begin inside a line written in fragments: its first line could be
         // missing pieces, so it only counts once the window reaches the start of the file.
-        if start > 0 && let Some(first) = recs.first() {
+        if start > 0
+            && let Some(first) = recs.first()
+        {
             lines.retain(|l| l.number != first.number);
         }
         lines.retain(|l| keep(l));
@@ -157,31 +155,21 @@ mod tests {
 
     #[test]
     fn a_line_written_in_pieces_is_one_line() {
-        let out = write(
-            &[(Stream::Stdout, b"hel"), (Stream::Stdout, b"lo wor"), (Stream::Stdout, b"ld\nnext\n")],
-            &[0],
-        );
+        let out =
+            write(&[(Stream::Stdout, b"hel"), (Stream::Stdout, b"lo wor"), (Stream::Stdout, b"ld\nnext\n")], &[0]);
         assert_eq!(
             lines_of(&out),
-            vec![
-                (1, Stream::Stdout, "hello world".into(), true),
-                (2, Stream::Stdout, "next".into(), true)
-            ]
+            vec![(1, Stream::Stdout, "hello world".into(), true), (2, Stream::Stdout, "next".into(), true)]
         );
     }
 
     #[test]
     fn streams_do_not_mix_their_partial_lines() {
-        let out = write(
-            &[(Stream::Stdout, b"out-"), (Stream::Stderr, b"err line\n"), (Stream::Stdout, b"done\n")],
-            &[],
-        );
+        let out =
+            write(&[(Stream::Stdout, b"out-"), (Stream::Stderr, b"err line\n"), (Stream::Stdout, b"done\n")], &[]);
         assert_eq!(
             lines_of(&out),
-            vec![
-                (1, Stream::Stderr, "err line".into(), true),
-                (2, Stream::Stdout, "out-done".into(), true)
-            ]
+            vec![(1, Stream::Stderr, "err line".into(), true), (2, Stream::Stdout, "out-done".into(), true)]
         );
     }
 
@@ -217,7 +205,10 @@ mod tests {
         std::fs::write(&path, w.into_inner().unwrap()).unwrap();
         let last = read_last(&path, 3, &|_| true).unwrap();
         let got: Vec<_> = last.iter().map(|l| (l.number, l.text())).collect();
-        assert_eq!(got, vec![(49_998, "line 49998".into()), (49_999, "line 49999".into()), (50_000, "line 50000".into())]);
+        assert_eq!(
+            got,
+            vec![(49_998, "line 49998".into()), (49_999, "line 49999".into()), (50_000, "line 50000".into())]
+        );
         let sevens = read_last(&path, 2, &|l| l.text().ends_with("777")).unwrap();
         assert_eq!(sevens.iter().map(|l| l.number).collect::<Vec<_>>(), vec![48_777, 49_777]);
         assert_eq!(last_line_number(&path).unwrap(), 50_000);

@@ -67,18 +67,34 @@ pub struct DiffRequest {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     Job(JobView),
-    Jobs { jobs: Vec<JobView> },
+    Jobs {
+        jobs: Vec<JobView>,
+    },
     Status(Box<StatusView>),
-    Lines { lines: Vec<LineView> },
+    Lines {
+        lines: Vec<LineView>,
+    },
     Digest(DigestView),
-    Diff { cursor: u64, lines: Vec<LineView> },
-    Killed { killed: Vec<String> },
-    Removed { removed: Vec<String> },
+    Diff {
+        cursor: u64,
+        lines: Vec<LineView>,
+    },
+    Killed {
+        killed: Vec<String>,
+    },
+    Removed {
+        removed: Vec<String>,
+    },
     Daemon(DaemonInfo),
     /// The end of a stream of `Lines` frames (`tail --follow`): the job has ended.
-    End { state: String },
+    End {
+        state: String,
+    },
     Ok,
-    Error { message: String, hint: Option<String> },
+    Error {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 /// A job as `run` and `list` show it.

@@ -54,7 +54,8 @@ impl Reconciler {
         let attempt = job.attempt;
         match launch::launch(&self.home.job_dir(id), &spawn) {
             Ok(launched) => {
-                job.obs.run = Some(RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() });
+                job.obs.run =
+                    Some(RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() });
                 // Saved before the handshake, so a daemon that dies right now still knows the shim.
                 self.save(id, None);
                 let (tx, id) = (self.tx.clone(), id.to_string());

@@ -10,12 +10,29 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub enum Edit {
-    Run { spec: Box<JobSpec>, reply: oneshot::Sender<Result<JobView>> },
-    Kill { target: KillTarget, grace: Option<Duration>, reply: oneshot::Sender<Result<Vec<String>>> },
-    Clean { workspace: Option<String>, reply: oneshot::Sender<Vec<String>> },
+    Run {
+        spec: Box<JobSpec>,
+        reply: oneshot::Sender<Result<JobView>>,
+    },
+    Kill {
+        target: KillTarget,
+        grace: Option<Duration>,
+        reply: oneshot::Sender<Result<Vec<String>>>,
+    },
+    Clean {
+        workspace: Option<String>,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// Moves a job's diff cursor from `from` to `to`, unless another diff moved it first.
-    SetCursor { id: String, from: u64, to: u64, reply: oneshot::Sender<Result<bool>> },
-    Shutdown { reply: oneshot::Sender<()> },
+    SetCursor {
+        id: String,
+        from: u64,
+        to: u64,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 impl Reconciler {

@@ -91,7 +91,8 @@ fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {
     match (code, signal) {
         (Some(c), _) => format!("exited with code {c}"),
         (None, Some(s)) => {
-            let name = nix::sys::signal::Signal::try_from(s).map_or_else(|_| format!("signal {s}"), |sig| sig.as_str().to_string());
+            let name = nix::sys::signal::Signal::try_from(s)
+                .map_or_else(|_| format!("signal {s}"), |sig| sig.as_str().to_string());
             format!("killed by {name}")
         }
         (None, None) => "exited".to_string(),

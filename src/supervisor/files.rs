@@ -52,9 +52,7 @@ const STOP: &str = "stop";
 const STDIN: &str = "stdin";
 
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

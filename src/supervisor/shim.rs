@@ -14,7 +14,7 @@ use super::procfs;
 use crate::logs::{Stream, writer::LogWriter};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, SigSet, kill};
+use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -36,7 +36,11 @@ pub fn main(dir: &Path) -> i32 {
         Ok(()) => 0,
         Err(msg) => {
             // Before the handshake this reaches the daemon; after it, the daemon log.
-            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string(&Handshake::Error { error: msg.clone() }).unwrap_or_default());
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string(&Handshake::Error { error: msg.clone() }).unwrap_or_default()
+            );
             eprintln!("bgrun shim {}: {msg}", dir.display());
             1
         }
@@ -103,11 +107,8 @@ fn run(dir: &Path) -> Result<(), String> {
             None => PollTimeout::NONE,
         };
         let ready = {
-            let mut fds: Vec<PollFd> = pipes
-                .iter()
-                .flatten()
-                .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
-                .collect();
+            let mut fds: Vec<PollFd> =
+                pipes.iter().flatten().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
             fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}

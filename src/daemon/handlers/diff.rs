@@ -12,8 +12,12 @@ pub async fn handle(ctx: &Ctx, req: DiffRequest) -> Result<Response> {
     let filter = Compiled::new(&req.filter)?;
     let (id, path) = log_of(ctx, req.job).await?;
     loop {
-        let from = { let id = id.clone(); ctx.handle.read(move |r| r.jobs.get(&id).map_or(0, |j| j.obs.diff_cursor)).await? };
-        let (lines, to) = reader::read_from(&path, from).map_err(|e| crate::error::Error::context("cannot read log", e))?;
+        let from = {
+            let id = id.clone();
+            ctx.handle.read(move |r| r.jobs.get(&id).map_or(0, |j| j.obs.diff_cursor)).await?
+        };
+        let (lines, to) =
+            reader::read_from(&path, from).map_err(|e| crate::error::Error::context("cannot read log", e))?;
         let id2 = id.clone();
         if ctx.handle.edit(|reply| Edit::SetCursor { id: id2, from, to, reply }).await?? {
             let mut views: Vec<_> = lines.iter().filter(|l| filter.keeps(l)).map(|l| filter.view(l)).collect();

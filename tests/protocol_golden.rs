@@ -1,0 +1,144 @@
+//! The wire format is frozen by golden files: each message below must serialize to exactly the
+//! bytes in `tests/golden/<name>.json` and parse back to itself. Messages are only ever appended;
+//! changing an existing golden file means a new protocol version. `BGRUN_BLESS=1` writes missing
+//! files (never rewrites existing ones).
+
+use bgrun::logs::Stream;
+use bgrun::protocol::*;
+use bgrun::spec::{JobSpec, Readiness, RestartPolicy};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn spec() -> JobSpec {
+    JobSpec {
+        name: Some("web".into()),
+        workspace: Some("shop".into()),
+        cmd: vec!["npm run dev".into()],
+        cwd: "/srv/shop".into(),
+        env: [("PORT".to_string(), "3000".to_string())].into(),
+        ready: Readiness {
+            log_contains: vec!["listening".into()],
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+        after: vec!["db".into()],
+        pty: None,
+        restart: RestartPolicy::OnCrash,
+        backoff: Duration::from_secs(2),
+        max_rss_mb: Some(512),
+        max_runtime: None,
+        allocate_ports: vec![],
+        health: None,
+        grace: Duration::from_secs(5),
+    }
+}
+
+fn job_view() -> JobView {
+    JobView {
+        id: "0e1b31c3-4b6a-41a3-b868-f6fa5087d504".into(),
+        name: Some("web".into()),
+        workspace: None,
+        cmd: vec!["cargo".into(), "run".into()],
+        pid: Some(12345),
+        state: "running".into(),
+        started_at: Some("2026-05-31T00:00:00Z".into()),
+        exit_code: None,
+        restart_count: 0,
+        reason: "running".into(),
+        cwd: "/srv".into(),
+    }
+}
+
+fn requests() -> Vec<(&'static str, Request)> {
+    vec![
+        ("request-run", Request::Run { spec: Box::new(spec()) }),
+        ("request-list", Request::List { workspace: Some("shop".into()) }),
+        ("request-status", Request::Status { job: "web".into() }),
+        (
+            "request-tail",
+            Request::Tail(TailRequest {
+                job: "web".into(),
+                lines: 20,
+                filter: LineFilter {
+                    stream: Some(Stream::Stderr),
+                    strip_ansi: true,
+                    regex: Some("^GET".into()),
+                    level: Some(Level::Warn),
+                },
+                digest: false,
+                follow: true,
+            }),
+        ),
+        (
+            "request-diff",
+            Request::Diff(DiffRequest { job: "web".into(), lines: Some(5), filter: LineFilter::default() }),
+        ),
+        ("request-kill-job", Request::Kill { target: KillTarget::Job("web".into()), grace_ms: Some(1000) }),
+        ("request-kill-workspace", Request::Kill { target: KillTarget::Workspace("shop".into()), grace_ms: None }),
+        ("request-clean", Request::Clean { workspace: None }),
+        ("request-daemon-status", Request::DaemonStatus),
+        ("request-daemon-stop", Request::DaemonStop),
+    ]
+}
+
+fn responses() -> Vec<(&'static str, Response)> {
+    let line = LineView {
+        line_number: 42,
+        content: "listening on :8080".into(),
+        timestamp: Some("2026-05-31T00:00:00.000Z".into()),
+        stream: Stream::Stdout,
+    };
+    vec![
+        ("response-job", Response::Job(job_view())),
+        ("response-jobs", Response::Jobs { jobs: vec![job_view()] }),
+        ("response-lines", Response::Lines { lines: vec![line.clone()] }),
+        ("response-diff", Response::Diff { cursor: 2048, lines: vec![line] }),
+        ("response-killed", Response::Killed { killed: vec!["abc123".into()] }),
+        ("response-removed", Response::Removed { removed: vec!["abc123".into(), "def456".into()] }),
+        ("response-end", Response::End { state: "exited".into() }),
+        ("response-error", Response::Error { message: "no job named \"x\"".into(), hint: Some("bgrun list".into()) }),
+        ("response-ok", Response::Ok),
+    ]
+}
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"))
+}
+
+fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, frame: T) {
+    let json = serde_json::to_string_pretty(&frame).unwrap() + "\n";
+    let path = golden(name);
+    if !path.exists() && std::env::var_os("BGRUN_BLESS").is_some() {
+        std::fs::write(&path, &json).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
+    assert_eq!(json, want, "{name} no longer serializes as its golden file");
+    let back: T = serde_json::from_str(&want).unwrap();
+    assert_eq!(back, frame, "{name} does not parse back");
+}
+
+#[test]
+fn requests_match_their_golden_files() {
+    for (name, request) in requests() {
+        check(name, RequestFrame { v: VERSION, request });
+    }
+}
+
+#[test]
+fn responses_match_their_golden_files() {
+    for (name, response) in responses() {
+        check(name, ResponseFrame { v: VERSION, response });
+    }
+}
+
+#[test]
+fn frames_are_length_prefixed() {
+    let mut buf = Vec::new();
+    write_frame(&mut buf, br#"{"v":1}"#).unwrap();
+    assert_eq!(buf, b"\x00\x00\x00\x07{\"v\":1}");
+    let mut r = &buf[..];
+    assert_eq!(read_frame(&mut r).unwrap().unwrap(), br#"{"v":1}"#);
+    assert!(read_frame(&mut r).unwrap().is_none());
+    let huge = (MAX_FRAME as u32 + 1).to_be_bytes();
+    assert!(read_frame(&mut &huge[..]).is_err());
+}
