@@ -90,39 +90,42 @@ impl Drop for Bgrun {
         }
         kill_everything(&self.home);
         let _ = std::fs::remove_dir_all(&self.home);
+        // Anything that was between fork and exec during the first sweep is caught here.
+        kill_everything(&self.home);
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }
 
-/// Kills, by pid, the daemon of `home` and every job (and shim) it ever started.
+/// Kills, by pid, every process started for `home`: the daemon, the job supervisors and the jobs
+/// all carry `BGRUN_HOME=<home>` in their environment (jobs inherit the caller's). Waits until none
+/// is left, so nothing can recreate the directory after the test removes it.
 pub fn kill_everything(home: &Path) {
-    if let Some(pid) = std::fs::read_to_string(home.join("daemon.lock")).ok().and_then(|s| s.trim().parse::<i32>().ok())
-        && is_ours(pid, home)
-    {
-        signal(pid, libc::SIGKILL);
-    }
-    let Ok(dirs) = std::fs::read_dir(home.join("jobs")) else { return };
-    for dir in dirs.flatten() {
-        if let Ok(text) = std::fs::read_to_string(dir.path().join("child.json"))
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-            && let Some(pid) = v["pid"].as_i64()
-        {
-            let pid = pid as i32;
-            if pid > 0 {
-                for d in descendants(pid) {
-                    signal(d, libc::SIGKILL);
-                }
-                signal(-pid, libc::SIGKILL);
-                signal(pid, libc::SIGKILL);
-            }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ours = processes_of(home);
+        if ours.is_empty() || Instant::now() > deadline {
+            return;
         }
+        for pid in ours {
+            signal(pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
-/// Only a process whose environment names this home is ours to kill.
-fn is_ours(pid: i32, home: &Path) -> bool {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+fn processes_of(home: &Path) -> Vec<i32> {
     let needle = format!("BGRUN_HOME={}", home.display());
-    env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me && alive(*pid))
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .collect()
 }
 
 pub fn signal(pid: i32, sig: i32) {
