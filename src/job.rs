@@ -40,6 +40,18 @@ pub struct Observed {
     pub diff_cursor: u64,
     /// Set once the job has run at all; a first spawn that fails leaves no job behind.
     pub ever_spawned: bool,
+    /// Crashes in a row without a stable run between them (drives the backoff).
+    #[serde(default)]
+    pub crash_streak: u32,
+    /// The readiness checks of the current run gave up.
+    #[serde(default)]
+    pub ready_timed_out: bool,
+    /// When a restart by policy is due (unix ms), so a new daemon honours the backoff.
+    #[serde(default)]
+    pub restart_at_ms: Option<u64>,
+    /// Where the current run's output starts in the log.
+    #[serde(default)]
+    pub log_offset: u64,
 }
 
 impl Default for Observed {
@@ -57,15 +69,51 @@ impl Default for Observed {
             restart_count: 0,
             diff_cursor: 0,
             ever_spawned: false,
+            crash_streak: 0,
+            ready_timed_out: false,
+            restart_at_ms: None,
+            log_offset: 0,
+        }
+    }
+}
+
+/// Why bgrun stops a run. Only `Requested` is a kill; the others end the run as a crash, so a
+/// restart policy brings the job back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Requested,
+    MaxRuntime(Duration),
+    MaxRss { rss_mb: u64, limit_mb: u64 },
+    Unhealthy { failures: u32, last: String },
+}
+
+impl Cause {
+    pub fn describe(&self) -> String {
+        match self {
+            Cause::Requested => "killed on request".into(),
+            Cause::MaxRuntime(d) => format!("killed: ran longer than --max-runtime {}", humantime::format_duration(*d)),
+            Cause::MaxRss { rss_mb, limit_mb } => format!("killed: memory {rss_mb} MB over --max-rss {limit_mb} MB"),
+            Cause::Unhealthy { failures, last } => {
+                format!("killed: unhealthy ({failures} failed health checks, last: {last})")
+            }
         }
     }
 }
 
 /// A stop the reconciler has asked a shim for (in memory only: a new daemon simply asks again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopping {
     /// When the daemon stops trusting the shim to finish the stop and kills everything itself.
     pub force_at: Instant,
+    pub cause: Cause,
+}
+
+/// Moments that matter to the plan, as values (time is data: the plan compares them to `now`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timers {
+    pub run_started: Option<Instant>,
+    pub restart_at: Option<Instant>,
+    pub ready_deadline: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +130,9 @@ pub struct Job {
     /// Increments with every launch; events from older launches are ignored.
     pub attempt: u64,
     pub stopping: Option<Stopping>,
+    pub timers: Timers,
+    /// A probe (memory, health) asked for this run to end.
+    pub evict: Option<Cause>,
 }
 
 impl Job {

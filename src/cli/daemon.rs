@@ -40,8 +40,14 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
         DaemonCommand::Stop => {
             let stopped = match Client::connect_running(home)? {
                 Some(mut client) => {
+                    let Response::Daemon(info) = client.call(Request::DaemonStatus)? else {
+                        return Err(Error::new("unexpected answer from the daemon"));
+                    };
+                    let exited = PidFd::open(info.pid as i32);
                     client.call(Request::DaemonStop)?;
-                    wait_gone(home);
+                    if let Some(pidfd) = exited {
+                        pidfd.wait(std::time::Duration::from_secs(10));
+                    }
                     true
                 }
                 None => false,
@@ -56,11 +62,22 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     Ok(0)
 }
 
-/// The daemon answers before it exits; wait until its lock is free so that a `daemon stop`
-/// followed at once by another command never races the old daemon.
-fn wait_gone(home: &Home) {
-    if let Ok(file) = std::fs::OpenOptions::new().write(true).open(home.lock()) {
-        // A blocking lock returns the moment the old daemon's lock is released.
-        let _ = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive);
+/// A handle on a process that becomes readable when it exits, so `daemon stop` returns only once
+/// the old daemon is gone and never races the next command.
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: i32) -> Option<PidFd> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a fresh descriptor that we now own.
+        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) }))
+    }
+
+    fn wait(&self, timeout: std::time::Duration) {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(self.0.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let ms = nix::poll::PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+        let _ = nix::poll::poll(&mut fds, ms);
     }
 }

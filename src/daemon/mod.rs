@@ -24,6 +24,7 @@ pub struct Ctx {
     pub home: Home,
     pub started: Instant,
     pub shutdown: Notify,
+    pub logs: Arc<crate::logs::watch::LogWatch>,
 }
 
 /// Environment variable naming the fd on which the daemon reports that it is listening.
@@ -43,7 +44,8 @@ pub fn main(home: Home) -> Result<()> {
 }
 
 async fn serve(home: Home, store: Store) -> Result<()> {
-    let (rec, handle, rx) = Reconciler::new(home.clone(), store)?;
+    let logs = Arc::new(crate::logs::watch::LogWatch::default());
+    let (rec, handle, rx) = Reconciler::new(home.clone(), store, logs.clone())?;
     let socket = home.socket();
     // We hold the lock, so a socket file here is a leftover of a daemon that died.
     let _ = std::fs::remove_file(&socket);
@@ -54,7 +56,7 @@ async fn serve(home: Home, store: Store) -> Result<()> {
     report_ready();
 
     let reconciler = tokio::spawn(rec.run(rx));
-    let ctx = Arc::new(Ctx { handle: handle.clone(), home, started: Instant::now(), shutdown: Notify::new() });
+    let ctx = Arc::new(Ctx { handle: handle.clone(), home, started: Instant::now(), shutdown: Notify::new(), logs });
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::context("signal handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::context("signal handler", e))?;
     loop {

@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod reader;
+pub mod watch;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Applying the plan's actions through the supervisor.
 
 use super::{Msg, Reconciler, events::Event};
-use crate::job::{Job, RunIds, Stopping};
+use crate::job::{Cause, Job, RunIds, Stopping};
 use crate::plan::{Action, FORCE_MARGIN};
 use crate::state::JobState;
 use crate::supervisor::{files::SpawnFile, launch};
@@ -27,16 +27,43 @@ impl Reconciler {
     pub(super) fn apply(&mut self, action: Action) {
         match action {
             Action::Spawn(id) => self.spawn(&id),
-            Action::Stop(id) => self.stop(&id),
+            Action::Stop(id, cause) => self.stop(&id, cause),
             Action::ForceKill(id) => self.force_kill(&id),
+            Action::Wait(id, reason) => {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.obs.reason = reason;
+                    self.save(&id, None);
+                }
+            }
+            Action::ReadyTimeout(id) => {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.obs.ready_timed_out = true;
+                    let reason = format!(
+                        "not ready: readiness checks did not pass within {}",
+                        humantime::format_duration(job.spec.ready.timeout)
+                    );
+                    job.obs.reason = reason.clone();
+                    self.save(&id, Some(("ready-timeout", &reason)));
+                }
+            }
         }
     }
 
     fn spawn(&mut self, id: &str) {
+        let log_offset = crate::supervisor::probes::log_end(&self.home.job_dir(id));
         let Some(job) = self.jobs.get_mut(id) else { return };
+        let restart = job.timers.restart_at.is_some() && job.obs.generation == job.generation;
+        if restart {
+            job.obs.restart_count += 1;
+        }
         job.attempt += 1;
         job.stopping = None;
         job.stop_grace = None;
+        job.evict = None;
+        job.timers = Default::default();
+        job.obs.log_offset = log_offset;
+        job.obs.restart_at_ms = None;
+        job.obs.ready_timed_out = false;
         job.obs.generation = job.generation;
         job.obs.run = None;
         job.obs.exit_code = None;
@@ -74,12 +101,14 @@ impl Reconciler {
         }
     }
 
-    fn stop(&mut self, id: &str) {
+    fn stop(&mut self, id: &str, cause: Cause) {
         let Some(job) = self.jobs.get_mut(id) else { return };
         let Some(run) = job.obs.run else { return };
         let grace = job.grace();
-        job.stopping = Some(Stopping { force_at: Instant::now() + grace + FORCE_MARGIN });
-        let detail = format!("SIGTERM to the process group, SIGKILL after {}", humantime::format_duration(grace));
+        let why = cause.describe();
+        job.stopping = Some(Stopping { force_at: Instant::now() + grace + FORCE_MARGIN, cause });
+        let detail =
+            format!("{why}: SIGTERM to the process group, SIGKILL after {}", humantime::format_duration(grace));
         if let Err(e) = launch::request_stop(&self.home.job_dir(id), run.shim_pid, grace) {
             eprintln!("bgrun: cannot ask job {id} to stop: {e}");
         }
@@ -91,7 +120,9 @@ impl Reconciler {
         let Some(run) = job.obs.run else { return };
         launch::force_kill(run.shim_pid, run.shim_start, run.pid);
         // Keep checking until the shim's exit is seen.
-        job.stopping = Some(Stopping { force_at: Instant::now() + FORCE_MARGIN });
+        if let Some(stopping) = &mut job.stopping {
+            stopping.force_at = Instant::now() + FORCE_MARGIN;
+        }
         self.save(id, Some(("force-kill", "grace expired; SIGKILL to everything left")));
     }
 

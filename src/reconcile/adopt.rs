@@ -19,11 +19,27 @@ impl Reconciler {
                 obs: stored.obs,
                 attempt: 1,
                 stopping: None,
+                timers: Default::default(),
+                evict: None,
             };
             self.jobs.insert(stored.id.clone(), job);
+            self.restore_timers(&stored.id);
             self.adopt(&stored.id);
         }
         Ok(())
+    }
+
+    /// Instants do not survive a restart; rebuild them from the stored wall-clock times.
+    fn restore_timers(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let now_ms = files::unix_ms();
+        let now = std::time::Instant::now();
+        let at = |ms: u64| now.checked_add(std::time::Duration::from_millis(ms.saturating_sub(now_ms)));
+        let ago = |ms: u64| now.checked_sub(std::time::Duration::from_millis(now_ms.saturating_sub(ms)));
+        job.timers.restart_at = job.obs.restart_at_ms.and_then(at);
+        if job.obs.state.is_alive() {
+            job.timers.run_started = job.obs.started_ms.and_then(ago);
+        }
     }
 
     /// A job that was alive when the last daemon stopped is either still running (its shim is the
@@ -48,6 +64,10 @@ impl Reconciler {
             }
             let run = self.jobs[id].obs.run.unwrap_or(run);
             self.watch(id, 1, run);
+            if self.jobs[id].obs.state != JobState::Starting {
+                // Readiness, health and memory probes start again for the adopted run.
+                self.start_probes(id, files::ChildFile { pid: run.pid, start_time: run.start_time });
+            }
             self.save(id, Some(("adopted", "re-adopted by a new daemon")));
         } else {
             self.on_exited(id, 1);

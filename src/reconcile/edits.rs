@@ -89,6 +89,15 @@ impl Reconciler {
         if !spec.cwd.is_dir() {
             return Err(Error::new(format!("working directory {} does not exist", spec.cwd.display())));
         }
+        for dep in &spec.after {
+            if spec.name.as_ref() == Some(dep) {
+                return Err(Error::new(format!("--after {dep}: a job cannot wait for itself")));
+            }
+            if !self.jobs.values().any(|j| j.spec.name.as_ref() == Some(dep)) {
+                return Err(Error::new(format!("--after {dep}: no job is named {dep:?}"))
+                    .with_hint("start the dependency first, or check the name with `bgrun list`"));
+            }
+        }
         if let Some(name) = &spec.name
             && let Some(existing) = self.jobs.values().find(|j| j.spec.name.as_ref() == Some(name))
         {
@@ -102,6 +111,9 @@ impl Reconciler {
             job.desired = Desired::Running;
             job.generation += 1;
             job.stop_grace = None;
+            job.obs.crash_streak = 0;
+            job.timers.restart_at = None;
+            job.obs.restart_at_ms = None;
             self.save(&id, Some(("run", "run again on request")));
             return Ok(id);
         }
@@ -116,6 +128,8 @@ impl Reconciler {
             obs: Observed::default(),
             attempt: 0,
             stopping: None,
+            timers: Default::default(),
+            evict: None,
         };
         self.jobs.insert(id.clone(), job);
         Ok(id)
@@ -165,8 +179,14 @@ impl Reconciler {
         let mut killed = Vec::new();
         for id in &targets {
             let job = self.jobs.get_mut(id).expect("resolved above");
-            if job.obs.state.is_alive() {
+            if job.obs.state.is_alive() || job.timers.restart_at.is_some() {
                 killed.push(id.clone());
+            }
+            // A kill during a restart backoff ends the loop at once.
+            if job.timers.restart_at.take().is_some() {
+                job.obs.restart_at_ms = None;
+                job.obs.reason =
+                    format!("{}; restart cancelled by kill", job.obs.reason.split("; restarting").next().unwrap_or(""));
             }
             if job.desired == Desired::Stopped {
                 continue;
@@ -190,8 +210,10 @@ impl Reconciler {
             .values()
             .filter(|j| workspace.is_none_or(|ws| j.spec.workspace.as_deref() == Some(ws)))
             .filter(|j| j.obs.state.is_terminal())
-            // A finished job about to run again is not finished.
-            .filter(|j| !(j.desired == Desired::Running && j.obs.generation < j.generation))
+            // A finished job about to run again (new spec, or a restart by policy) is not finished.
+            .filter(|j| {
+                !(j.desired == Desired::Running && (j.obs.generation < j.generation || j.timers.restart_at.is_some()))
+            })
             .map(|j| j.id.clone())
             .collect();
         for id in &removable {

@@ -12,8 +12,10 @@ pub mod views;
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::job::Job;
+use crate::logs::watch::LogWatch;
 use crate::store::Store;
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -41,6 +43,9 @@ pub struct Reconciler {
     shutting_down: bool,
     /// Bumped after every pass, for those who follow a job until it ends.
     changes: watch::Sender<u64>,
+    pub logs: Arc<LogWatch>,
+    /// Built on first use: an idle daemon loads no TLS roots.
+    http: OnceLock<reqwest::Client>,
 }
 
 /// What request handlers hold: a way to send the reconciler edits and reads.
@@ -78,7 +83,11 @@ impl Handle {
 
 impl Reconciler {
     /// Loads the stored jobs and re-adopts the ones still running.
-    pub fn new(home: Home, store: Store) -> Result<(Reconciler, Handle, mpsc::UnboundedReceiver<Msg>)> {
+    pub fn new(
+        home: Home,
+        store: Store,
+        logs: Arc<LogWatch>,
+    ) -> Result<(Reconciler, Handle, mpsc::UnboundedReceiver<Msg>)> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (changes, changes_rx) = watch::channel(0);
         let mut rec = Reconciler {
@@ -91,6 +100,8 @@ impl Reconciler {
             wake_at: None,
             shutting_down: false,
             changes,
+            logs,
+            http: OnceLock::new(),
         };
         rec.adopt_all()?;
         Ok((rec, Handle { tx, changes: changes_rx }, rx))
@@ -134,6 +145,10 @@ impl Reconciler {
         waiters.append(&mut self.waiters);
         self.waiters = waiters;
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.get_or_init(crate::supervisor::probes::http_client).clone()
     }
 
     fn wait_for(&mut self, waiter: Waiter) {

@@ -3,5 +3,6 @@
 
 pub mod files;
 pub mod launch;
+pub mod probes;
 pub mod procfs;
 pub mod shim;

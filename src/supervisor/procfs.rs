@@ -57,6 +57,19 @@ pub fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
+/// Resident memory of one process, in KiB (0 if it is gone).
+pub fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of `pid` and all its descendants, in KiB.
+pub fn tree_rss_kb(pid: i32) -> u64 {
+    rss_kb(pid) + descendants(pid).into_iter().map(rss_kb).sum::<u64>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

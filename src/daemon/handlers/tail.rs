@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::logs::filter::{Compiled, line_level};
 use crate::logs::reader;
 use crate::protocol::{DigestView, Response, TailRequest};
-use notify::Watcher;
 use tokio::net::UnixStream;
 
 fn read_err(e: std::io::Error) -> Error {
@@ -56,13 +55,8 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         Ok(p) => p,
         Err(e) => return send(stream, crate::daemon::conn::error(e)).await,
     };
-    let (wake_tx, mut wake) = tokio::sync::mpsc::unbounded_channel();
-    let watcher = notify::recommended_watcher(move |_| {
-        let _ = wake_tx.send(());
-    })
-    .and_then(|mut w| w.watch(path.parent().unwrap_or(&path), notify::RecursiveMode::NonRecursive).map(|_| w));
-    let _watcher = match watcher {
-        Ok(w) => w,
+    let mut wake = match ctx.logs.subscribe(path.parent().unwrap_or(&path)) {
+        Ok(s) => s,
         Err(e) => return send(stream, crate::daemon::conn::error(Error::context("cannot watch the log", e))).await,
     };
     let mut changes = ctx.handle.changes();
@@ -98,7 +92,7 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
             _ => return send(stream, Response::End { state: "removed".into() }).await,
         }
         tokio::select! {
-            _ = wake.recv() => {}
+            _ = wake.changed() => {}
             _ = changes.changed() => {}
         }
     }

@@ -1,0 +1,153 @@
+//! Probes that watch a running job from the daemon: readiness, health and memory. Each runs as
+//! its own task for one run of a job and reports back as an event; none of them touches the job.
+
+use super::procfs;
+use crate::logs::reader;
+use crate::logs::watch::LogWatch;
+use crate::spec::{Health, Readiness};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often conditions without an event source (ports, URLs, files) are checked.
+const POLL: Duration = Duration::from_millis(100);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The one HTTP client the daemon uses, for readiness and health URLs.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(CONNECT_TIMEOUT).build().unwrap_or_default()
+}
+
+/// Resolves once every readiness check passes. Log checks read the run's output from `offset` as
+/// it is written; the rest are polled.
+pub async fn readiness(
+    watch: Arc<LogWatch>,
+    http: reqwest::Client,
+    dir: PathBuf,
+    cwd: PathBuf,
+    ready: Readiness,
+    mut offset: u64,
+) {
+    let log = dir.join(crate::logs::LOG_FILE);
+    let mut substrings = ready.log_contains.clone();
+    let mut regexes: Vec<regex::Regex> = ready.log_regex.iter().filter_map(|r| regex::Regex::new(r).ok()).collect();
+    let mut port = ready.port;
+    let mut url = ready.url.clone();
+    let mut file = ready.file.as_ref().map(|f| cwd.join(f));
+    let mut partial: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut sub = watch.subscribe(&dir).ok();
+    loop {
+        if !substrings.is_empty() || !regexes.is_empty() {
+            if let Ok((lines, next)) = reader::read_from(&log, offset) {
+                offset = next;
+                for line in lines {
+                    // A line still being written is matched once it is complete.
+                    let mut content = partial.remove(&line.number).unwrap_or_default();
+                    content.extend_from_slice(&line.content);
+                    if !line.complete {
+                        partial.insert(line.number, content);
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&content);
+                    substrings.retain(|s| !text.contains(s.as_str()));
+                    regexes.retain(|r| !r.is_match(&text));
+                }
+            }
+        }
+        if port.is_some_and(|p| connects(p)) {
+            port = None;
+        }
+        if let Some(u) = &url
+            && get_ok(&http, u).await.is_ok()
+        {
+            url = None;
+        }
+        if file.as_ref().is_some_and(|f| f.exists()) {
+            file = None;
+        }
+        if substrings.is_empty() && regexes.is_empty() && port.is_none() && url.is_none() && file.is_none() {
+            return;
+        }
+        let polled = port.is_some() || url.is_some() || file.is_some();
+        match (&mut sub, polled) {
+            (Some(s), false) => s.changed().await,
+            (Some(s), true) => {
+                tokio::select! {
+                    _ = s.changed() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+            }
+            (None, _) => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+fn connects(port: u16) -> bool {
+    let addrs = [
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ];
+    addrs.iter().any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+}
+
+async fn get_ok(http: &reqwest::Client, url: &str) -> Result<(), String> {
+    match http.get(url).send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("{url} answered {}", resp.status())),
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
+/// Probes a ready job every interval; resolves with a description of the last failure once
+/// `threshold` probes in a row have failed, or never while the job stays healthy.
+pub async fn health(http: reqwest::Client, health: Health, pid: i32, start: u64) -> Option<(u32, String)> {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(health.interval).await;
+        if !procfs::is_same_process(pid, start) {
+            return None;
+        }
+        let result = match (&health.url, health.port) {
+            (Some(url), _) => get_ok(&http, url).await,
+            (None, Some(port)) => {
+                if connects(port) {
+                    Ok(())
+                } else {
+                    Err(format!("port {port} refused the connection"))
+                }
+            }
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures >= health.threshold {
+                    return Some((failures, e));
+                }
+            }
+        }
+    }
+}
+
+/// Samples the memory of the job's whole process tree every second; resolves with the RSS once
+/// it is over `limit_mb`, or never while under it.
+pub async fn memory(pid: i32, start: u64, limit_mb: u64) -> Option<u64> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if !procfs::is_same_process(pid, start) {
+            return None;
+        }
+        let rss = procfs::tree_rss_kb(pid) / 1024;
+        if rss > limit_mb {
+            return Some(rss);
+        }
+    }
+}
+
+/// The log's length, where a new run's output will start.
+pub fn log_end(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(crate::logs::LOG_FILE)).map_or(0, |m| m.len())
+}
