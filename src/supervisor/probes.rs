@@ -38,8 +38,10 @@ pub async fn readiness(
     let mut partial: HashMap<u64, Vec<u8>> = HashMap::new();
     let mut sub = watch.subscribe(&dir).ok();
     loop {
-        if !substrings.is_empty() || !regexes.is_empty() {
-            if let Ok((lines, next)) = reader::read_from(&log, offset) {
+        if (!substrings.is_empty() || !regexes.is_empty())
+            && let Ok((lines, next)) = reader::read_from(&log, offset)
+        {
+            {
                 offset = next;
                 for line in lines {
                     // A line still being written is matched once it is complete.
@@ -55,7 +57,7 @@ pub async fn readiness(
                 }
             }
         }
-        if port.is_some_and(|p| connects(p)) {
+        if port.is_some_and(connects) {
             port = None;
         }
         if let Some(u) = &url
