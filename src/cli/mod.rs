@@ -4,11 +4,13 @@
 mod clean;
 mod daemon;
 mod diff;
+mod expect;
 mod kill;
 mod list;
 mod run;
 mod status;
 mod tail;
+mod wait;
 
 use crate::client::Client;
 use crate::error::Result;
@@ -42,6 +44,10 @@ enum Command {
     Kill(kill::Args),
     /// Forget finished jobs and their logs.
     Clean(clean::Args),
+    /// Wait until a job is ready (exit 0) or has ended or timed out (exit 1).
+    Wait(wait::Args),
+    /// Wait for a line matching a pattern in a job's output (exit 0 on a match).
+    Expect(expect::Args),
     /// The daemon itself.
     Daemon(daemon::Args),
     #[command(name = "__daemon", hide = true)]
@@ -111,6 +117,8 @@ fn execute(command: Option<Command>, out: &Output) -> Result<i32> {
         Some(Command::Diff(args)) => diff::exec(args, &mut connect()?, out),
         Some(Command::Kill(args)) => kill::exec(args, &mut connect()?, out),
         Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),
+        Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
+        Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),
         Some(Command::Daemon(args)) => daemon::exec(args, &home, out),
         Some(Command::InternalDaemon | Command::InternalShim { .. }) => unreachable!("handled in main"),
     }
@@ -134,5 +142,14 @@ impl JobArg {
             (Some(_), Some(_)) => Err(crate::error::Error::new("give either a job id or --name, not both")),
             (None, None) => Err(crate::error::Error::new("which job? give its id or name")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -15,6 +15,8 @@ pub enum Request {
     Diff(DiffRequest),
     Kill { target: KillTarget, grace_ms: Option<u64> },
     Clean { workspace: Option<String> },
+    Wait { job: String, timeout_ms: u64 },
+    Expect { job: String, pattern: String, regex: bool, timeout_ms: u64 },
     DaemonStatus,
     DaemonStop,
 }
@@ -86,6 +88,8 @@ pub enum Response {
         removed: Vec<String>,
     },
     Daemon(DaemonInfo),
+    Wait(WaitView),
+    Expect(ExpectView),
     /// The end of a stream of `Lines` frames (`tail --follow`): the job has ended.
     End {
         state: String,
@@ -134,6 +138,8 @@ pub struct StatusView {
     pub generation: u64,
     pub observed_generation: u64,
     pub log: String,
+    /// When a restart by policy is due, while one is.
+    pub next_restart_at: Option<String>,
     pub events: Vec<crate::store::Event>,
 }
 
@@ -163,4 +169,20 @@ pub struct DaemonInfo {
     pub socket: String,
     pub home: String,
     pub jobs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitView {
+    pub ready: bool,
+    pub elapsed_ms: u64,
+    pub exit_code: Option<i32>,
+    /// The terminal state, when the job ended before it was ready; null when ready or timed out.
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectView {
+    pub matched: bool,
+    pub line_number: Option<u64>,
+    pub content: Option<String>,
 }

@@ -30,6 +30,11 @@ pub enum Edit {
         to: u64,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// Answers once the job is Ready, or has ended for good (no restart coming).
+    Wait {
+        id: String,
+        reply: oneshot::Sender<crate::job::Job>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -75,6 +80,25 @@ impl Reconciler {
                     self.save(&id, None);
                 }
                 let _ = reply.send(moved);
+            }
+            Edit::Wait { id, reply } => {
+                let mut reply = Some(reply);
+                self.wait_for(Box::new(move |rec: &mut Reconciler| {
+                    let Some(r) = reply.as_ref() else { return true };
+                    if r.is_closed() {
+                        return true;
+                    }
+                    let Some(job) = rec.jobs.get(&id) else { return true };
+                    let settled = job.obs.state == JobState::Ready
+                        || job.obs.ready_timed_out
+                        || (job.obs.state.is_terminal()
+                            && job.timers.restart_at.is_none()
+                            && !(job.desired == Desired::Running && job.obs.generation < job.generation));
+                    if settled && let Some(r) = reply.take() {
+                        let _ = r.send(job.clone());
+                    }
+                    settled
+                }));
             }
             Edit::Shutdown { reply } => {
                 self.shutting_down = true;

@@ -48,6 +48,7 @@ pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> 
         generation: job.generation,
         observed_generation: job.obs.generation,
         log,
+        next_restart_at: job.obs.restart_at_ms.map(crate::render::rfc3339_ms),
         events,
     }
 }

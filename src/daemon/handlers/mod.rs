@@ -4,15 +4,18 @@
 mod clean;
 mod daemon_status;
 mod diff;
+mod expect;
 mod kill;
 mod list;
 mod run;
 mod status;
 mod tail;
+mod wait;
 
 use super::Ctx;
 use super::conn::{error, send};
 use crate::protocol::{Request, Response};
+use std::time::Duration;
 use tokio::net::UnixStream;
 
 pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> std::io::Result<()> {
@@ -25,6 +28,10 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Diff(req) => diff::handle(ctx, req).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,
+        Request::Wait { job, timeout_ms } => wait::handle(ctx, job, Duration::from_millis(timeout_ms)).await,
+        Request::Expect { job, pattern, regex, timeout_ms } => {
+            expect::handle(ctx, job, pattern, regex, Duration::from_millis(timeout_ms)).await
+        }
         Request::DaemonStatus => daemon_status::handle(ctx).await,
         // Answered here; the connection loop then shuts the daemon down.
         Request::DaemonStop => Ok(Response::Ok),

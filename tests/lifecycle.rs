@@ -1,0 +1,259 @@
+//! Job lifecycle: readiness, dependencies, restart with backoff, limits, health checks, wait and
+//! expect, with real processes and short settings.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn events(b: &Bgrun, job: &str) -> Vec<(String, String)> {
+    b.status(job)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["detail"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_dependent_starts_only_after_its_dependency_logs_ready() {
+    let b = Bgrun::new(SECS(60));
+    let gate = b.home.join("gate");
+    let db = format!(
+        "while [ ! -e {} ]; do sleep 0.01; done; printf 'listen'; sleep 0.1; echo 'ing on 5432'; sleep 30",
+        gate.display()
+    );
+    b.json(&["run", "--name", "db", "--ready-when-regex", "^listening on \\d+$", &db]);
+    let app = b.json(&["run", "--name", "app", "--after", "db", "sleep", "30"]);
+    assert_eq!(app["state"], "starting");
+    assert!(app["pid"].is_null());
+    let st = b.status("app");
+    assert_eq!(st["reason"], "waiting for db to be ready");
+    assert_eq!(b.state("db"), "running");
+    std::fs::write(&gate, "").unwrap();
+    let out = b.json(&["wait", "app", "--timeout", "10s"]);
+    assert_eq!(out["ready"], true);
+    let db_ready = humantime::parse_rfc3339(b.status("db")["ready_at"].as_str().unwrap()).unwrap();
+    let app_started = humantime::parse_rfc3339(b.status("app")["started_at"].as_str().unwrap()).unwrap();
+    assert!(app_started >= db_ready - Duration::from_secs(1), "app started before db was ready");
+    assert!(b.pid("app") > 0);
+}
+
+#[test]
+fn after_a_missing_job_is_an_error() {
+    let b = Bgrun::new(SECS(30));
+    let err = b.fails(&["run", "--name", "app", "--after", "nope", "true"]);
+    assert!(err.contains("nope"), "{err}");
+    assert!(b.run_raw(&["list"]).stdout.is_empty());
+}
+
+#[test]
+fn a_crashed_dependency_keeps_the_dependent_pending() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "db", "--ready-when", "never printed", "exit 2"]);
+    b.json(&["run", "--name", "app", "--after", "db", "true"]);
+    wait_until("dependent reason", SECS(10), || {
+        (b.status("app")["reason"] == "dependency db is crashed").then_some(())
+    });
+    assert_eq!(b.state("app"), "starting");
+    assert!(b.status("app")["pid"].is_null());
+}
+
+#[test]
+fn a_crash_loop_backs_off_and_kill_ends_it_at_once() {
+    let b = Bgrun::new(SECS(60));
+    b.json(&["run", "--name", "loop", "--restart", "on-crash", "--backoff", "100ms", "echo attempt; exit 1"]);
+    wait_until("three restarts", SECS(20), || (b.status("loop")["restart_count"].as_u64().unwrap() >= 3).then_some(()));
+    // Delays grow: 100ms, 200ms, 400ms... (plus at most 10% jitter).
+    let delays: Vec<Duration> = events(&b, "loop")
+        .iter()
+        .filter(|(k, _)| k == "restart-scheduled")
+        .map(|(_, d)| humantime::parse_duration(d.rsplit("restarting in ").next().unwrap()).unwrap())
+        .collect();
+    assert!(delays.len() >= 3, "{delays:?}");
+    for (i, pair) in delays.windows(2).enumerate() {
+        assert!(pair[1] > pair[0], "delay {i} did not grow: {delays:?}");
+    }
+    assert!(delays[0] >= Duration::from_millis(100) && delays[0] <= Duration::from_millis(110), "{delays:?}");
+    // Same id and the same log, appended.
+    assert!(b.tail_text("loop", 100).iter().filter(|l| *l == "attempt").count() >= 3);
+    let started = Instant::now();
+    b.json(&["kill", "loop"]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let count = b.status("loop")["restart_count"].clone();
+    let st = b.status("loop");
+    assert!(st["reason"].as_str().unwrap().contains("restart cancelled"), "{st}");
+    // Nothing brings it back: no restart is scheduled, and the job is desired stopped.
+    let st = b.status("loop");
+    assert_eq!(st["next_restart_at"], serde_json::Value::Null);
+    assert_eq!(st["desired"], "stopped");
+    assert_eq!(st["restart_count"], count);
+    assert_eq!(st["state"], "crashed");
+}
+
+#[test]
+fn a_job_over_its_memory_limit_is_killed_and_restarted() {
+    let b = Bgrun::new(SECS(60));
+    let hog =
+        "python3 -c \"import time; b = bytearray(80 * 1024 * 1024); print('allocated', flush=True); time.sleep(60)\"";
+    b.json(&["run", "--name", "hog", "--max-rss", "40", "--restart", "on-crash", "--backoff", "100ms", hog]);
+    wait_until("an RSS restart", SECS(30), || (b.status("hog")["restart_count"].as_u64().unwrap() >= 1).then_some(()));
+    let crashed = events(&b, "hog").into_iter().find(|(k, _)| k == "crashed").expect("a crash event");
+    assert!(crashed.1.contains("--max-rss 40 MB"), "{crashed:?}");
+    b.json(&["kill", "hog"]);
+}
+
+#[test]
+fn max_runtime_ends_the_run_with_the_reason() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "short", "--max-runtime", "300ms", "sleep", "30"]);
+    wait_until("ended", SECS(10), || (b.state("short") == "crashed").then_some(()));
+    assert!(b.status("short")["reason"].as_str().unwrap().contains("--max-runtime 300ms"));
+}
+
+#[test]
+fn failing_health_checks_restart_the_job() {
+    let b = Bgrun::new(SECS(60));
+    let port = free_port().to_string();
+    b.json(&[
+        "run",
+        "--name",
+        "sick",
+        "--health-check-port",
+        &port,
+        "--health-interval",
+        "1",
+        "--health-threshold",
+        "3",
+        "--restart",
+        "on-crash",
+        "--backoff",
+        "100ms",
+        "sleep",
+        "60",
+    ]);
+    let first = b.pid("sick");
+    wait_until("a health restart", SECS(20), || {
+        (b.status("sick")["restart_count"].as_u64().unwrap() >= 1).then_some(())
+    });
+    let crashed = events(&b, "sick").into_iter().find(|(k, _)| k == "crashed").expect("a crash event");
+    assert!(crashed.1.contains("unhealthy (3 failed health checks"), "{crashed:?}");
+    wait_until("running again", SECS(10), || (b.state("sick") == "ready").then_some(()));
+    assert_ne!(b.pid("sick"), first);
+    b.json(&["kill", "sick"]);
+}
+
+#[test]
+fn readiness_by_port_url_and_file() {
+    let b = Bgrun::new(SECS(60));
+    let port = free_port().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    b.json(&[
+        "run",
+        "--name",
+        "web",
+        "--ready-when-port",
+        &port,
+        "--ready-when-url",
+        &url,
+        "python3",
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        &port,
+    ]);
+    let w = b.json(&["wait", "web", "--timeout", "20s"]);
+    assert_eq!(w["ready"], true, "{w}");
+    let marker = b.home.join("made");
+    b.json(&[
+        "run",
+        "--name",
+        "maker",
+        "--ready-when-file",
+        marker.to_str().unwrap(),
+        &format!("sleep 0.2; touch {}; sleep 30", marker.display()),
+    ]);
+    assert_eq!(b.json(&["wait", "maker", "--timeout", "10s"])["ready"], true);
+    b.json(&["kill", "web"]);
+    b.json(&["kill", "maker"]);
+}
+
+#[test]
+fn a_readiness_timeout_leaves_the_job_running_with_the_reason() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "slow", "--ready-when", "never", "--ready-timeout", "300ms", "sleep", "30"]);
+    let out = b.run_raw(&["wait", "slow", "--timeout", "10s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let st = b.status("slow");
+    assert_eq!(st["state"], "running");
+    assert!(st["reason"].as_str().unwrap().contains("not ready"), "{st}");
+    assert!(alive(b.pid("slow")));
+}
+
+#[test]
+fn wait_on_a_crashed_job_returns_at_once_with_1() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "bad", "exit 3"]);
+    wait_until("crashed", SECS(10), || (b.state("bad") == "crashed").then_some(()));
+    let started = Instant::now();
+    let out = b.run_raw(&["wait", "bad", "--timeout", "30s"]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(out.status.code(), Some(1));
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        w,
+        serde_json::json!({"ready": false, "elapsed_ms": w["elapsed_ms"], "exit_code": 3, "state": "crashed"})
+    );
+    // And a timeout while still running:
+    b.json(&["run", "--name", "never", "--ready-when", "x", "sleep", "30"]);
+    let out = b.run_raw(&["wait", "never", "--timeout", "200ms"]);
+    assert_eq!(out.status.code(), Some(1));
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(w["state"], serde_json::Value::Null);
+    assert!(w["elapsed_ms"].as_u64().unwrap() >= 200);
+}
+
+#[test]
+fn expect_matches_past_and_future_output() {
+    let b = Bgrun::new(SECS(30));
+    let gate = b.home.join("gate");
+    b.json(&[
+        "run",
+        "--name",
+        "talk",
+        &format!(
+            "echo 'hello 1'; while [ ! -e {} ]; do sleep 0.01; done; echo 'served on http://localhost:8123'; sleep 30",
+            gate.display()
+        ),
+    ]);
+    let past = b.json(&["expect", "talk", "hello"]);
+    assert_eq!(past, serde_json::json!({"matched": true, "line_number": 1, "content": "hello 1"}));
+    let future = b
+        .cmd(&["expect", "talk", "http://localhost:\\d+", "--regex", "--timeout", "10s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let out = future.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["content"], "served on http://localhost:8123");
+    let miss = b.run_raw(&["expect", "talk", "absent", "--timeout", "200ms"]);
+    assert_eq!(miss.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&miss.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"matched": false, "line_number": null, "content": null}));
+    b.json(&["kill", "talk"]);
+}
+
+#[test]
+fn restart_always_brings_back_a_clean_exit_and_keeps_the_id() {
+    let b = Bgrun::new(SECS(30));
+    let first = b.json(&["run", "--name", "again", "--restart", "always", "--backoff", "50ms", "echo run; exit 0"]);
+    wait_until("two restarts", SECS(10), || (b.status("again")["restart_count"].as_u64().unwrap() >= 2).then_some(()));
+    assert_eq!(b.status("again")["id"], first["id"]);
+    b.json(&["kill", "again"]);
+}
