@@ -52,6 +52,9 @@ pub struct Observed {
     /// Where the current run's output starts in the log.
     #[serde(default)]
     pub log_offset: u64,
+    /// Ports allocated for `--allocate-port`, kept across restarts while they stay free.
+    #[serde(default)]
+    pub allocated_ports: std::collections::BTreeMap<String, u16>,
 }
 
 impl Default for Observed {
@@ -73,6 +76,7 @@ impl Default for Observed {
             ready_timed_out: false,
             restart_at_ms: None,
             log_offset: 0,
+            allocated_ports: Default::default(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Readiness {
     pub port: Option<u16>,
     pub url: Option<String>,
     pub file: Option<PathBuf>,
+    /// Ready on `READY=1` over the systemd notify protocol (`NOTIFY_SOCKET`).
+    pub notify: bool,
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
 }
@@ -35,6 +37,7 @@ impl Readiness {
             && self.port.is_none()
             && self.url.is_none()
             && self.file.is_none()
+            && !self.notify
     }
 }
 

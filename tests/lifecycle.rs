@@ -257,3 +257,41 @@ fn restart_always_brings_back_a_clean_exit_and_keeps_the_id() {
     assert_eq!(b.status("again")["id"], first["id"]);
     b.json(&["kill", "again"]);
 }
+
+#[test]
+fn allocated_ports_reach_the_job_and_status_shows_what_it_listens_on() {
+    let b = Bgrun::new(SECS(60));
+    let serve = "exec python3 -u -m http.server --bind 127.0.0.1 \"$PORT\"";
+    b.json(&["run", "--name", "one", "--allocate-port", "PORT", "--ready-when", "Serving HTTP", serve]);
+    b.json(&["run", "--name", "two", "--allocate-port", "PORT", "--ready-when", "Serving HTTP", serve]);
+    for job in ["one", "two"] {
+        assert_eq!(b.json(&["wait", job, "--timeout", "20s"])["ready"], true);
+    }
+    let one = b.status("one");
+    let two = b.status("two");
+    let p1 = one["allocated_ports"]["PORT"].as_u64().unwrap();
+    let p2 = two["allocated_ports"]["PORT"].as_u64().unwrap();
+    assert_ne!(p1, p2, "two jobs were given the same port");
+    assert_eq!(one["ports"], serde_json::json!([p1]));
+    assert_eq!(two["ports"], serde_json::json!([p2]));
+    // list shows them too.
+    let out = b.run_raw(&["list"]);
+    let listed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed[0]["ports"], serde_json::json!([p1]));
+    std::net::TcpStream::connect(("127.0.0.1", p1 as u16)).expect("the job serves on its allocated port");
+    b.json(&["kill", "--workspace", "none"]);
+    b.json(&["kill", "one"]);
+    b.json(&["kill", "two"]);
+}
+
+#[test]
+fn systemd_notify_readiness() {
+    let b = Bgrun::new(SECS(30));
+    let script = "python3 -c \"import os, socket, time\nsock = os.environ['NOTIFY_SOCKET']\naddr = '\\0' + sock[1:] if sock.startswith('@') else sock\ntime.sleep(0.2)\nsocket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'STATUS=warming\\nREADY=1', addr)\ntime.sleep(30)\"";
+    b.json(&["run", "--name", "svc", "--ready-when-notify", script]);
+    assert_eq!(b.state("svc"), "running");
+    let w = b.json(&["wait", "svc", "--timeout", "10s"]);
+    assert_eq!(w["ready"], true, "{w}");
+    b.json(&["kill", "svc"]);
+}

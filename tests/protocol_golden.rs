@@ -46,6 +46,7 @@ fn job_view() -> JobView {
         restart_count: 0,
         reason: "running".into(),
         cwd: "/srv".into(),
+        ports: vec![8080],
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Args {
     /// Ready when this file exists.
     #[arg(long)]
     pub ready_when_file: Option<PathBuf>,
+    /// Ready when the job sends READY=1 to $NOTIFY_SOCKET (the systemd notify protocol).
+    #[arg(long)]
+    pub ready_when_notify: bool,
     /// Give up waiting for readiness after this long (the job keeps running).
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub ready_timeout: Duration,
@@ -141,6 +144,7 @@ impl Args {
                 port: self.ready_when_port,
                 url: self.ready_when_url,
                 file: self.ready_when_file,
+                notify: self.ready_when_notify,
                 timeout: self.ready_timeout,
             },
             after: self.after,

@@ -50,15 +50,58 @@ impl LogWatch {
                 }
             })?);
         }
-        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
-        let list = subs.entry(dir.to_path_buf()).or_default();
-        list.retain(|tx| !tx.is_closed());
-        if list.is_empty()
-            && let Some(w) = watcher.as_mut()
-        {
+        // `watch` waits for notify's event thread, whose callback takes `subs`: never hold `subs`
+        // across it, or the two wait for each other forever.
+        let first = {
+            let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+            let list = subs.entry(dir.to_path_buf()).or_default();
+            list.retain(|tx| !tx.is_closed());
+            list.push(tx);
+            list.len() == 1
+        };
+        if first && let Some(w) = watcher.as_mut() {
             w.watch(dir, notify::RecursiveMode::NonRecursive)?;
         }
-        list.push(tx);
         Ok(Subscription { rx })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Subscribing while events stream in must never deadlock with the watcher's own thread.
+    #[test]
+    fn subscribing_during_a_stream_of_events_does_not_deadlock() {
+        let root = std::env::temp_dir().join(format!("bgrun-watch-{}", std::process::id()));
+        let busy = root.join("busy");
+        std::fs::create_dir_all(&busy).unwrap();
+        let watch = LogWatch::default();
+        let _busy_sub = watch.subscribe(&busy).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (stop, file) = (stop.clone(), busy.join("log"));
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::write(&file, b"x");
+                }
+            })
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let dirs: Vec<_> = (0..300).map(|i| root.join(format!("d{i}"))).collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let subscriber = std::thread::spawn(move || {
+            let subs: Vec<_> = dirs.iter().map(|d| watch.subscribe(d).unwrap()).collect();
+            let _ = done_tx.send(subs.len());
+        });
+        let finished = done_rx.recv_timeout(Duration::from_secs(20));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(finished, Ok(300), "subscribe deadlocked with the watcher thread");
+        subscriber.join().unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

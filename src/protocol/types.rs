@@ -115,6 +115,9 @@ pub struct JobView {
     pub restart_count: u32,
     pub reason: String,
     pub cwd: String,
+    /// TCP ports the job's process tree listens on.
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +143,10 @@ pub struct StatusView {
     pub log: String,
     /// When a restart by policy is due, while one is.
     pub next_restart_at: Option<String>,
+    /// TCP ports the job's process tree listens on.
+    pub ports: Vec<u16>,
+    /// Ports bgrun allocated for the job (`--allocate-port`), by variable name.
+    pub allocated_ports: std::collections::BTreeMap<String, u16>,
     pub events: Vec<crate::store::Event>,
 }
 

@@ -51,7 +51,9 @@ impl Reconciler {
 
     fn spawn(&mut self, id: &str) {
         let log_offset = crate::supervisor::probes::log_end(&self.home.job_dir(id));
+        let ports = self.allocate_ports(id);
         let Some(job) = self.jobs.get_mut(id) else { return };
+        job.obs.allocated_ports = ports;
         let restart = job.timers.restart_at.is_some() && job.obs.generation == job.generation;
         if restart {
             job.obs.restart_count += 1;
@@ -74,9 +76,14 @@ impl Reconciler {
         let spawn = SpawnFile {
             argv: job.spec.argv(),
             cwd: job.spec.cwd.clone(),
-            env: job.spec.env.clone(),
+            env: {
+                let mut env = job.spec.env.clone();
+                env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
+                env
+            },
             grace_ms: job.spec.grace.as_millis() as u64,
             pty: job.spec.pty.clone(),
+            notify: job.spec.ready.notify,
         };
         let attempt = job.attempt;
         match launch::launch(&self.home.job_dir(id), &spawn) {
@@ -99,6 +106,28 @@ impl Reconciler {
                 result: Err(format!("cannot start the job's supervisor: {e}")),
             }),
         }
+    }
+
+    /// A free TCP port for each `--allocate-port` variable: the job's previous one while it is
+    /// still free (so a restart keeps its address), and never one another job of this daemon holds.
+    fn allocate_ports(&self, id: &str) -> std::collections::BTreeMap<String, u16> {
+        let Some(job) = self.jobs.get(id) else { return Default::default() };
+        let taken: std::collections::HashSet<u16> =
+            self.jobs.values().filter(|j| j.id != id).flat_map(|j| j.obs.allocated_ports.values().copied()).collect();
+        let mut out = std::collections::BTreeMap::new();
+        for var in &job.spec.allocate_ports {
+            let previous = job.obs.allocated_ports.get(var).copied().filter(|p| port_is_free(*p));
+            let port = previous.or_else(|| {
+                (0..64).find_map(|_| {
+                    let p = std::net::TcpListener::bind(("0.0.0.0", 0)).ok()?.local_addr().ok()?.port();
+                    (!taken.contains(&p) && !out.values().any(|v| *v == p)).then_some(p)
+                })
+            });
+            if let Some(port) = port {
+                out.insert(var.clone(), port);
+            }
+        }
+        out
     }
 
     fn stop(&mut self, id: &str, cause: Cause) {
@@ -138,4 +167,8 @@ async fn watch_exit(tx: tokio::sync::mpsc::UnboundedSender<Msg>, id: String, att
         eprintln!("bgrun: cannot watch the supervisor of job {id}: {e}");
     }
     let _ = tx.send(Msg::Event(Event::Exited { id, attempt }));
+}
+
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
 }

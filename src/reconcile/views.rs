@@ -3,6 +3,7 @@
 use crate::job::{Desired, Job};
 use crate::protocol::{JobView, StatusView};
 use crate::render::rfc3339_s;
+use crate::supervisor::procfs;
 
 fn pid(job: &Job) -> Option<i32> {
     job.obs.run.map(|r| r.pid).filter(|p| *p > 0)
@@ -21,6 +22,28 @@ pub fn job_view(job: &Job) -> JobView {
         restart_count: job.obs.restart_count,
         reason: job.obs.reason.clone(),
         cwd: job.spec.cwd.display().to_string(),
+        ports: Vec::new(),
+    }
+}
+
+/// The pids of a job's process tree, if it has one, for finding its ports outside the reconciler.
+pub fn tree_root(job: &Job) -> Option<i32> {
+    job.obs.state.is_alive().then(|| pid(job)).flatten()
+}
+
+/// Fills in the listening ports of jobs from one look at /proc.
+pub fn fill_ports(views: &mut [(JobView, Option<i32>)]) {
+    if views.iter().all(|(_, root)| root.is_none()) {
+        return;
+    }
+    let parents = procfs::parents();
+    let listening = procfs::listening_sockets();
+    for (view, root) in views {
+        if let Some(root) = root {
+            let mut pids = procfs::descendants_in(&parents, *root);
+            pids.push(*root);
+            view.ports = procfs::ports_of(&pids, &listening);
+        }
     }
 }
 
@@ -49,6 +72,12 @@ pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> 
         observed_generation: job.obs.generation,
         log,
         next_restart_at: job.obs.restart_at_ms.map(crate::render::rfc3339_ms),
+        ports: tree_root(job).map_or_else(Vec::new, |root| {
+            let mut pids = procfs::descendants(root);
+            pids.push(root);
+            procfs::ports_of(&pids, &procfs::listening_sockets())
+        }),
+        allocated_ports: job.obs.allocated_ports.clone(),
         events,
     }
 }

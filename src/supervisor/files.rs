@@ -18,6 +18,9 @@ pub struct SpawnFile {
     pub grace_ms: u64,
     #[serde(default)]
     pub pty: Option<Pty>,
+    /// Offer the job a systemd-style NOTIFY_SOCKET.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// The one line a shim prints to the daemon once the job is (or could not be) spawned.
@@ -50,6 +53,7 @@ const CHILD: &str = "child.json";
 const EXIT: &str = "exit.json";
 const STOP: &str = "stop";
 const STDIN: &str = "stdin";
+const READY: &str = "ready";
 
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -72,7 +76,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
 /// Prepares a job directory for a new run: the spec to spawn, and no leftovers of the last run.
 pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    for stale in [CHILD, EXIT, STOP] {
+    for stale in [CHILD, EXIT, STOP, READY] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -125,4 +129,13 @@ pub fn open_stdin_fifo(dir: &Path) -> io::Result<OwnedFd> {
     }
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
     Ok(file.into())
+}
+
+/// Written by the shim when the job sends `READY=1` on its notify socket.
+pub fn ready_path(dir: &Path) -> PathBuf {
+    dir.join(READY)
+}
+
+pub fn write_ready(dir: &Path) -> io::Result<()> {
+    write_atomic(&ready_path(dir), b"")
 }

@@ -35,6 +35,7 @@ pub async fn readiness(
     let mut port = ready.port;
     let mut url = ready.url.clone();
     let mut file = ready.file.as_ref().map(|f| cwd.join(f));
+    let mut notified = ready.notify.then(|| super::files::ready_path(&dir));
     let mut partial: HashMap<u64, Vec<u8>> = HashMap::new();
     let mut sub = watch.subscribe(&dir).ok();
     loop {
@@ -68,7 +69,17 @@ pub async fn readiness(
         if file.as_ref().is_some_and(|f| f.exists()) {
             file = None;
         }
-        if substrings.is_empty() && regexes.is_empty() && port.is_none() && url.is_none() && file.is_none() {
+        // The shim writes this file into the job's directory: the watch wakes us for it.
+        if notified.as_ref().is_some_and(|f| f.exists()) {
+            notified = None;
+        }
+        if substrings.is_empty()
+            && regexes.is_empty()
+            && port.is_none()
+            && url.is_none()
+            && file.is_none()
+            && notified.is_none()
+        {
             return;
         }
         let polled = port.is_some() || url.is_some() || file.is_some();

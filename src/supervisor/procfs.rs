@@ -25,7 +25,7 @@ pub fn is_same_process(pid: i32, start: u64) -> bool {
 }
 
 /// Parent pid of every process on the system.
-fn parents() -> HashMap<i32, i32> {
+pub fn parents() -> HashMap<i32, i32> {
     let mut map = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return map };
     for entry in dir.flatten() {
@@ -41,9 +41,13 @@ fn parents() -> HashMap<i32, i32> {
 
 /// Every descendant of `root` (not including it), parents before children.
 pub fn descendants(root: i32) -> Vec<i32> {
-    let parents = parents();
+    descendants_in(&parents(), root)
+}
+
+/// Like [`descendants`], from a parent map taken once for many roots.
+pub fn descendants_in(parents: &HashMap<i32, i32>, root: i32) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for (pid, ppid) in parents {
+    for (&pid, &ppid) in parents {
         children.entry(ppid).or_default().push(pid);
     }
     let mut out = Vec::new();
@@ -70,6 +74,46 @@ pub fn tree_rss_kb(pid: i32) -> u64 {
     rss_kb(pid) + descendants(pid).into_iter().map(rss_kb).sum::<u64>()
 }
 
+/// TCP ports in LISTEN state on this machine, by socket inode (from /proc/net/tcp and tcp6).
+pub fn listening_sockets() -> HashMap<u64, u16> {
+    let mut map = HashMap::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let port = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            if let (Some(port), Ok(inode)) = (port, f[9].parse::<u64>()) {
+                map.insert(inode, port);
+            }
+        }
+    }
+    map
+}
+
+/// The TCP ports `pids` listen on, sorted, without duplicates.
+pub fn ports_of(pids: &[i32], listening: &HashMap<u64, u16>) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+            let target = target.to_string_lossy();
+            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']'))
+                && let Some(port) = inode.parse().ok().and_then(|i: u64| listening.get(&i))
+            {
+                ports.push(*port);
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +124,14 @@ mod tests {
         let start = start_time(me).expect("own start time");
         assert!(is_same_process(me, start));
         assert!(!is_same_process(me, start + 1));
+    }
+
+    #[test]
+    fn finds_the_port_this_process_listens_on() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let me = std::process::id() as i32;
+        assert!(ports_of(&[me], &listening_sockets()).contains(&port));
     }
 
     #[test]

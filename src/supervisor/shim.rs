@@ -74,6 +74,14 @@ fn run(dir: &Path) -> Result<(), String> {
     let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let mut spawn = spawn;
+    let notify = if spawn.notify {
+        let (socket, name) = notify_socket()?;
+        spawn.env.insert("NOTIFY_SOCKET".into(), name);
+        Some(socket)
+    } else {
+        None
+    };
 
     let child = spawn_child(&spawn, stdin, out_w, err_w)?;
     let child_pid = Pid::from_raw(child.id() as i32);
@@ -110,6 +118,9 @@ fn run(dir: &Path) -> Result<(), String> {
             let mut fds: Vec<PollFd> =
                 pipes.iter().flatten().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
             fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+            if let Some(n) = &notify {
+                fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(format!("poll: {e}")),
@@ -130,6 +141,11 @@ fn run(dir: &Path) -> Result<(), String> {
             while let Ok(Some(info)) = sigfd.read_signal() {
                 sup.on_signal(info.ssi_signo as i32);
             }
+        }
+        if let Some(n) = &notify
+            && ready.get(idx + 1) == Some(&true)
+        {
+            read_notifications(n, dir);
         }
         sup.reap();
         sup.escalate();
@@ -174,6 +190,28 @@ fn read_into(fd: &OwnedFd, stream: Stream, buf: &mut [u8], writer: &mut LogWrite
         }
         Err(Errno::EAGAIN) | Err(Errno::EINTR) => true,
         Err(_) => false,
+    }
+}
+
+/// A datagram socket in the abstract namespace (no path-length limit, nothing to clean up),
+/// named as NOTIFY_SOCKET expects: `@name`.
+fn notify_socket() -> Result<(std::os::unix::net::UnixDatagram, String), String> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("bgrun-notify-{}-{}", std::process::id(), files::unix_ms());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| format!("notify socket: {e}"))?;
+    let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).map_err(|e| format!("notify socket: {e}"))?;
+    socket.set_nonblocking(true).map_err(|e| format!("notify socket: {e}"))?;
+    Ok((socket, format!("@{name}")))
+}
+
+/// Records `READY=1` for the daemon; other notify fields are accepted and ignored.
+fn read_notifications(socket: &std::os::unix::net::UnixDatagram, dir: &Path) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        if buf[..n].split(|b| *b == b'\n').any(|l| l == b"READY=1") {
+            let _ = files::write_ready(dir);
+        }
     }
 }
 
