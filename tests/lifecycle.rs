@@ -295,3 +295,61 @@ fn systemd_notify_readiness() {
     assert_eq!(w["ready"], true, "{w}");
     b.json(&["kill", "svc"]);
 }
+
+#[test]
+fn a_crash_loop_gives_up_after_its_burst_limit() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "doomed", "--restart", "on-crash", "--backoff", "0ms", "exit 1"]);
+    wait_until("gave up", SECS(20), || {
+        b.status("doomed")["reason"].as_str().unwrap().contains("not restarting after 10 crashes").then_some(())
+    });
+    let st = b.status("doomed");
+    assert_eq!(st["state"], "crashed");
+    assert_eq!(st["restart_count"], 9);
+    assert_eq!(st["next_restart_at"], serde_json::Value::Null);
+    // An explicit run starts it again.
+    b.json(&["run", "--name", "doomed", "--restart", "on-crash", "--backoff", "0ms", "exit 1"]);
+    wait_until("restarting again", SECS(20), || {
+        (b.status("doomed")["restart_count"].as_u64().unwrap() > 9).then_some(())
+    });
+    b.json(&["kill", "doomed"]);
+}
+
+#[test]
+fn health_checks_resume_after_a_daemon_restart() {
+    let b = Bgrun::new(SECS(60));
+    let port = free_port().to_string();
+    b.json(&[
+        "run",
+        "--name",
+        "sick",
+        "--health-check-port",
+        &port,
+        "--health-interval",
+        "1",
+        "--health-threshold",
+        "2",
+        "--restart",
+        "on-crash",
+        "--backoff",
+        "100ms",
+        "sleep",
+        "60",
+    ]);
+    b.json(&["daemon", "stop"]);
+    // The next command starts a new daemon, which re-adopts the job and probes it again.
+    let first = b.pid("sick");
+    wait_until("a health restart", SECS(20), || {
+        (b.status("sick")["restart_count"].as_u64().unwrap() >= 1).then_some(())
+    });
+    assert!(!alive(first));
+    b.json(&["kill", "sick"]);
+}
+
+#[test]
+fn pty_jobs_are_refused_clearly_until_supported() {
+    let b = Bgrun::new(SECS(30));
+    let err = b.fails(&["run", "--pty", "true"]);
+    assert!(err.contains("--pty is not supported"), "{err}");
+    assert!(b.run_raw(&["list"]).stdout.is_empty());
+}

@@ -179,7 +179,7 @@ impl Reconciler {
         }
         let stable = job.timers.run_started.is_some_and(|t| t.elapsed() >= STABLE_AFTER);
         job.obs.crash_streak = if stable { 1 } else { job.obs.crash_streak + 1 };
-        if job.obs.crash_streak > BURST_LIMIT {
+        if job.obs.crash_streak >= BURST_LIMIT {
             let reason = format!(
                 "{}; not restarting after {BURST_LIMIT} crashes in a row (`bgrun run --name` starts it again)",
                 job.obs.reason
