@@ -114,27 +114,20 @@ fn max_runtime_ends_the_run_with_the_reason() {
     assert!(b.status("short")["reason"].as_str().unwrap().contains("--max-runtime 300ms"));
 }
 
+/// A job whose health check probes a port nobody listens on, every second, restarting on crash.
+fn run_unhealthy(b: &Bgrun, threshold: &str) {
+    let port = free_port().to_string();
+    let args = ["--health-check-port", &port, "--health-interval", "1", "--health-threshold", threshold];
+    let mut cmd = vec!["run", "--name", "sick"];
+    cmd.extend(args);
+    cmd.extend(["--restart", "on-crash", "--backoff", "100ms", "sleep", "60"]);
+    b.json(&cmd);
+}
+
 #[test]
 fn failing_health_checks_restart_the_job() {
     let b = Bgrun::new(SECS(60));
-    let port = free_port().to_string();
-    b.json(&[
-        "run",
-        "--name",
-        "sick",
-        "--health-check-port",
-        &port,
-        "--health-interval",
-        "1",
-        "--health-threshold",
-        "3",
-        "--restart",
-        "on-crash",
-        "--backoff",
-        "100ms",
-        "sleep",
-        "60",
-    ]);
+    run_unhealthy(&b, "3");
     let first = b.pid("sick");
     wait_until("a health restart", SECS(20), || {
         (b.status("sick")["restart_count"].as_u64().unwrap() >= 1).then_some(())
@@ -318,24 +311,7 @@ fn a_crash_loop_gives_up_after_its_burst_limit() {
 #[test]
 fn health_checks_resume_after_a_daemon_restart() {
     let b = Bgrun::new(SECS(60));
-    let port = free_port().to_string();
-    b.json(&[
-        "run",
-        "--name",
-        "sick",
-        "--health-check-port",
-        &port,
-        "--health-interval",
-        "1",
-        "--health-threshold",
-        "2",
-        "--restart",
-        "on-crash",
-        "--backoff",
-        "100ms",
-        "sleep",
-        "60",
-    ]);
+    run_unhealthy(&b, "2");
     b.json(&["daemon", "stop"]);
     // The next command starts a new daemon, which re-adopts the job and probes it again.
     let first = b.pid("sick");
