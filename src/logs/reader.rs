@@ -121,6 +121,25 @@ pub fn read_last(path: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Res
     }
 }
 
+/// Joins the fragments of a line that arrive in separate reads (a reader following a log sees a
+/// line still being written first as an unfinished fragment, then the rest).
+#[derive(Default)]
+pub struct Joiner {
+    partial: std::collections::HashMap<u64, Vec<u8>>,
+}
+
+impl Joiner {
+    /// The line with everything seen of it so far; remembered while it is unfinished.
+    pub fn join(&mut self, line: Line) -> Line {
+        let mut content = self.partial.remove(&line.number).unwrap_or_default();
+        content.extend_from_slice(&line.content);
+        if !line.complete {
+            self.partial.insert(line.number, content.clone());
+        }
+        Line { content, ..line }
+    }
+}
+
 /// The number to give the next line of an existing log, so numbering carries on across restarts.
 pub fn last_line_number(path: &Path) -> io::Result<u64> {
     let mut last = 0;

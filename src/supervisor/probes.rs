@@ -5,7 +5,6 @@ use super::procfs;
 use crate::logs::reader;
 use crate::logs::watch::LogWatch;
 use crate::spec::{Health, Readiness};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,23 +35,18 @@ pub async fn readiness(
     let mut url = ready.url.clone();
     let mut file = ready.file.as_ref().map(|f| cwd.join(f));
     let mut notified = ready.notify.then(|| super::files::ready_path(&dir));
-    let mut partial: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut joiner = reader::Joiner::default();
     let mut sub = watch.subscribe(&dir).ok();
     loop {
         if (!substrings.is_empty() || !regexes.is_empty())
             && let Ok((lines, next)) = reader::read_from(&log, offset)
         {
-            {
-                offset = next;
-                for line in lines {
-                    // A line still being written is matched once it is complete.
-                    let mut content = partial.remove(&line.number).unwrap_or_default();
-                    content.extend_from_slice(&line.content);
-                    if !line.complete {
-                        partial.insert(line.number, content);
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(&content);
+            offset = next;
+            for line in lines {
+                // A line still being written is matched once it is complete.
+                let line = joiner.join(line);
+                if line.complete {
+                    let text = line.text();
                     substrings.retain(|s| !text.contains(s.as_str()));
                     regexes.retain(|r| !r.is_match(&text));
                 }

@@ -3,7 +3,6 @@ use crate::daemon::Ctx;
 use crate::error::{Error, Result};
 use crate::logs::{Line, reader};
 use crate::protocol::{ExpectView, Response};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Waits for a line matching `pattern` in everything the job wrote and will write. Gives up at the
@@ -22,21 +21,16 @@ pub async fn handle(ctx: &Ctx, key: String, pattern: String, regex: bool, timeou
     let mut changes = ctx.handle.changes();
     let search = async {
         let mut offset = 0;
-        let mut partial: HashMap<u64, Vec<u8>> = HashMap::new();
+        let mut joiner = reader::Joiner::default();
         loop {
             let (lines, next) =
                 reader::read_from(&path, offset).map_err(|e| Error::context("cannot read the log", e))?;
             offset = next;
             for line in lines {
-                let mut content = partial.remove(&line.number).unwrap_or_default();
-                content.extend_from_slice(&line.content);
-                let whole = Line { content, ..line };
                 // A prompt without a newline may match while it is still unfinished.
+                let whole = joiner.join(line);
                 if matcher(&whole.text()) {
                     return Ok::<_, Error>(Some(whole));
-                }
-                if !whole.complete {
-                    partial.insert(whole.number, whole.content);
                 }
             }
             let id2 = id.clone();
