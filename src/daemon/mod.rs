@@ -25,6 +25,7 @@ pub struct Ctx {
     pub started: Instant,
     pub shutdown: Notify,
     pub logs: Arc<crate::logs::watch::LogWatch>,
+    pub ports: crate::reconcile::views::PortCache,
 }
 
 /// Environment variable naming the fd on which the daemon reports that it is listening.
@@ -56,7 +57,14 @@ async fn serve(home: Home, store: Store) -> Result<()> {
     report_ready();
 
     let reconciler = tokio::spawn(rec.run(rx));
-    let ctx = Arc::new(Ctx { handle: handle.clone(), home, started: Instant::now(), shutdown: Notify::new(), logs });
+    let ctx = Arc::new(Ctx {
+        handle: handle.clone(),
+        home,
+        started: Instant::now(),
+        shutdown: Notify::new(),
+        logs,
+        ports: Default::default(),
+    });
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::context("signal handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::context("signal handler", e))?;
     loop {

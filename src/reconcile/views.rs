@@ -31,20 +31,55 @@ pub fn tree_root(job: &Job) -> Option<i32> {
     job.obs.state.is_alive().then(|| pid(job)).flatten()
 }
 
-/// Fills in the listening ports of jobs from one look at /proc.
-pub fn fill_ports(views: &mut [(JobView, Option<i32>)]) {
-    if views.iter().all(|(_, root)| root.is_none()) {
-        return;
-    }
-    let parents = procfs::parents();
-    let listening = procfs::listening_sockets();
-    for (view, root) in views {
-        if let Some(root) = root {
-            let mut pids = procfs::descendants_in(&parents, *root);
-            pids.push(*root);
-            view.ports = procfs::ports_of(&pids, &listening);
+/// How long one look at /proc serves `list`: finding ports means reading every process's
+/// stat and every job process's fds (about 10 ms with 100 jobs), and ports change rarely.
+const PORTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The listening ports of job process trees, by root pid, as of at most [`PORTS_FRESH_FOR`] ago.
+#[derive(Default)]
+pub struct PortCache {
+    scan: std::sync::Mutex<Option<(std::time::Instant, std::collections::HashMap<i32, Vec<u16>>)>>,
+}
+
+impl PortCache {
+    /// Fills in `ports` for each view with a root pid.
+    pub fn fill(&self, views: &mut [(JobView, Option<i32>)]) {
+        let roots: Vec<i32> = views.iter().filter_map(|(_, r)| *r).collect();
+        if roots.is_empty() {
+            return;
+        }
+        let mut scan = self.scan.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = scan
+            .as_ref()
+            .is_some_and(|(at, ports)| at.elapsed() < PORTS_FRESH_FOR && roots.iter().all(|r| ports.contains_key(r)));
+        if !fresh {
+            *scan = Some((std::time::Instant::now(), scan_ports(&roots)));
+        }
+        let ports = &scan.as_ref().expect("just filled").1;
+        for (view, root) in views {
+            if let Some(found) = root.and_then(|r| ports.get(&r)) {
+                view.ports = found.clone();
+            }
         }
     }
+}
+
+/// One look at /proc for the ports of several process trees.
+fn scan_ports(roots: &[i32]) -> std::collections::HashMap<i32, Vec<u16>> {
+    let listening = procfs::listening_sockets();
+    if listening.is_empty() {
+        // Nothing on the machine listens: no process tree needs looking at.
+        return roots.iter().map(|r| (*r, Vec::new())).collect();
+    }
+    let parents = procfs::parents();
+    roots
+        .iter()
+        .map(|&root| {
+            let mut pids = procfs::descendants_in(&parents, root);
+            pids.push(root);
+            (root, procfs::ports_of(&pids, &listening))
+        })
+        .collect()
 }
 
 pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> StatusView {
@@ -72,11 +107,7 @@ pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> 
         observed_generation: job.obs.generation,
         log,
         next_restart_at: job.obs.restart_at_ms.map(crate::render::rfc3339_ms),
-        ports: tree_root(job).map_or_else(Vec::new, |root| {
-            let mut pids = procfs::descendants(root);
-            pids.push(root);
-            procfs::ports_of(&pids, &procfs::listening_sockets())
-        }),
+        ports: tree_root(job).map_or_else(Vec::new, |root| scan_ports(&[root]).remove(&root).unwrap_or_default()),
         allocated_ports: job.obs.allocated_ports.clone(),
         events,
     }

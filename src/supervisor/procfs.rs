@@ -3,36 +3,53 @@
 
 use std::collections::HashMap;
 
-/// Fields of `/proc/<pid>/stat` after the command name (which may itself contain spaces and ')').
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    Some(after.split_whitespace().map(str::to_owned).collect())
+/// Reads `/proc/<pid>/stat` into `buf` and returns the fields after the command name (which may
+/// itself contain spaces and ')'): state, ppid, pgrp, ... Allocation-free: `list` calls this for
+/// every process on the machine.
+fn stat_fields(pid: i32, buf: &mut [u8; 1024]) -> Option<impl Iterator<Item = &[u8]>> {
+    use std::io::Read;
+    let mut path = [0u8; 32];
+    let path = {
+        use std::io::Write;
+        let mut cur = std::io::Cursor::new(&mut path[..]);
+        write!(cur, "/proc/{pid}/stat").ok()?;
+        let len = cur.position() as usize;
+        std::str::from_utf8(&path[..len]).ok()?
+    };
+    let n = std::fs::File::open(path).ok()?.read(buf).ok()?;
+    let stat = &buf[..n];
+    let close = stat.iter().rposition(|b| *b == b')')?;
+    Some(stat.get(close + 2..)?.split(|b| *b == b' '))
+}
+
+fn parse<T: std::str::FromStr>(field: Option<&[u8]>) -> Option<T> {
+    std::str::from_utf8(field?).ok()?.trim().parse().ok()
 }
 
 /// Start time of `pid` in clock ticks since boot, or None if there is no such process.
 pub fn start_time(pid: i32) -> Option<u64> {
     // Field 22 overall; index 19 after the pid and comm fields.
-    stat_fields(pid)?.get(19)?.parse().ok()
+    parse(stat_fields(pid, &mut [0; 1024])?.nth(19))
 }
 
 /// True if `pid` is alive (and not a zombie) and is the same process that started at `start`.
 pub fn is_same_process(pid: i32, start: u64) -> bool {
-    match stat_fields(pid) {
-        Some(f) => f.first().is_some_and(|s| s != "Z") && f.get(19).and_then(|s| s.parse().ok()) == Some(start),
-        None => false,
-    }
+    let mut buf = [0; 1024];
+    let Some(mut fields) = stat_fields(pid, &mut buf) else { return false };
+    let state = fields.next();
+    state.is_some_and(|s| s != b"Z") && parse(fields.nth(18)) == Some(start)
 }
 
 /// Parent pid of every process on the system.
 pub fn parents() -> HashMap<i32, i32> {
     let mut map = HashMap::new();
+    let mut buf = [0; 1024];
     let Ok(dir) = std::fs::read_dir("/proc") else { return map };
     for entry in dir.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        if let Some(ppid) = stat_fields(pid).and_then(|f| f.get(1)?.parse().ok()) {
+        if let Some(ppid) = stat_fields(pid, &mut buf).and_then(|mut f| parse(f.nth(1))) {
             map.insert(pid, ppid);
         }
     }

@@ -1,7 +1,7 @@
 use crate::daemon::Ctx;
 use crate::error::Result;
 use crate::protocol::Response;
-use crate::reconcile::views::{fill_ports, job_view, tree_root};
+use crate::reconcile::views::{job_view, tree_root};
 
 pub async fn handle(ctx: &Ctx, workspace: Option<String>) -> Result<Response> {
     let jobs = ctx
@@ -18,6 +18,6 @@ pub async fn handle(ctx: &Ctx, workspace: Option<String>) -> Result<Response> {
         .await?;
     // /proc is read here, not in the reconciler, so a listing never delays an edit.
     let mut jobs = jobs;
-    fill_ports(&mut jobs);
+    ctx.ports.fill(&mut jobs);
     Ok(Response::Jobs { jobs: jobs.into_iter().map(|(v, _)| v).collect() })
 }
