@@ -35,10 +35,13 @@ pub fn tree_root(job: &Job) -> Option<i32> {
 /// stat and every job process's fds (about 10 ms with 100 jobs), and ports change rarely.
 const PORTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The listening ports of job process trees, by root pid, as of at most [`PORTS_FRESH_FOR`] ago.
+/// Ports of process trees, by root pid.
+type PortsByRoot = std::collections::HashMap<i32, Vec<u16>>;
+
+/// The listening ports of job process trees, as of at most [`PORTS_FRESH_FOR`] ago.
 #[derive(Default)]
 pub struct PortCache {
-    scan: std::sync::Mutex<Option<(std::time::Instant, std::collections::HashMap<i32, Vec<u16>>)>>,
+    scan: std::sync::Mutex<Option<(std::time::Instant, PortsByRoot)>>,
 }
 
 impl PortCache {
@@ -65,7 +68,7 @@ impl PortCache {
 }
 
 /// One look at /proc for the ports of several process trees.
-fn scan_ports(roots: &[i32]) -> std::collections::HashMap<i32, Vec<u16>> {
+fn scan_ports(roots: &[i32]) -> PortsByRoot {
     let listening = procfs::listening_sockets();
     if listening.is_empty() {
         // Nothing on the machine listens: no process tree needs looking at.
