@@ -55,6 +55,9 @@ pub struct Observed {
     /// Ports allocated for `--allocate-port`, kept across restarts while they stay free.
     #[serde(default)]
     pub allocated_ports: std::collections::BTreeMap<String, u16>,
+    /// The job was removed from its file: forget it once it has stopped.
+    #[serde(default)]
+    pub remove_when_stopped: bool,
 }
 
 impl Default for Observed {
@@ -77,6 +80,7 @@ impl Default for Observed {
             restart_at_ms: None,
             log_offset: 0,
             allocated_ports: Default::default(),
+            remove_when_stopped: false,
         }
     }
 }
@@ -87,8 +91,16 @@ impl Default for Observed {
 pub enum Cause {
     Requested,
     MaxRuntime(Duration),
-    MaxRss { rss_mb: u64, limit_mb: u64 },
-    Unhealthy { failures: u32, last: String },
+    MaxRss {
+        rss_mb: u64,
+        limit_mb: u64,
+    },
+    Unhealthy {
+        failures: u32,
+        last: String,
+    },
+    /// `up` changed something that shapes the process.
+    Replaced,
 }
 
 impl Cause {
@@ -100,6 +112,7 @@ impl Cause {
             Cause::Unhealthy { failures, last } => {
                 format!("killed: unhealthy ({failures} failed health checks, last: {last})")
             }
+            Cause::Replaced => "replaced by a new spec".into(),
         }
     }
 }

@@ -64,7 +64,15 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: Instant) -> Plan {
                 continue;
             }
             if job.desired == Desired::Stopped {
-                plan.actions.push(Action::Stop(id(), Cause::Requested));
+                // Dependents stop first: a job waits while one that starts after it is stopping.
+                if !has_stopping_dependent(job, jobs) {
+                    plan.actions.push(Action::Stop(id(), Cause::Requested));
+                }
+                continue;
+            }
+            // A new spec that shapes the process: the old run ends, then the plan starts the new.
+            if job.obs.generation < job.generation {
+                plan.actions.push(Action::Stop(id(), Cause::Replaced));
                 continue;
             }
             if let Some(cause) = &job.evict {
@@ -124,12 +132,28 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: Instant) -> Plan {
     plan
 }
 
+/// The job a dependency name means: the one of that name in the same project.
+fn dependency<'a>(job: &Job, name: &str, jobs: &'a BTreeMap<String, Job>) -> Option<&'a Job> {
+    jobs.values().find(|j| j.spec.project == job.spec.project && j.spec.name.as_deref() == Some(name))
+}
+
+/// True while a job that starts after `job` is still running and being stopped too.
+fn has_stopping_dependent(job: &Job, jobs: &BTreeMap<String, Job>) -> bool {
+    let Some(name) = job.spec.name.as_deref() else { return false };
+    jobs.values().any(|d| {
+        d.desired == Desired::Stopped
+            && d.obs.state.is_alive()
+            && d.spec.after.iter().any(|a| a == name)
+            && dependency(d, name, jobs).is_some_and(|dep| dep.id == job.id)
+    })
+}
+
 /// Why a job's `after` dependencies do not let it start yet, if they do not. A dependency is
 /// satisfied once Ready, or once it has exited 0 (a one-shot). Jobs in `spawning` are about to
 /// start.
 pub fn blocked_by(job: &Job, jobs: &BTreeMap<String, Job>, spawning: &[&str]) -> Option<String> {
     for name in &job.spec.after {
-        let Some(dep) = jobs.values().find(|j| j.spec.name.as_deref() == Some(name.as_str())) else {
+        let Some(dep) = dependency(job, name, jobs) else {
             return Some(format!("waiting for {name}: no such job"));
         };
         if spawning.contains(&dep.id.as_str()) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     #[default]
@@ -85,6 +85,69 @@ pub struct JobSpec {
     pub health: Option<Health>,
     #[serde(with = "duration_ms")]
     pub grace: Duration,
+    /// The project (bgrun.toml) that owns the job; None for jobs started with `bgrun run`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The environment the user declared (file `env` and `env-file`, or `--env`), as opposed to
+    /// the environment inherited from the caller. Only this part decides whether a job is replaced.
+    #[serde(default)]
+    pub declared_env: BTreeMap<String, String>,
+    /// Globs (relative to cwd) whose changes restart the job under `bgrun up --watch`.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    /// More globs to ignore, on top of `.git`, `target` and `node_modules`.
+    #[serde(default)]
+    pub watch_ignore: Vec<String>,
+    /// Restart this job when a job it starts after is replaced.
+    #[serde(default)]
+    pub restart_with_dependencies: bool,
+}
+
+/// How two specs of the same job differ: fields that shape the process (so the job must be
+/// replaced), and fields bgrun applies itself (updated in place, no restart). Field names are the
+/// keys of `bgrun.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecDiff {
+    pub replace: Vec<&'static str>,
+    pub update: Vec<&'static str>,
+}
+
+impl SpecDiff {
+    pub fn is_empty(&self) -> bool {
+        self.replace.is_empty() && self.update.is_empty()
+    }
+}
+
+/// The fingerprint of a job is everything that shapes its process: the resolved command, the
+/// working directory, the declared environment (env-file contents included) and the terminal.
+pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
+    let mut d = SpecDiff::default();
+    let mut replace = |name, changed: bool| {
+        if changed {
+            d.replace.push(name)
+        }
+    };
+    replace("cmd", old.argv() != new.argv());
+    replace("cwd", old.cwd != new.cwd);
+    replace("env", old.declared_env != new.declared_env);
+    replace("pty", old.pty != new.pty);
+    replace("allocate-port", old.allocate_ports != new.allocate_ports);
+    let mut update = |name, changed: bool| {
+        if changed {
+            d.update.push(name)
+        }
+    };
+    update("ready-when", old.ready != new.ready);
+    update("after", old.after != new.after);
+    update("restart", old.restart != new.restart || old.backoff != new.backoff);
+    update("max-rss", old.max_rss_mb != new.max_rss_mb);
+    update("max-runtime", old.max_runtime != new.max_runtime);
+    update("health", old.health != new.health);
+    update("grace", old.grace != new.grace);
+    update("workspace", old.workspace != new.workspace);
+    update("watch", old.watch != new.watch || old.watch_ignore != new.watch_ignore);
+    update("restart-with-dependencies", old.restart_with_dependencies != new.restart_with_dependencies);
+    d
 }
 
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -254,6 +317,31 @@ pub(crate) mod tests {
             allocate_ports: vec![],
             health: None,
             grace: DEFAULT_GRACE,
+            project: None,
+            declared_env: BTreeMap::new(),
+            watch: vec![],
+            watch_ignore: vec![],
+            restart_with_dependencies: false,
         }
+    }
+
+    #[test]
+    fn diff_separates_replace_from_update() {
+        let a = sample();
+        let mut b = sample();
+        assert!(diff(&a, &b).is_empty());
+        b.env.insert("INHERITED".into(), "x".into());
+        assert!(diff(&a, &b).is_empty(), "the inherited environment does not shape the fingerprint");
+        b.declared_env.insert("PORT".into(), "1".into());
+        b.health = Some(Health { url: None, port: Some(1), interval: Duration::from_secs(1), threshold: 1 });
+        let d = diff(&a, &b);
+        assert_eq!(d.replace, vec!["env"]);
+        assert_eq!(d.update, vec!["health"]);
+        // The same command written as one shell line or as argv is the same process.
+        let mut c = sample();
+        c.cmd = vec!["sleep 5".into()];
+        let mut e = sample();
+        e.cmd = vec!["sh".into(), "-c".into(), "sleep 5".into()];
+        assert!(diff(&c, &e).is_empty());
     }
 }

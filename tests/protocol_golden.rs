@@ -30,6 +30,11 @@ fn spec() -> JobSpec {
         allocate_ports: vec![],
         health: None,
         grace: Duration::from_secs(5),
+        project: Some("shop".into()),
+        declared_env: [("PORT".to_string(), "3000".to_string())].into(),
+        watch: vec!["src/**".into()],
+        watch_ignore: vec![],
+        restart_with_dependencies: false,
     }
 }
 
@@ -37,6 +42,7 @@ fn job_view() -> JobView {
     JobView {
         id: "0e1b31c3-4b6a-41a3-b868-f6fa5087d504".into(),
         name: Some("web".into()),
+        project: Some("shop".into()),
         workspace: None,
         cmd: vec!["cargo".into(), "run".into()],
         pid: Some(12345),
@@ -47,6 +53,20 @@ fn job_view() -> JobView {
         reason: "running".into(),
         cwd: "/srv".into(),
         ports: vec![8080],
+    }
+}
+
+fn up_job() -> UpJob {
+    UpJob {
+        job: "web".into(),
+        id: "0e1b31c3-4b6a-41a3-b868-f6fa5087d504".into(),
+        action: "create".into(),
+        fields: vec![],
+        state: "ready".into(),
+        reason: "ready".into(),
+        pid: Some(4242),
+        ok: true,
+        elapsed_ms: 19,
     }
 }
 
@@ -77,6 +97,25 @@ fn requests() -> Vec<(&'static str, Request)> {
         ("request-kill-job", Request::Kill { target: KillTarget::Job("web".into()), grace_ms: Some(1000) }),
         ("request-kill-workspace", Request::Kill { target: KillTarget::Workspace("shop".into()), grace_ms: None }),
         ("request-clean", Request::Clean { workspace: None }),
+        ("request-wait", Request::Wait { job: "web".into(), timeout_ms: 60_000 }),
+        (
+            "request-expect",
+            Request::Expect { job: "web".into(), pattern: "listening".into(), regex: false, timeout_ms: 1000 },
+        ),
+        (
+            "request-up",
+            Request::Up(UpRequest {
+                project: "shop".into(),
+                file: "/srv/shop/bgrun.toml".into(),
+                jobs: vec![spec()],
+                only: vec!["web".into()],
+                wait: WaitFor::Ready,
+                revive: true,
+                progress: false,
+            }),
+        ),
+        ("request-plan", Request::Plan { project: "shop".into(), jobs: vec![spec()], only: vec![] }),
+        ("request-down", Request::Down { project: "shop".into(), only: vec!["web".into()] }),
         ("request-daemon-status", Request::DaemonStatus),
         ("request-daemon-stop", Request::DaemonStop),
     ]
@@ -99,6 +138,36 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("response-end", Response::End { state: "exited".into() }),
         ("response-error", Response::Error { message: "no job named \"x\"".into(), hint: Some("bgrun list".into()) }),
         ("response-ok", Response::Ok),
+        (
+            "response-wait",
+            Response::Wait(WaitView {
+                ready: false,
+                elapsed_ms: 150,
+                exit_code: Some(1),
+                state: Some("crashed".into()),
+            }),
+        ),
+        (
+            "response-expect",
+            Response::Expect(ExpectView { matched: true, line_number: Some(42), content: Some("listening".into()) }),
+        ),
+        (
+            "response-up",
+            Response::Up(UpView { project: "shop".into(), ok: true, elapsed_ms: 27, jobs: vec![up_job()] }),
+        ),
+        ("response-progress", Response::Progress(up_job())),
+        (
+            "response-plan",
+            Response::Plan {
+                project: "shop".into(),
+                changes: vec![bgrun::reconcile::project::Change {
+                    job: "web".into(),
+                    action: "replace".into(),
+                    fields: vec!["cmd".into()],
+                }],
+            },
+        ),
+        ("response-down", Response::Down { stopped: vec!["abc123".into()] }),
     ]
 }
 

@@ -4,13 +4,20 @@
 mod clean;
 mod daemon;
 mod diff;
+mod down;
 mod expect;
 mod kill;
 mod list;
+mod plan;
+mod project;
 mod run;
+mod run_group;
+pub use run::parse_size_mb;
 mod status;
 mod tail;
+mod up;
 mod wait;
+mod watch;
 
 use crate::client::Client;
 use crate::error::Result;
@@ -32,6 +39,14 @@ pub struct Cli {
 enum Command {
     /// Start a background job.
     Run(Box<run::Args>),
+    /// Converge the project's jobs to its bgrun.toml (start, replace, update, stop what changed).
+    Up(up::Args),
+    /// Stop the project's jobs, dependents first.
+    Down(down::Args),
+    /// Show what `up` would do to each job, and why, without doing it.
+    Plan(plan::Args),
+    /// Start named jobs of bgrun.toml with the jobs they start after.
+    RunGroup(run_group::Args),
     /// List jobs.
     List(list::Args),
     /// Show the state of a job.
@@ -110,6 +125,10 @@ fn execute(command: Option<Command>, out: &Output) -> Result<i32> {
     let connect = || Client::connect(&home);
     match command {
         Some(Command::Run(args)) => run::exec(*args, &mut connect()?, out),
+        Some(Command::Up(args)) => up::exec(args, &home, out),
+        Some(Command::Down(args)) => down::exec(args, &home, out),
+        Some(Command::Plan(args)) => plan::exec(args, &home, out),
+        Some(Command::RunGroup(args)) => run_group::exec(args, &home, out),
         Some(Command::List(args)) => list::exec(args, &mut connect()?, out),
         None => list::exec(list::Args::default(), &mut connect()?, out),
         Some(Command::Status(args)) => status::exec(args, &mut connect()?, out),

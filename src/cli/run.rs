@@ -125,7 +125,8 @@ impl Args {
         let mut env: BTreeMap<String, String> = std::env::vars_os()
             .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
             .collect();
-        env.extend(self.env);
+        let declared_env: BTreeMap<String, String> = self.env.into_iter().collect();
+        env.extend(declared_env.clone());
         let health = (self.health_check_url.is_some() || self.health_check_port.is_some()).then(|| Health {
             url: self.health_check_url,
             port: self.health_check_port,
@@ -156,6 +157,11 @@ impl Args {
             allocate_ports: self.allocate_port,
             health,
             grace: self.grace,
+            project: None,
+            declared_env,
+            watch: vec![],
+            watch_ignore: vec![],
+            restart_with_dependencies: false,
         };
         spec.validate()?;
         Ok(spec)

@@ -16,6 +16,9 @@ pub enum Request {
     Kill { target: KillTarget, grace_ms: Option<u64> },
     Clean { workspace: Option<String> },
     Wait { job: String, timeout_ms: u64 },
+    Up(UpRequest),
+    Plan { project: String, jobs: Vec<JobSpec>, only: Vec<String> },
+    Down { project: String, only: Vec<String> },
     Expect { job: String, pattern: String, regex: bool, timeout_ms: u64 },
     DaemonStatus,
     DaemonStop,
@@ -90,6 +93,16 @@ pub enum Response {
     Daemon(DaemonInfo),
     Wait(WaitView),
     Expect(ExpectView),
+    /// A job of an `up` moved on (streamed before the final answer when asked for).
+    Progress(UpJob),
+    Up(UpView),
+    Plan {
+        project: String,
+        changes: Vec<crate::reconcile::project::Change>,
+    },
+    Down {
+        stopped: Vec<String>,
+    },
     /// The end of a stream of `Lines` frames (`tail --follow`): the job has ended.
     End {
         state: String,
@@ -106,6 +119,9 @@ pub enum Response {
 pub struct JobView {
     pub id: String,
     pub name: Option<String>,
+    /// The project (bgrun.toml) that owns the job, if any.
+    #[serde(default)]
+    pub project: Option<String>,
     pub workspace: Option<String>,
     pub cmd: Vec<String>,
     pub pid: Option<i32>,
@@ -129,6 +145,7 @@ pub struct StatusView {
     pub last_diff_cursor: u64,
     pub id: String,
     pub name: Option<String>,
+    pub project: Option<String>,
     pub workspace: Option<String>,
     pub cmd: Vec<String>,
     pub cwd: String,
@@ -192,4 +209,54 @@ pub struct ExpectView {
     pub matched: bool,
     pub line_number: Option<u64>,
     pub content: Option<String>,
+}
+
+/// How long `up` waits before it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitFor {
+    /// Once the edit is applied.
+    Applied,
+    /// Once every job has a process (or waits for its dependencies).
+    Launched,
+    /// Once every job is ready, finished cleanly, or has failed.
+    Ready,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpRequest {
+    pub project: String,
+    pub file: String,
+    /// The file's jobs, checked and resolved by the client.
+    pub jobs: Vec<JobSpec>,
+    /// Only these jobs (and what they need); all when empty.
+    pub only: Vec<String>,
+    pub wait: WaitFor,
+    /// Start again jobs that were stopped on request or crashed (an explicit `up`); a watch
+    /// re-converge leaves them be.
+    pub revive: bool,
+    /// Stream a Progress frame whenever a job moves on.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpJob {
+    pub job: String,
+    pub id: String,
+    pub action: String,
+    pub fields: Vec<String>,
+    pub state: String,
+    pub reason: String,
+    pub pid: Option<i32>,
+    /// Whether this job got where `up` wanted it (ready, or finished cleanly).
+    pub ok: bool,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpView {
+    pub project: String,
+    pub ok: bool,
+    pub elapsed_ms: u64,
+    pub jobs: Vec<UpJob>,
 }

@@ -2,7 +2,7 @@
 
 use super::Reconciler;
 use crate::error::{Error, Result};
-use crate::job::{Desired, Job, Observed};
+use crate::job::Desired;
 use crate::protocol::{JobView, KillTarget};
 use crate::spec::JobSpec;
 use crate::state::JobState;
@@ -34,6 +34,20 @@ pub enum Edit {
     Wait {
         id: String,
         reply: oneshot::Sender<crate::job::Job>,
+    },
+    /// Converge a project's jobs to its file; answers with what changed, once applied.
+    Apply {
+        project: String,
+        jobs: Vec<JobSpec>,
+        only: Vec<String>,
+        revive: bool,
+        reply: oneshot::Sender<Vec<(super::project::Change, String)>>,
+    },
+    /// Stop a project's jobs (or the named ones); answers once they have stopped.
+    Down {
+        project: String,
+        only: Vec<String>,
+        reply: oneshot::Sender<Vec<String>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -100,6 +114,20 @@ impl Reconciler {
                     settled
                 }));
             }
+            Edit::Apply { project, jobs, only, revive, reply } => {
+                let _ = reply.send(self.apply_project(&project, jobs, &only, revive));
+            }
+            Edit::Down { project, only, reply } => {
+                let ids = self.down_project(&project, &only);
+                let mut reply = Some(reply);
+                self.wait_for(Box::new(move |rec: &mut Reconciler| {
+                    let done = ids.iter().all(|id| rec.jobs.get(id).is_none_or(|j| j.obs.state.is_terminal()));
+                    if done && let Some(r) = reply.take() {
+                        let _ = r.send(ids.clone());
+                    }
+                    done
+                }));
+            }
             Edit::Shutdown { reply } => {
                 self.shutting_down = true;
                 let _ = reply.send(());
@@ -121,13 +149,13 @@ impl Reconciler {
             if spec.name.as_ref() == Some(dep) {
                 return Err(Error::new(format!("--after {dep}: a job cannot wait for itself")));
             }
-            if !self.jobs.values().any(|j| j.spec.name.as_ref() == Some(dep)) {
+            if self.find(spec.project.as_deref(), dep).is_none() {
                 return Err(Error::new(format!("--after {dep}: no job is named {dep:?}"))
                     .with_hint("start the dependency first, or check the name with `bgrun list`"));
             }
         }
         if let Some(name) = &spec.name
-            && let Some(existing) = self.jobs.values().find(|j| j.spec.name.as_ref() == Some(name))
+            && let Some(existing) = self.find(spec.project.as_deref(), name)
         {
             let id = existing.id.clone();
             // `run --name X` while X is alive is idempotent: it answers with the existing job.
@@ -145,22 +173,7 @@ impl Reconciler {
             self.save(&id, Some(("run", "run again on request")));
             return Ok(id);
         }
-        let id = new_id();
-        let job = Job {
-            id: id.clone(),
-            spec,
-            desired: Desired::Running,
-            generation: 1,
-            created_ms: crate::supervisor::files::unix_ms(),
-            stop_grace: None,
-            obs: Observed::default(),
-            attempt: 0,
-            stopping: None,
-            timers: Default::default(),
-            evict: None,
-        };
-        self.jobs.insert(id.clone(), job);
-        Ok(id)
+        Ok(self.create(spec))
     }
 
     /// Answers a `run` once its launch has succeeded or failed. A first launch that fails leaves
@@ -253,6 +266,9 @@ impl Reconciler {
     /// Removes a job from memory, the database and the disk.
     pub(super) fn forget(&mut self, id: &str) {
         self.jobs.remove(id);
+        for task in self.probes.remove(id).unwrap_or_default() {
+            task.abort();
+        }
         if let Err(e) = self.store.delete(id) {
             eprintln!("bgrun: cannot delete job {id}: {e}");
         }
@@ -261,7 +277,7 @@ impl Reconciler {
 }
 
 /// A random (version 4) UUID.
-fn new_id() -> String {
+pub(super) fn new_id() -> String {
     let mut b = [0u8; 16];
     // SAFETY: getrandom writes at most `b.len()` bytes into the buffer.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };

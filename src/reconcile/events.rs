@@ -78,20 +78,22 @@ impl Reconciler {
             job.timers.ready_deadline = Some(Instant::now() + job.spec.ready.timeout);
             let (tx, id2, watch) = (self.tx.clone(), id.to_string(), self.logs.clone());
             let (cwd, ready, offset) = (job.spec.cwd.clone(), job.spec.ready.clone(), job.obs.log_offset);
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 probes::readiness(watch, http, dir, cwd, ready, offset).await;
                 let _ = tx.send(super::Msg::Event(Event::Ready { id: id2, attempt }));
             });
+            self.probes.entry(id.to_string()).or_default().push(task.abort_handle());
         }
         let Some(job) = self.jobs.get(id) else { return };
         if let Some(limit_mb) = job.spec.max_rss_mb {
-            let (tx, id) = (self.tx.clone(), id.to_string());
-            tokio::spawn(async move {
+            let (tx, id2) = (self.tx.clone(), id.to_string());
+            let task = tokio::spawn(async move {
                 if let Some(rss_mb) = probes::memory(child.pid, child.start_time, limit_mb).await {
                     let cause = Cause::MaxRss { rss_mb, limit_mb };
-                    let _ = tx.send(super::Msg::Event(Event::Evict { id, attempt, cause }));
+                    let _ = tx.send(super::Msg::Event(Event::Evict { id: id2, attempt, cause }));
                 }
             });
+            self.probes.entry(id.to_string()).or_default().push(task.abort_handle());
         }
     }
 
@@ -117,13 +119,14 @@ impl Reconciler {
         let http = self.http();
         let Some(job) = self.jobs.get(id) else { return };
         if let (Some(health), Some(run)) = (job.spec.health.clone(), job.obs.run) {
-            let (tx, id, attempt) = (self.tx.clone(), id.to_string(), job.attempt);
-            tokio::spawn(async move {
+            let (tx, id2, attempt) = (self.tx.clone(), id.to_string(), job.attempt);
+            let task = tokio::spawn(async move {
                 if let Some((failures, last)) = probes::health(http, health, run.pid, run.start_time).await {
                     let cause = Cause::Unhealthy { failures, last };
-                    let _ = tx.send(super::Msg::Event(Event::Evict { id, attempt, cause }));
+                    let _ = tx.send(super::Msg::Event(Event::Evict { id: id2, attempt, cause }));
                 }
             });
+            self.probes.entry(id.to_string()).or_default().push(task.abort_handle());
         }
     }
 
@@ -143,6 +146,7 @@ impl Reconciler {
                 let how = describe_exit(exit.code, exit.signal);
                 match cause {
                     Some(Cause::Requested) => (JobState::Killed, format!("killed on request ({how})"), "killed"),
+                    Some(Cause::Replaced) => (JobState::Killed, format!("replaced by a new spec ({how})"), "replaced"),
                     Some(other) => (JobState::Crashed, format!("{} ({how})", other.describe()), "crashed"),
                     None if exit.stopped => (JobState::Killed, format!("killed ({how})"), "killed"),
                     None if exit.code == Some(0) => (JobState::Exited, how, "exited"),
@@ -160,8 +164,29 @@ impl Reconciler {
             }
         };
         transition(job, state, &reason);
+        let forget = job.obs.remove_when_stopped;
+        self.stop_probes(id);
         self.save(id, Some((kind, &reason)));
+        if forget {
+            self.forget(id);
+            return;
+        }
         self.schedule_restart(id);
+    }
+
+    fn stop_probes(&mut self, id: &str) {
+        for task in self.probes.remove(id).unwrap_or_default() {
+            task.abort();
+        }
+    }
+
+    /// Settings changed in place: the current run's probes start over with them.
+    pub(super) fn restart_probes(&mut self, id: &str) {
+        self.stop_probes(id);
+        let Some(job) = self.jobs.get(id) else { return };
+        if let (true, Some(run)) = (job.obs.state.is_alive() && job.obs.state != JobState::Starting, job.obs.run) {
+            self.start_probes(id, ChildFile { pid: run.pid, start_time: run.start_time });
+        }
     }
 
     /// Decides whether the restart policy brings an ended run back, and when.

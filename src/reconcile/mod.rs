@@ -7,6 +7,7 @@ mod actions;
 mod adopt;
 mod edits;
 mod events;
+pub mod project;
 pub mod views;
 
 use crate::error::{Error, Result};
@@ -46,6 +47,9 @@ pub struct Reconciler {
     pub logs: Arc<LogWatch>,
     /// Built on first use: an idle daemon loads no TLS roots.
     http: OnceLock<reqwest::Client>,
+    /// The probe tasks (readiness, health, memory) of each job's current run, to stop them when
+    /// the run ends or its settings change.
+    probes: std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>,
 }
 
 /// What request handlers hold: a way to send the reconciler edits and reads.
@@ -102,6 +106,7 @@ impl Reconciler {
             changes,
             logs,
             http: OnceLock::new(),
+            probes: Default::default(),
         };
         rec.adopt_all()?;
         Ok((rec, Handle { tx, changes: changes_rx }, rx))
@@ -165,13 +170,26 @@ impl Reconciler {
         }
     }
 
-    /// Finds a job by full id, name, or unique id prefix of at least 4 characters.
+    /// Finds a job by full id, `project/name`, name, or unique id prefix of at least 4
+    /// characters. A name that two projects use is an error, never a guess.
     pub fn resolve(&self, key: &str) -> Result<&Job> {
         if let Some(job) = self.jobs.get(key) {
             return Ok(job);
         }
-        if let Some(job) = self.jobs.values().find(|j| j.spec.name.as_deref() == Some(key)) {
+        if let Some((project, name)) = key.split_once('/')
+            && let Some(job) = self.find(Some(project), name)
+        {
             return Ok(job);
+        }
+        let named: Vec<&Job> = self.jobs.values().filter(|j| j.spec.name.as_deref() == Some(key)).collect();
+        match named.as_slice() {
+            [one] => return Ok(one),
+            [] => {}
+            many => {
+                let full: Vec<String> = many.iter().map(|j| views::qualified_name(j)).collect();
+                return Err(Error::new(format!("{key:?} names {} jobs: {}", many.len(), full.join(", ")))
+                    .with_hint("say which one as project/name"));
+            }
         }
         if key.len() >= 4 {
             let matches: Vec<&Job> = self.jobs.values().filter(|j| j.id.starts_with(key)).collect();

@@ -9,10 +9,19 @@ fn pid(job: &Job) -> Option<i32> {
     job.obs.run.map(|r| r.pid).filter(|p| *p > 0)
 }
 
+/// `project/name` for a job of a project, the name (or short id) otherwise.
+pub fn qualified_name(job: &Job) -> String {
+    match &job.spec.project {
+        Some(p) => format!("{p}/{}", job.display_name()),
+        None => job.display_name().to_string(),
+    }
+}
+
 pub fn job_view(job: &Job) -> JobView {
     JobView {
         id: job.id.clone(),
         name: job.spec.name.clone(),
+        project: job.spec.project.clone(),
         workspace: job.spec.workspace.clone(),
         cmd: job.spec.cmd.clone(),
         pid: pid(job),
@@ -94,6 +103,7 @@ pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> 
         last_diff_cursor: job.obs.diff_cursor,
         id: job.id.clone(),
         name: job.spec.name.clone(),
+        project: job.spec.project.clone(),
         workspace: job.spec.workspace.clone(),
         cmd: job.spec.cmd.clone(),
         cwd: job.spec.cwd.display().to_string(),

@@ -4,12 +4,15 @@
 mod clean;
 mod daemon_status;
 mod diff;
+mod down;
 mod expect;
 mod kill;
 mod list;
+mod plan;
 mod run;
 mod status;
 mod tail;
+mod up;
 mod wait;
 
 use super::Ctx;
@@ -25,6 +28,9 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Status { job } => status::handle(ctx, job).await,
         Request::Tail(req) if req.follow => return tail::follow(ctx, req, stream).await,
         Request::Tail(req) => tail::handle(ctx, req).await,
+        Request::Up(req) => return up::handle(ctx, req, stream).await,
+        Request::Plan { project, jobs, only } => plan::handle(ctx, project, jobs, only).await,
+        Request::Down { project, only } => down::handle(ctx, project, only).await,
         Request::Diff(req) => diff::handle(ctx, req).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,

@@ -1,0 +1,61 @@
+//! Finding and loading the project file for `up`, `down`, `plan` and `run-group`. A file with
+//! problems is reported here, every problem at once, and nothing is sent to the daemon.
+
+use super::Output;
+use crate::error::{Error, Result};
+use crate::project::load::{self, Project};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `-f/--file`, shared by the project commands.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FileArg {
+    /// The project file (default: bgrun.toml in this directory or the nearest parent).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+}
+
+impl FileArg {
+    pub fn path(&self) -> Result<PathBuf> {
+        let here = std::env::current_dir().map_err(|e| Error::context("current directory", e))?;
+        match &self.file {
+            Some(f) => Ok(here.join(f)),
+            None => load::find(&here).ok_or_else(|| {
+                Error::new(format!("no {} in {} or its parents", crate::project::FILE_NAME, here.display()))
+                    .with_hint("create one (see bgrun.toml.example), or pass -f FILE")
+            }),
+        }
+    }
+
+    /// The project, or None after its problems were printed.
+    pub fn load(&self, out: &Output) -> Result<Option<Project>> {
+        let path = self.path()?;
+        match load::load(&path, &inherited_env()) {
+            Ok(p) => Ok(Some(p)),
+            Err(problems) => {
+                if out.json {
+                    let json = serde_json::json!({ "problems": problems.views() });
+                    eprintln!("{json}");
+                } else {
+                    eprintln!("{:?}", problems.report());
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The environment file jobs start from: the caller's.
+pub fn inherited_env() -> BTreeMap<String, String> {
+    std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
+}
+
+/// Names given on the command line must be jobs of the file.
+pub fn check_names(project: &Project, names: &[String]) -> Result<()> {
+    for name in names {
+        if !project.jobs.iter().any(|j| j.name.as_ref() == Some(name)) {
+            return Err(Error::new(format!("there is no job {name:?} in {}", project.file.display())));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+use super::Output;
+use super::project::{FileArg, check_names};
+use crate::error::Result;
+use crate::home::Home;
+use crate::protocol::WaitFor;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Jobs of the project file to start, with the jobs they start after.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArg,
+}
+
+/// Starts the named jobs of the file in parallel, each once its dependencies are ready; answers
+/// once each has a process (or waits for its dependencies).
+pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
+    let Some(project) = args.file.load(out)? else { return Ok(1) };
+    check_names(&project, &args.names)?;
+    let view = super::up::converge(home, &project, &args.names, WaitFor::Launched, true, None)?;
+    // The contract's shape: an array of jobs.
+    let jobs: Vec<serde_json::Value> = view
+        .jobs
+        .iter()
+        .map(|j| serde_json::json!({"id": j.id, "name": j.job, "project": view.project, "state": j.state, "pid": j.pid, "action": j.action, "reason": j.reason}))
+        .collect();
+    if out.json {
+        out.json_line(&jobs);
+    } else {
+        for j in &view.jobs {
+            out.text(&format!("{:<16} {:<9} {}", j.job, j.state, j.pid.map_or(String::new(), |p| format!("pid {p}"))));
+        }
+    }
+    Ok(if view.ok { 0 } else { 1 })
+}

@@ -1,0 +1,101 @@
+use super::Output;
+use super::project::{FileArg, check_names};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::protocol::{Request, Response, UpJob, UpRequest, UpView, WaitFor};
+use crate::render::{Colour, paint, state_colour};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only these jobs (and the jobs they start after); all when none are named.
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub file: FileArg,
+    /// Answer once the change is applied, without waiting for readiness.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Keep watching the file (and each job's `watch` globs) and converge again on every save.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
+    let Some(project) = args.file.load(out)? else { return Ok(1) };
+    check_names(&project, &args.names)?;
+    let wait = if args.no_wait { WaitFor::Applied } else { WaitFor::Ready };
+    let view = converge(home, &project, &args.names, wait, true, Some(out))?;
+    print(&view, out);
+    let code = if view.ok { 0 } else { 1 };
+    if args.watch {
+        return super::watch::run(home, &args.file, &args.names, out);
+    }
+    Ok(code)
+}
+
+/// Sends the project to the daemon and returns how it went, printing each job's progress to
+/// `progress` when that is a person's terminal.
+pub fn converge(
+    home: &Home,
+    project: &crate::project::load::Project,
+    only: &[String],
+    wait: WaitFor,
+    revive: bool,
+    progress: Option<&Output>,
+) -> Result<UpView> {
+    let progress = progress.filter(|o| !o.json);
+    let req = UpRequest {
+        project: project.name.clone(),
+        file: project.file.display().to_string(),
+        jobs: project.jobs.clone(),
+        only: only.to_vec(),
+        wait,
+        revive,
+        progress: progress.is_some(),
+    };
+    let mut client = Client::connect(home)?;
+    client.send(Request::Up(req))?;
+    loop {
+        match client.receive()? {
+            Response::Progress(job) => {
+                if let Some(out) = progress {
+                    out.text(&progress_line(&job, out.colour));
+                }
+            }
+            Response::Up(view) => return Ok(view),
+            _ => return Err(Error::new("unexpected answer from the daemon")),
+        }
+    }
+}
+
+pub fn print(view: &UpView, out: &Output) {
+    if out.json {
+        out.json_line(view);
+    } else {
+        out.text(&summary(view, out.colour));
+    }
+}
+
+fn progress_line(job: &UpJob, colour: bool) -> String {
+    let state = paint(&format!("{:<9}", job.state), state_colour(&job.state), colour);
+    let detail = if job.state == "ready" || job.state == "starting" && job.pid.is_none() {
+        job.reason.clone()
+    } else {
+        String::new()
+    };
+    format!("  {:<16} {state} {:>6} ms  {detail}", job.job, job.elapsed_ms)
+}
+
+fn summary(view: &UpView, colour: bool) -> String {
+    let changed = view.jobs.iter().filter(|j| j.action != "unchanged").count();
+    let failed: Vec<&UpJob> = view.jobs.iter().filter(|j| !j.ok && j.action != "remove").collect();
+    let mut text = if changed == 0 {
+        format!("{}: nothing to do, {} jobs up to date", view.project, view.jobs.len())
+    } else {
+        format!("{}: {changed} job(s) changed in {} ms", view.project, view.elapsed_ms)
+    };
+    for j in failed {
+        text.push_str(&format!("\n  {} {}: {}", paint("failed", Colour::Red, colour), j.job, j.reason));
+    }
+    text
+}

@@ -1,0 +1,11 @@
+use crate::daemon::Ctx;
+use crate::error::Result;
+use crate::protocol::Response;
+use crate::spec::JobSpec;
+
+/// What `up` would do to each job, and why; changes nothing.
+pub async fn handle(ctx: &Ctx, project: String, jobs: Vec<JobSpec>, only: Vec<String>) -> Result<Response> {
+    let p = project.clone();
+    let changes = ctx.handle.read(move |r| r.changes(&p, &jobs, &only, true)).await?;
+    Ok(Response::Plan { project, changes })
+}

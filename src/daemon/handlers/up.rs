@@ -1,0 +1,98 @@
+use crate::daemon::Ctx;
+use crate::daemon::conn::send;
+use crate::job::Job;
+use crate::protocol::{Response, UpJob, UpRequest, UpView, WaitFor};
+use crate::reconcile::Edit;
+use crate::reconcile::project::Change;
+use crate::state::JobState;
+use std::time::Instant;
+use tokio::net::UnixStream;
+
+/// Where a job of an `up` stands: None while it is still on its way.
+fn outcome(job: &Job, wait: WaitFor) -> Option<bool> {
+    // The old run of a replaced job says nothing about the new spec.
+    if job.obs.generation < job.generation && wait != WaitFor::Applied {
+        return None;
+    }
+    let s = job.obs.state;
+    let failed = matches!(s, JobState::Crashed | JobState::Killed)
+        || (s == JobState::Exited && job.obs.exit_code != Some(0))
+        || job.obs.ready_timed_out
+        || (s == JobState::Starting && job.obs.run.is_none() && job.obs.reason.starts_with("dependency"));
+    if failed {
+        return Some(false);
+    }
+    let done = match wait {
+        WaitFor::Applied => true,
+        WaitFor::Launched => s != JobState::Starting || job.obs.run.is_none(),
+        WaitFor::Ready => s == JobState::Ready || s == JobState::Exited,
+    };
+    done.then_some(true)
+}
+
+/// Applies the project, then (as asked) waits for its jobs, streaming their progress.
+pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::io::Result<()> {
+    let started = Instant::now();
+    let (project, only, revive, jobs) = (req.project.clone(), req.only.clone(), req.revive, req.jobs);
+    let applied = match ctx.handle.edit(|reply| Edit::Apply { project, jobs, only, revive, reply }).await {
+        Ok(a) => a,
+        Err(e) => return send(stream, crate::daemon::conn::error(e)).await,
+    };
+    let mut changes = ctx.handle.changes();
+    let mut last: Vec<Option<(String, String)>> = vec![None; applied.len()];
+    loop {
+        let wait = req.wait;
+        let applied2 = applied.clone();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let Ok(snap) = ctx.handle.read(move |r| snapshot(r, &applied2, wait, elapsed_ms)).await else {
+            return Ok(());
+        };
+        let settled = snap.iter().all(|(j, outcome)| outcome.is_some() || j.action == "remove");
+        let jobs: Vec<UpJob> = snap.into_iter().map(|(j, _)| j).collect();
+        if req.progress {
+            for (i, job) in jobs.iter().enumerate() {
+                let now = Some((job.state.clone(), job.reason.clone()));
+                if last[i] != now && job.action != "unchanged" {
+                    send(stream, Response::Progress(job.clone())).await?;
+                    last[i] = now;
+                }
+            }
+        }
+        if settled {
+            let ok = jobs.iter().all(|j| j.ok || j.action == "remove");
+            let view = UpView { project: req.project, ok, elapsed_ms: started.elapsed().as_millis() as u64, jobs };
+            return send(stream, Response::Up(view)).await;
+        }
+        if changes.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Each job of the `up` as it stands, with its outcome (None while still on its way).
+fn snapshot(
+    r: &crate::reconcile::Reconciler,
+    applied: &[(Change, String)],
+    wait: WaitFor,
+    elapsed_ms: u64,
+) -> Vec<(UpJob, Option<bool>)> {
+    applied
+        .iter()
+        .map(|(change, id)| {
+            let job = r.jobs.get(id);
+            let result = job.and_then(|j| outcome(j, wait));
+            let view = UpJob {
+                job: change.job.clone(),
+                id: id.clone(),
+                action: change.action.clone(),
+                fields: change.fields.clone(),
+                state: job.map_or("removed".into(), |j| j.obs.state.as_str().into()),
+                reason: job.map_or("removed from the file".into(), |j| j.obs.reason.clone()),
+                pid: job.and_then(|j| j.obs.run).map(|r| r.pid).filter(|p| *p > 0),
+                ok: result == Some(true),
+                elapsed_ms,
+            };
+            (view, result)
+        })
+        .collect()
+}

@@ -1,0 +1,151 @@
+//! The shape of `bgrun.toml`. These types are the single source of truth for the file: the JSON
+//! schema in `schemas/` is generated from them, and the loader's list of known keys comes from
+//! that schema. Every `bgrun run` flag has a key here, in kebab-case.
+
+use crate::spec::RestartPolicy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A project's `bgrun.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schemars(title = "bgrun.toml", description = "The jobs of a project, as `bgrun up` runs them.")]
+pub struct ProjectFile {
+    #[serde(default)]
+    pub project: ProjectTable,
+    /// One table per job: `[jobs.<name>]`.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobTable>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProjectTable {
+    /// The project's name (default: the name of the directory holding the file). Jobs are
+    /// addressed as `<project>/<job>` where a name alone is ambiguous.
+    pub name: Option<String>,
+}
+
+/// One string, or a list of them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A command: one string runs through `sh -c`; a list runs directly.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Command {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+/// A whole number of megabytes, or a size with a unit: `"512MB"`, `"1GB"`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Size {
+    Megabytes(u64),
+    Text(String),
+}
+
+/// Whole seconds, or a duration: `"500ms"`, `"10s"`, `"5m"`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Seconds {
+    Whole(u64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct JobTable {
+    /// The command.
+    pub cmd: Command,
+    /// Working directory, relative to the file (default: the file's directory).
+    pub cwd: Option<String>,
+    /// Environment variables for the job.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files of KEY=VALUE lines (relative to the file), read when the job starts; their contents
+    /// count as part of the job, so editing them replaces it.
+    pub env_file: Option<OneOrMany>,
+    /// Group jobs for `list`, `kill` and `clean`.
+    pub workspace: Option<String>,
+    /// Jobs that must be ready (or have exited 0) before this one starts.
+    pub after: Option<OneOrMany>,
+    /// Ready when a line of output contains this text (all must appear).
+    pub ready_when: Option<OneOrMany>,
+    /// Ready when a line of output matches this regex (all must match).
+    pub ready_when_regex: Option<OneOrMany>,
+    /// Ready when localhost:PORT accepts TCP connections.
+    pub ready_when_port: Option<u16>,
+    /// Ready when GET URL answers 2xx.
+    pub ready_when_url: Option<String>,
+    /// Ready when this file exists (relative to the job's cwd).
+    pub ready_when_file: Option<String>,
+    /// Ready when the job sends READY=1 to $NOTIFY_SOCKET.
+    #[serde(default)]
+    pub ready_when_notify: bool,
+    /// How long to wait for readiness (default "60s"); the job keeps running after.
+    pub ready_timeout: Option<Seconds>,
+    /// never (default), on-crash or always.
+    pub restart: Option<RestartPolicy>,
+    /// First restart delay, doubling per consecutive crash (default "2s").
+    pub backoff: Option<Seconds>,
+    /// Kill the job when its process tree uses more memory than this.
+    pub max_rss: Option<Size>,
+    /// Kill the job after it has run this long.
+    pub max_runtime: Option<Seconds>,
+    /// Environment variables to fill with free TCP ports.
+    pub allocate_port: Option<OneOrMany>,
+    /// Probe this URL for liveness once ready.
+    pub health_check_url: Option<String>,
+    /// Probe this localhost TCP port for liveness once ready.
+    pub health_check_port: Option<u16>,
+    /// Time between health checks (default 10 seconds).
+    pub health_interval: Option<Seconds>,
+    /// Consecutive failed health checks before the job is killed (default 3).
+    pub health_threshold: Option<u32>,
+    /// Run in a pseudo-terminal.
+    #[serde(default)]
+    pub pty: bool,
+    /// PTY width (default 80).
+    pub cols: Option<u16>,
+    /// PTY height (default 24).
+    pub rows: Option<u16>,
+    /// Time between SIGTERM and SIGKILL when the job is stopped (default "5s").
+    pub grace: Option<Seconds>,
+    /// Globs, relative to the job's cwd, whose changes restart the job under `bgrun up --watch`.
+    #[serde(default)]
+    pub watch: Vec<String>,
+    /// Globs to ignore on top of `.git`, `target` and `node_modules`.
+    #[serde(default)]
+    pub watch_ignore: Vec<String>,
+    /// Restart this job when a job it starts after is replaced (default false).
+    #[serde(default)]
+    pub restart_with_dependencies: bool,
+}
+
+/// The generated JSON schema of `bgrun.toml`.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ProjectFile)).unwrap_or_default()
+}
+
+/// The keys a `[jobs.<name>]` table may have, read from the schema so they cannot drift apart.
+pub fn job_keys() -> Vec<String> {
+    let schema = schemars::schema_for!(JobTable);
+    let value = serde_json::to_value(schema).unwrap_or_default();
+    value["properties"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+}

@@ -1,0 +1,509 @@
+//! Loading `bgrun.toml`: find it, parse it keeping source spans, check everything, and turn each
+//! job table into a [`JobSpec`]. Every problem is collected (with its span and a hint) before
+//! anything is returned, so the user fixes them in one go; a file with problems yields no jobs.
+
+use super::diag::{Problem, Problems};
+use super::file::{Command, JobTable, OneOrMany, Seconds, Size};
+use crate::graph::Graph;
+use crate::spec::{self, Health, JobSpec, Pty, Readiness};
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml_edit::Item;
+
+/// A project ready to run: its name, file, and jobs (in start order).
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub name: String,
+    pub file: PathBuf,
+    pub jobs: Vec<JobSpec>,
+}
+
+/// `bgrun.toml` in `start` or the nearest parent that has one.
+pub fn find(start: &Path) -> Option<PathBuf> {
+    start.ancestors().map(|d| d.join(super::FILE_NAME)).find(|p| p.is_file())
+}
+
+/// Reads and checks the file. `inherited` is the environment jobs start from (the caller's).
+pub fn load(path: &Path, inherited: &BTreeMap<String, String>) -> Result<Project, Problems> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        Problems::new(path, String::new(), vec![Problem::new(None, format!("cannot read {}: {e}", path.display()))])
+    })?;
+    parse(path, source, inherited)
+}
+
+pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) -> Result<Project, Problems> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let doc = match toml_edit::Document::parse(source.clone()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let p = Problem::new(e.span(), format!("not valid TOML: {}", e.message().trim()));
+            return Err(Problems::new(path, source, vec![p]));
+        }
+    };
+    let mut checker = Checker { problems: Vec::new(), dir: dir.clone() };
+    let root = doc.as_table();
+    for (key, _) in root.iter() {
+        if key != "project" && key != "jobs" {
+            checker.unknown_key(root.key(key), key, &["project", "jobs"], "at the top level");
+        }
+    }
+    let name = checker.project_name(root.get("project"), &dir);
+    let tables = checker.job_tables(root.get("jobs"));
+    let names: Vec<String> = tables.iter().map(|(n, ..)| n.clone()).collect();
+    let mut jobs = Vec::new();
+    for (job_name, table, spans) in &tables {
+        if let Some(spec) = checker.job(job_name, table, spans, &names, &name, inherited) {
+            jobs.push(spec);
+        }
+    }
+    checker.cycles(&tables);
+    if !checker.problems.is_empty() {
+        checker.problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
+        return Err(Problems::new(path, source, checker.problems));
+    }
+    let deps: BTreeMap<String, Vec<String>> =
+        jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after.clone())).collect();
+    let order: Vec<String> =
+        Graph::new(&deps).start_order().unwrap_or_default().into_iter().map(String::from).collect();
+    jobs.sort_by_key(|j| order.iter().position(|n| Some(n) == j.name.as_ref()));
+    Ok(Project { name, file: path.to_path_buf(), jobs })
+}
+
+/// Where each key of a job table is, for pointing at the right place in later checks.
+#[derive(Default)]
+struct Spans {
+    name: Option<Range<usize>>,
+    keys: BTreeMap<String, Range<usize>>,
+    values: BTreeMap<String, Range<usize>>,
+}
+
+impl Spans {
+    fn value(&self, key: &str) -> Option<Range<usize>> {
+        self.values.get(key).or(self.keys.get(key)).cloned().or(self.name.clone())
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+    dir: PathBuf,
+}
+
+impl Checker {
+    fn problem(&mut self, span: Option<Range<usize>>, message: String, hint: Option<String>) {
+        self.problems.push(Problem { span, message, hint });
+    }
+
+    fn unknown_key(&mut self, key: Option<&toml_edit::Key>, name: &str, known: &[&str], place: &str) {
+        let hint = strsim_best(name, known).map(|k| format!("did you mean `{k}`?"));
+        self.problem(key.and_then(|k| k.span()), format!("unknown key `{name}` {place}"), hint);
+    }
+
+    fn project_name(&mut self, item: Option<&Item>, dir: &Path) -> String {
+        let default = || {
+            dir.canonicalize()
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "project".into())
+        };
+        let Some(item) = item else { return default() };
+        let Some(t) = item.as_table_like() else {
+            self.problem(
+                item.span(),
+                "`project` must be a table".into(),
+                Some("write `[project]` then `name = \"...\"`".into()),
+            );
+            return default();
+        };
+        for (key, _) in t.iter() {
+            if key != "name" {
+                self.unknown_key(t.key(key), key, &["name"], "in [project]");
+            }
+        }
+        match t.get("name") {
+            None => default(),
+            Some(v) => match v.as_str() {
+                Some(n) if spec::validate_name(n).is_ok() => n.to_string(),
+                _ => {
+                    let hint = "letters, digits, '.', '_' and '-', starting with a letter or digit";
+                    self.problem(v.span(), "the project name must be a plain name".into(), Some(hint.into()));
+                    default()
+                }
+            },
+        }
+    }
+
+    /// The job tables, each with unknown keys reported and removed, deserialized into
+    /// [`JobTable`] (type errors reported per job).
+    fn job_tables(&mut self, item: Option<&Item>) -> Vec<(String, JobTable, Spans)> {
+        let Some(item) = item else { return vec![] };
+        let Some(jobs) = item.as_table_like() else {
+            self.problem(
+                item.span(),
+                "`jobs` must be a table of job tables".into(),
+                Some("write `[jobs.<name>]`".into()),
+            );
+            return vec![];
+        };
+        let known = super::file::job_keys();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        let mut out = Vec::new();
+        for (name, item) in jobs.iter() {
+            let name_span = jobs.key(name).and_then(|k| k.span());
+            if let Err(e) = spec::validate_name(name) {
+                self.problem(name_span.clone(), e.message, e.hint);
+                continue;
+            }
+            let Some(table) = item.as_table_like() else {
+                self.problem(
+                    item.span(),
+                    format!("job `{name}` must be a table"),
+                    Some(format!("write `[jobs.{name}]`")),
+                );
+                continue;
+            };
+            let mut spans = Spans { name: name_span, ..Spans::default() };
+            let mut inline = toml_edit::InlineTable::new();
+            for (key, value) in table.iter() {
+                if let Some(span) = table.key(key).and_then(|k| k.span()) {
+                    spans.keys.insert(key.to_string(), span);
+                }
+                if let Some(span) = value.span() {
+                    spans.values.insert(key.to_string(), span);
+                }
+                if !known.contains(&key) {
+                    self.unknown_key(table.key(key), key, &known, &format!("in [jobs.{name}]"));
+                    continue;
+                }
+                match value.clone().into_value() {
+                    Ok(v) => {
+                        inline.insert(key, v);
+                    }
+                    Err(_) => self.problem(value.span(), format!("`{key}` cannot be a table here"), None),
+                }
+            }
+            if !inline.contains_key("cmd") {
+                self.problem(
+                    spans.name.clone(),
+                    format!("job `{name}` has no `cmd`"),
+                    Some("add `cmd = \"...\"`".into()),
+                );
+                continue;
+            }
+            // A value of the wrong type is reported, dropped, and the rest of the job checked on.
+            let table = loop {
+                match JobTable::deserialize(toml_edit::Value::InlineTable(inline.clone()).into_deserializer()) {
+                    Ok(t) => break Some(t),
+                    Err(e) => {
+                        let span = e.span().or(spans.name.clone());
+                        self.problem(span.clone(), format!("in [jobs.{name}]: {}", e.message().trim()), None);
+                        let culprit = spans
+                            .values
+                            .iter()
+                            .find(|(_, s)| span.as_ref().is_some_and(|sp| s.start <= sp.start && sp.end <= s.end));
+                        match culprit.map(|(k, _)| k.clone()) {
+                            Some(key) if key != "cmd" && inline.remove(&key).is_some() => continue,
+                            _ => break None,
+                        }
+                    }
+                }
+            };
+            if let Some(t) = table {
+                out.push((name.to_string(), t, spans));
+            }
+        }
+        out
+    }
+
+    /// A duration key: whole seconds, or text like "500ms".
+    fn duration(&mut self, value: Option<&Seconds>, key: &str, spans: &Spans, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(Seconds::Whole(s)) => Duration::from_secs(*s),
+            Some(Seconds::Text(t)) => spec::parse_duration(t).unwrap_or_else(|e| {
+                self.problem(spans.value(key), format!("`{key}`: {e}"), None);
+                default
+            }),
+        }
+    }
+
+    fn job(
+        &mut self,
+        name: &str,
+        t: &JobTable,
+        spans: &Spans,
+        names: &[String],
+        project: &str,
+        inherited: &BTreeMap<String, String>,
+    ) -> Option<JobSpec> {
+        let before = self.problems.len();
+        let cmd = match &t.cmd {
+            Command::Line(line) => vec![line.clone()],
+            Command::Argv(argv) => argv.clone(),
+        };
+        if cmd.first().is_none_or(|c| c.trim().is_empty()) {
+            self.problem(spans.value("cmd"), "`cmd` is empty".into(), None);
+        }
+        let cwd = match &t.cwd {
+            Some(c) => self.dir.join(c),
+            None => self.dir.clone(),
+        };
+        if !cwd.is_dir() {
+            self.problem(spans.value("cwd"), format!("working directory {} does not exist", cwd.display()), None);
+        }
+        let mut declared_env = BTreeMap::new();
+        for env_file in t.env_file.clone().map(OneOrMany::into_vec).unwrap_or_default() {
+            match read_env_file(&self.dir.join(&env_file)) {
+                Ok(vars) => declared_env.extend(vars),
+                Err(e) => self.problem(spans.value("env-file"), format!("`env-file` {env_file}: {e}"), None),
+            }
+        }
+        declared_env.extend(t.env.clone());
+        let after = t.after.clone().map(OneOrMany::into_vec).unwrap_or_default();
+        for dep in &after {
+            if dep == name {
+                self.problem(spans.value("after"), format!("job `{name}` cannot start after itself"), None);
+            } else if !names.contains(dep) {
+                let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                let hint = strsim_best(dep, &known).map(|k| format!("did you mean `{k}`?"));
+                self.problem(spans.value("after"), format!("`after`: there is no job `{dep}` in this file"), hint);
+            }
+        }
+        let log_regex = t.ready_when_regex.clone().map(OneOrMany::into_vec).unwrap_or_default();
+        for r in &log_regex {
+            if let Err(e) = regex::Regex::new(r) {
+                self.problem(
+                    spans.value("ready-when-regex"),
+                    format!("`ready-when-regex` {r:?} is not a valid regex: {e}"),
+                    None,
+                );
+            }
+        }
+        let max_rss_mb = match &t.max_rss {
+            None => None,
+            Some(Size::Megabytes(mb)) => Some(*mb),
+            Some(Size::Text(text)) => match crate::cli::parse_size_mb(text) {
+                Ok(mb) => Some(mb),
+                Err(e) => {
+                    self.problem(spans.value("max-rss"), format!("`max-rss`: {e}"), None);
+                    None
+                }
+            },
+        };
+        let health_interval =
+            self.duration(t.health_interval.as_ref(), "health-interval", spans, Duration::from_secs(10));
+        let health = (t.health_check_url.is_some() || t.health_check_port.is_some()).then(|| Health {
+            url: t.health_check_url.clone(),
+            port: t.health_check_port,
+            interval: health_interval,
+            threshold: t.health_threshold.unwrap_or(3),
+        });
+        let mut env = inherited.clone();
+        env.extend(declared_env.clone());
+        let spec = JobSpec {
+            name: Some(name.to_string()),
+            workspace: t.workspace.clone(),
+            cmd,
+            cwd,
+            env,
+            ready: Readiness {
+                log_contains: t.ready_when.clone().map(OneOrMany::into_vec).unwrap_or_default(),
+                log_regex,
+                port: t.ready_when_port,
+                url: t.ready_when_url.clone(),
+                file: t.ready_when_file.as_ref().map(PathBuf::from),
+                notify: t.ready_when_notify,
+                timeout: self.duration(t.ready_timeout.as_ref(), "ready-timeout", spans, spec::DEFAULT_READY_TIMEOUT),
+            },
+            after,
+            pty: t.pty.then(|| Pty { cols: t.cols.unwrap_or(80), rows: t.rows.unwrap_or(24) }),
+            restart: t.restart.unwrap_or_default(),
+            backoff: self.duration(t.backoff.as_ref(), "backoff", spans, spec::DEFAULT_BACKOFF),
+            max_rss_mb,
+            max_runtime: t.max_runtime.as_ref().map(|m| self.duration(Some(m), "max-runtime", spans, Duration::ZERO)),
+            allocate_ports: t.allocate_port.clone().map(OneOrMany::into_vec).unwrap_or_default(),
+            health,
+            grace: self.duration(t.grace.as_ref(), "grace", spans, spec::DEFAULT_GRACE),
+            project: Some(project.to_string()),
+            declared_env,
+            watch: t.watch.clone(),
+            watch_ignore: t.watch_ignore.clone(),
+            restart_with_dependencies: t.restart_with_dependencies,
+        };
+        if self.problems.len() == before
+            && let Err(e) = spec.validate()
+        {
+            self.problem(spans.name.clone(), format!("job `{name}`: {}", e.message), e.hint);
+        }
+        (self.problems.len() == before).then_some(spec)
+    }
+
+    /// Each cycle is reported once, at the `after` of every job in it, naming them all.
+    fn cycles(&mut self, tables: &[(String, JobTable, Spans)]) {
+        let deps: BTreeMap<String, Vec<String>> = tables
+            .iter()
+            .map(|(n, t, _)| (n.clone(), t.after.clone().map(OneOrMany::into_vec).unwrap_or_default()))
+            .collect();
+        for cycle in Graph::new(&deps).cycles() {
+            let ring = format!("{} → {}", cycle.join(" → "), cycle[0]);
+            let span = tables.iter().find(|(n, ..)| n == cycle[0]).and_then(|(_, _, s)| s.value("after"));
+            let hint = "remove one of these `after` entries".to_string();
+            self.problem(span, format!("dependency cycle: {ring}"), Some(hint));
+        }
+    }
+}
+
+/// The closest known name, if any is close enough to be a likely typo.
+fn strsim_best<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(word, k), *k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped, `export ` and matching quotes
+/// around the value are removed.
+pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let mut vars = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(format!("line {} is not KEY=VALUE", i + 1));
+        };
+        let v = v.trim();
+        let v = ['"', '\''].iter().find_map(|q| v.strip_prefix(*q)?.strip_suffix(*q)).unwrap_or(v);
+        vars.insert(k.trim().to_string(), v.to_string());
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Project, Problems> {
+        let dir = std::env::temp_dir();
+        parse(&dir.join("bgrun.toml"), text.to_string(), &BTreeMap::new())
+    }
+
+    fn problems(text: &str) -> Vec<(usize, String, Option<String>)> {
+        let err = parse_str(text).expect_err("should not load");
+        err.views().into_iter().map(|v| (v.line.unwrap_or(0), v.message, v.hint)).collect()
+    }
+
+    #[test]
+    fn a_good_file_becomes_specs_in_start_order() {
+        let p = parse_str(
+            r#"
+[project]
+name = "shop"
+
+[jobs.web]
+cmd = "npm run dev"
+after = ["api"]
+ready-when-port = 3000
+
+[jobs.api]
+cmd = ["cargo", "run"]
+after = "db"
+env = { RUST_LOG = "info" }
+max-rss = "1GB"
+health-check-port = 8080
+health-interval = "500ms"
+restart = "on-crash"
+backoff = "1s"
+
+[jobs.db]
+cmd = "postgres"
+ready-when = "accepting connections"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.name, "shop");
+        let names: Vec<_> = p.jobs.iter().map(|j| j.name.clone().unwrap()).collect();
+        assert_eq!(names, vec!["db", "api", "web"]);
+        let api = &p.jobs[1];
+        assert_eq!(api.cmd, vec!["cargo", "run"]);
+        assert_eq!(api.after, vec!["db"]);
+        assert_eq!(api.max_rss_mb, Some(1024));
+        assert_eq!(api.health.as_ref().unwrap().interval, Duration::from_millis(500));
+        assert_eq!(api.declared_env.get("RUST_LOG").map(String::as_str), Some("info"));
+        assert_eq!(api.project.as_deref(), Some("shop"));
+        assert_eq!(p.jobs[2].ready.port, Some(3000));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_line() {
+        let found = problems(
+            r#"[jobs.api]
+cmd = "x"
+ready-when-prot = 3000
+backoff = "soon"
+after = ["dbb"]
+
+[jobs.db]
+cmd = "y"
+max-rss = "lots"
+ready-when-port = "http"
+"#,
+        );
+        let lines: Vec<usize> = found.iter().map(|f| f.0).collect();
+        assert_eq!(lines, vec![3, 4, 5, 9, 10], "{found:#?}");
+        assert!(found[0].1.contains("unknown key `ready-when-prot`"));
+        assert_eq!(found[0].2.as_deref(), Some("did you mean `ready-when-port`?"));
+        assert!(found[1].1.contains("backoff"));
+        assert!(found[2].1.contains("no job `dbb`"));
+        assert_eq!(found[2].2.as_deref(), Some("did you mean `db`?"));
+        assert!(found[3].1.contains("max-rss"));
+        assert!(found[4].1.contains("invalid type"), "{found:#?}");
+    }
+
+    #[test]
+    fn cycles_are_named() {
+        let found =
+            problems("[jobs.a]\ncmd='x'\nafter='c'\n[jobs.b]\ncmd='x'\nafter='a'\n[jobs.c]\ncmd='x'\nafter='b'\n");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, "dependency cycle: a → b → c → a");
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let found = problems("[jobs.a]\ncmd = \"unterminated\n");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, 2);
+        assert!(found[0].1.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn missing_cmd_and_bad_names() {
+        let found = problems("[jobs.a]\ncwd = '.'\n[jobs.'bad name']\ncmd='x'\n[other]\n");
+        let msgs: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+        assert!(msgs.iter().any(|m| m.contains("has no `cmd`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("invalid job name")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("unknown key `other`")), "{msgs:?}");
+    }
+
+    #[test]
+    fn env_files() {
+        let dir = std::env::temp_dir().join(format!("bgrun-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "# comment\nexport A=1\nB=\"two words\"\n\nC='x'\n").unwrap();
+        let vars = read_env_file(&dir.join(".env")).unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two words");
+        assert_eq!(vars["C"], "x");
+        std::fs::write(dir.join("bad.env"), "novalue\n").unwrap();
+        assert!(read_env_file(&dir.join("bad.env")).unwrap_err().contains("line 1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,7 @@
+//! Declarative projects: `bgrun.toml`, its diagnostics, and the jobs it describes.
+
+pub mod diag;
+pub mod file;
+pub mod load;
+
+pub const FILE_NAME: &str = "bgrun.toml";

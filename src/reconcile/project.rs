@@ -1,0 +1,215 @@
+//! Converging a project: what `up` changes for each job of a `bgrun.toml`, applied as edits to the
+//! desired state (the plan then starts, replaces and stops processes like for any edit).
+
+use super::Reconciler;
+use super::actions::transition;
+use crate::graph::Graph;
+use crate::job::{Desired, Job, Observed};
+use crate::spec::{JobSpec, diff};
+use crate::state::JobState;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What `up` does (or `plan` would do) to one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub job: String,
+    /// create, replace, update, start, unchanged or remove.
+    pub action: String,
+    /// The keys whose change caused a replace or an update.
+    pub fields: Vec<String>,
+}
+
+impl Reconciler {
+    pub fn find(&self, project: Option<&str>, name: &str) -> Option<&Job> {
+        self.jobs.values().find(|j| j.spec.project.as_deref() == project && j.spec.name.as_deref() == Some(name))
+    }
+
+    /// The file's jobs `only` asks for (all when empty), with everything they need.
+    fn targets(jobs: &[JobSpec], only: &[String]) -> BTreeSet<String> {
+        let deps: BTreeMap<String, Vec<String>> =
+            jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after.clone())).collect();
+        if only.is_empty() {
+            return deps.keys().cloned().collect();
+        }
+        Graph::new(&deps).with_dependencies(only).into_iter().map(String::from).collect()
+    }
+
+    /// What converging to `jobs` would change, without changing anything. `revive` says whether
+    /// jobs that were stopped on request (or crashed) start again, as an explicit `up` does.
+    pub fn changes(&self, project: &str, jobs: &[JobSpec], only: &[String], revive: bool) -> Vec<Change> {
+        let targets = Self::targets(jobs, only);
+        let mut out = Vec::new();
+        for spec in jobs.iter().filter(|j| j.name.as_ref().is_some_and(|n| targets.contains(n))) {
+            let name = spec.name.clone().unwrap_or_default();
+            let (action, fields) = match self.find(Some(project), &name) {
+                None => ("create", vec![]),
+                Some(job) => {
+                    let d = diff(&job.spec, spec);
+                    let stopped = job.desired == Desired::Stopped;
+                    let crashed = job.obs.state == JobState::Crashed && job.timers.restart_at.is_none();
+                    if stopped && !revive {
+                        ("unchanged", vec![])
+                    } else if !d.replace.is_empty() {
+                        ("replace", [d.replace, d.update].concat())
+                    } else if revive && (stopped || crashed) {
+                        ("start", d.update)
+                    } else if !d.update.is_empty() {
+                        ("update", d.update)
+                    } else {
+                        ("unchanged", vec![])
+                    }
+                }
+            };
+            out.push(Change {
+                job: name,
+                action: action.into(),
+                fields: fields.into_iter().map(String::from).collect(),
+            });
+        }
+        if only.is_empty() {
+            let in_file: BTreeSet<&str> = jobs.iter().filter_map(|j| j.name.as_deref()).collect();
+            for job in self.jobs.values().filter(|j| j.spec.project.as_deref() == Some(project)) {
+                let name = job.spec.name.clone().unwrap_or_default();
+                if !in_file.contains(name.as_str()) {
+                    out.push(Change { job: name, action: "remove".into(), fields: vec![] });
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies [`Self::changes`]. Returns them with each job's id.
+    pub(super) fn apply_project(
+        &mut self,
+        project: &str,
+        jobs: Vec<JobSpec>,
+        only: &[String],
+        revive: bool,
+    ) -> Vec<(Change, String)> {
+        let changes = self.changes(project, &jobs, only, revive);
+        let mut specs: BTreeMap<String, JobSpec> =
+            jobs.into_iter().map(|j| (j.name.clone().unwrap_or_default(), j)).collect();
+        let mut out = Vec::new();
+        let mut replaced = Vec::new();
+        for change in changes {
+            let id = match change.action.as_str() {
+                "create" => self.create(specs.remove(&change.job).expect("in the file")),
+                "remove" => self.remove(project, &change.job),
+                "unchanged" => self.find(Some(project), &change.job).map(|j| j.id.clone()).unwrap_or_default(),
+                action => {
+                    let spec = specs.remove(&change.job).expect("in the file");
+                    let id = self.find(Some(project), &change.job).map(|j| j.id.clone()).unwrap_or_default();
+                    let job = self.jobs.get_mut(&id).expect("found above");
+                    job.desired = Desired::Running;
+                    job.generation += 1;
+                    job.stop_grace = None;
+                    if action == "update" {
+                        // bgrun applies these itself: the running process is already this generation.
+                        let env = std::mem::take(&mut job.spec.env);
+                        job.spec = spec;
+                        job.spec.env = env;
+                        job.obs.generation = job.generation;
+                        self.restart_probes(&id);
+                    } else {
+                        job.spec = spec;
+                        job.obs.crash_streak = 0;
+                        job.timers.restart_at = None;
+                        job.obs.restart_at_ms = None;
+                        if action == "replace" {
+                            replaced.push(change.job.clone());
+                        }
+                    }
+                    let detail = format!("{action} by up ({})", change.fields.join(", "));
+                    self.save(&id, Some((action, &detail)));
+                    id
+                }
+            };
+            out.push((change, id));
+        }
+        // Dependents that asked for it restart with a replaced dependency.
+        for dep in replaced {
+            let dependents: Vec<String> = self
+                .jobs
+                .values()
+                .filter(|j| j.spec.project.as_deref() == Some(project) && j.spec.after.contains(&dep))
+                .filter(|j| j.spec.restart_with_dependencies && j.desired == Desired::Running)
+                .filter(|j| j.obs.generation == j.generation)
+                .map(|j| j.id.clone())
+                .collect();
+            for id in dependents {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.generation += 1;
+                    let detail = format!("restarted with its dependency {dep}");
+                    self.save(&id, Some(("replace", &detail)));
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn create(&mut self, spec: JobSpec) -> String {
+        let id = super::edits::new_id();
+        self.jobs.insert(
+            id.clone(),
+            Job {
+                id: id.clone(),
+                spec,
+                desired: Desired::Running,
+                generation: 1,
+                created_ms: crate::supervisor::files::unix_ms(),
+                stop_grace: None,
+                obs: Observed::default(),
+                attempt: 0,
+                stopping: None,
+                timers: Default::default(),
+                evict: None,
+            },
+        );
+        id
+    }
+
+    /// A job gone from the file: stopped, then forgotten.
+    fn remove(&mut self, project: &str, name: &str) -> String {
+        let Some(id) = self.find(Some(project), name).map(|j| j.id.clone()) else { return String::new() };
+        let job = self.jobs.get_mut(&id).expect("found above");
+        job.desired = Desired::Stopped;
+        job.generation += 1;
+        job.obs.remove_when_stopped = true;
+        if job.obs.state == JobState::Starting && job.obs.run.is_none() {
+            transition(job, JobState::Killed, "removed from the file before it started");
+        }
+        if job.obs.state.is_terminal() {
+            self.forget(&id);
+        } else {
+            self.save(&id, Some(("remove", "removed from the file")));
+        }
+        id
+    }
+
+    /// `down`: the project's jobs (or the named ones) desired stopped. Returns their ids.
+    pub(super) fn down_project(&mut self, project: &str, only: &[String]) -> Vec<String> {
+        let ids: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.spec.project.as_deref() == Some(project))
+            .filter(|j| only.is_empty() || j.spec.name.as_ref().is_some_and(|n| only.contains(n)))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in &ids {
+            let job = self.jobs.get_mut(id).expect("listed above");
+            if job.desired == Desired::Stopped {
+                continue;
+            }
+            job.desired = Desired::Stopped;
+            job.generation += 1;
+            job.timers.restart_at = None;
+            job.obs.restart_at_ms = None;
+            if job.obs.state == JobState::Starting && job.obs.run.is_none() {
+                transition(job, JobState::Killed, "stopped by down before it started");
+            }
+            self.save(id, Some(("down", "stop requested by down")));
+        }
+        ids
+    }
+}
