@@ -10,6 +10,7 @@ mod kill;
 mod list;
 mod plan;
 mod project;
+mod restart;
 mod run;
 mod run_group;
 pub use run::parse_size_mb;
@@ -57,6 +58,8 @@ enum Command {
     Diff(diff::Args),
     /// Stop jobs: SIGTERM to the process group, SIGKILL after the grace period.
     Kill(kill::Args),
+    /// Stop a job and start it again (same id, same log).
+    Restart(restart::Args),
     /// Forget finished jobs and their logs.
     Clean(clean::Args),
     /// Wait until a job is ready (exit 0) or has ended or timed out (exit 1).
@@ -135,6 +138,7 @@ fn execute(command: Option<Command>, out: &Output) -> Result<i32> {
         Some(Command::Tail(args)) => tail::exec(args, &mut connect()?, out),
         Some(Command::Diff(args)) => diff::exec(args, &mut connect()?, out),
         Some(Command::Kill(args)) => kill::exec(args, &mut connect()?, out),
+        Some(Command::Restart(args)) => restart::exec(args, &mut connect()?, out),
         Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),
         Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
         Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),

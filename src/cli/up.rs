@@ -88,7 +88,7 @@ fn progress_line(job: &UpJob, colour: bool) -> String {
 
 fn summary(view: &UpView, colour: bool) -> String {
     let changed = view.jobs.iter().filter(|j| j.action != "unchanged").count();
-    let failed: Vec<&UpJob> = view.jobs.iter().filter(|j| !j.ok && j.action != "remove").collect();
+    let failed: Vec<&UpJob> = view.jobs.iter().filter(|j| !j.ok).collect();
     let mut text = if changed == 0 {
         format!("{}: nothing to do, {} jobs up to date", view.project, view.jobs.len())
     } else {

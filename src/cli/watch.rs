@@ -1,12 +1,146 @@
-//! `bgrun up --watch`: converge again whenever the project file (or an env-file) is saved, and
-//! restart a job when files matching its `watch` globs change. A save that does not load prints
-//! its problems and leaves the last good state running.
+//! `bgrun up --watch`: converge again whenever the project file (or one of its env-files) is
+//! saved, and restart a job when files matching its `watch` globs change. A save that does not
+//! load prints its problems and leaves the last good state running, untouched. Jobs stopped on
+//! request stay stopped: only an explicit `up` brings them back.
 
 use super::Output;
-use super::project::FileArg;
-use crate::error::Result;
+use super::project::{FileArg, inherited_env};
+use crate::client::Client;
+use crate::error::{Error, Result};
 use crate::home::Home;
+use crate::project::load::{self, Project};
+use crate::protocol::{Request, WaitFor};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use notify::{RecursiveMode, Watcher};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-pub fn run(_home: &Home, _file: &FileArg, _only: &[String], _out: &Output) -> Result<i32> {
-    Err(crate::error::Error::new("--watch is not available yet"))
+/// Saves come in bursts (editors write, rename, touch); act once they settle.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+const ALWAYS_IGNORED: [&str; 3] = ["**/.git/**", "**/target/**", "**/node_modules/**"];
+
+/// A job's `watch` globs, relative to its working directory.
+struct JobWatch {
+    name: String,
+    cwd: PathBuf,
+    matches: GlobSet,
+    ignored: GlobSet,
+}
+
+fn globset(patterns: impl IntoIterator<Item = String>) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(&p).map_err(|e| Error::new(format!("watch glob {p:?}: {e}")))?);
+    }
+    b.build().map_err(|e| Error::new(format!("watch globs: {e}")))
+}
+
+fn job_watches(project: &Project) -> Result<Vec<JobWatch>> {
+    let mut out = Vec::new();
+    for spec in project.jobs.iter().filter(|j| !j.watch.is_empty()) {
+        out.push(JobWatch {
+            name: spec.name.clone().unwrap_or_default(),
+            cwd: spec.cwd.clone(),
+            matches: globset(spec.watch.clone())?,
+            ignored: globset(ALWAYS_IGNORED.iter().map(|s| s.to_string()).chain(spec.watch_ignore.clone()))?,
+        });
+    }
+    Ok(out)
+}
+
+impl JobWatch {
+    fn wants(&self, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.cwd) else { return false };
+        !self.ignored.is_match(rel) && !self.ignored.is_match(path) && self.matches.is_match(rel)
+    }
+}
+
+/// What the file depends on: itself and its env-files (their contents shape the jobs).
+fn file_inputs(file: &Path) -> BTreeSet<PathBuf> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut inputs: BTreeSet<PathBuf> = [file.to_path_buf()].into();
+    if let Ok(text) = std::fs::read_to_string(file)
+        && let Ok(doc) = text.parse::<toml_edit::DocumentMut>()
+        && let Some(jobs) = doc.get("jobs").and_then(|j| j.as_table_like())
+    {
+        for (_, job) in jobs.iter() {
+            let env_files = job.get("env-file");
+            let list: Vec<String> = match env_files.and_then(|e| e.as_value()) {
+                Some(toml_edit::Value::String(s)) => vec![s.value().clone()],
+                Some(toml_edit::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                _ => vec![],
+            };
+            inputs.extend(list.into_iter().map(|f| dir.join(f)));
+        }
+    }
+    inputs
+}
+
+pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Result<i32> {
+    let file = file_arg.path()?;
+    let mut project = load::load(&file, &inherited_env()).map_err(|_| Error::new("the project file has problems"))?;
+    let (tx, rx) = mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let _ = tx.send(event.paths);
+        }
+    })
+    .map_err(|e| Error::context("cannot watch files", e))?;
+    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    watcher.watch(&dir, RecursiveMode::NonRecursive).map_err(|e| Error::context("cannot watch the project", e))?;
+    let mut jobs = job_watches(&project)?;
+    for j in &jobs {
+        watcher
+            .watch(&j.cwd, RecursiveMode::Recursive)
+            .map_err(|e| Error::context(format!("cannot watch {}", j.cwd.display()), e))?;
+    }
+    if !out.json {
+        out.text(&format!("watching {} (Ctrl+C to stop; jobs keep running)", file.display()));
+    }
+    loop {
+        let Ok(first) = rx.recv() else { return Ok(0) };
+        let mut paths: BTreeSet<PathBuf> = first.into_iter().collect();
+        let until = Instant::now() + DEBOUNCE;
+        while let Ok(more) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            paths.extend(more);
+        }
+        let inputs = file_inputs(&file);
+        if paths.iter().any(|p| inputs.contains(p)) {
+            match load::load(&file, &inherited_env()) {
+                Ok(p) => {
+                    let view = super::up::converge(home, &p, only, WaitFor::Ready, false, Some(out))?;
+                    super::up::print(&view, out);
+                    for j in &jobs {
+                        let _ = watcher.unwatch(&j.cwd);
+                    }
+                    jobs = job_watches(&p)?;
+                    for j in &jobs {
+                        let _ = watcher.watch(&j.cwd, RecursiveMode::Recursive);
+                    }
+                    project = p;
+                }
+                Err(problems) => {
+                    // The last good state keeps running, untouched.
+                    if out.json {
+                        eprintln!("{}", serde_json::json!({ "problems": problems.views() }));
+                    } else {
+                        eprintln!("{:?}", problems.report());
+                    }
+                }
+            }
+            continue;
+        }
+        let restart: BTreeSet<&str> =
+            jobs.iter().filter(|j| paths.iter().any(|p| j.wants(p))).map(|j| j.name.as_str()).collect();
+        for name in restart {
+            let key = format!("{}/{name}", project.name);
+            match Client::connect(home)?.call(Request::Restart { job: key }) {
+                Ok(_) if !out.json => out.text(&format!("  {name} restarted: watched files changed")),
+                Ok(_) => out.json_line(&serde_json::json!({ "restarted": name })),
+                Err(e) => eprintln!("error: cannot restart {name}: {e}"),
+            }
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub enum Request {
     Up(UpRequest),
     Plan { project: String, jobs: Vec<JobSpec>, only: Vec<String> },
     Down { project: String, only: Vec<String> },
+    Restart { job: String },
     Expect { job: String, pattern: String, regex: bool, timeout_ms: u64 },
     DaemonStatus,
     DaemonStop,

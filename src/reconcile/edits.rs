@@ -49,6 +49,12 @@ pub enum Edit {
         only: Vec<String>,
         reply: oneshot::Sender<Vec<String>>,
     },
+    /// A new run of the job from its current spec (the old one is stopped first); answers once
+    /// the new run has a process.
+    Restart {
+        key: String,
+        reply: oneshot::Sender<Result<JobView>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -128,6 +134,21 @@ impl Reconciler {
                     done
                 }));
             }
+            Edit::Restart { key, reply } => match self.resolve(&key).map(|j| j.id.clone()) {
+                Ok(id) => {
+                    let job = self.jobs.get_mut(&id).expect("resolved");
+                    job.desired = Desired::Running;
+                    job.generation += 1;
+                    job.timers.restart_at = None;
+                    job.obs.restart_at_ms = None;
+                    job.obs.crash_streak = 0;
+                    self.save(&id, Some(("restart", "restart requested")));
+                    self.answer_run_when_launched(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Edit::Shutdown { reply } => {
                 self.shutting_down = true;
                 let _ = reply.send(());
@@ -187,7 +208,10 @@ impl Reconciler {
                 }
                 return true;
             };
-            let launching = job.obs.state == JobState::Starting && job.obs.run.is_some();
+            let has_run = job.obs.run.is_some();
+            // Launching, or an older run still being stopped to make way for this one.
+            let launching = (job.obs.state == JobState::Starting && has_run)
+                || (job.obs.state.is_alive() && has_run && job.obs.generation < job.generation);
             if launching {
                 return false;
             }

@@ -9,6 +9,7 @@ mod expect;
 mod kill;
 mod list;
 mod plan;
+mod restart;
 mod run;
 mod status;
 mod tail;
@@ -31,6 +32,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Up(req) => return up::handle(ctx, req, stream).await,
         Request::Plan { project, jobs, only } => plan::handle(ctx, project, jobs, only).await,
         Request::Down { project, only } => down::handle(ctx, project, only).await,
+        Request::Restart { job } => restart::handle(ctx, job).await,
         Request::Diff(req) => diff::handle(ctx, req).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,

@@ -47,7 +47,7 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
         let Ok(snap) = ctx.handle.read(move |r| snapshot(r, &applied2, wait, elapsed_ms)).await else {
             return Ok(());
         };
-        let settled = snap.iter().all(|(j, outcome)| outcome.is_some() || j.action == "remove");
+        let settled = snap.iter().all(|(_, outcome)| outcome.is_some());
         let jobs: Vec<UpJob> = snap.into_iter().map(|(j, _)| j).collect();
         if req.progress {
             for (i, job) in jobs.iter().enumerate() {
@@ -59,7 +59,7 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
             }
         }
         if settled {
-            let ok = jobs.iter().all(|j| j.ok || j.action == "remove");
+            let ok = jobs.iter().all(|j| j.ok);
             let view = UpView { project: req.project, ok, elapsed_ms: started.elapsed().as_millis() as u64, jobs };
             return send(stream, Response::Up(view)).await;
         }
@@ -80,7 +80,13 @@ fn snapshot(
         .iter()
         .map(|(change, id)| {
             let job = r.jobs.get(id);
-            let result = job.and_then(|j| outcome(j, wait));
+            // A removed job is done once it has stopped and been forgotten.
+            let result = match (change.action.as_str(), job) {
+                ("remove", None) => Some(true),
+                ("remove", Some(_)) if wait != WaitFor::Applied => None,
+                ("remove", Some(_)) => Some(true),
+                (_, job) => job.and_then(|j| outcome(j, wait)),
+            };
             let view = UpJob {
                 job: change.job.clone(),
                 id: id.clone(),

@@ -1,0 +1,316 @@
+//! Declarative projects: bgrun.toml, up, down, plan, run-group and watch, against real processes.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+struct Project {
+    dir: PathBuf,
+}
+
+impl Project {
+    fn new(b: &Bgrun, name: &str, toml: &str) -> Project {
+        let dir = b.home.join("projects").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bgrun.toml"), toml).unwrap();
+        Project { dir }
+    }
+
+    fn write(&self, toml: &str) {
+        std::fs::write(self.dir.join("bgrun.toml"), toml).unwrap();
+    }
+}
+
+fn in_dir(b: &Bgrun, dir: &Path, args: &[&str]) -> std::process::Output {
+    b.cmd(args).current_dir(dir).output().unwrap()
+}
+
+fn up(b: &Bgrun, p: &Project) -> Value {
+    let out = in_dir(b, &p.dir, &["up"]);
+    assert!(
+        out.status.success(),
+        "up failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn pids(b: &Bgrun) -> std::collections::BTreeMap<String, i64> {
+    String::from_utf8(b.run_raw(&["list"]).stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|j| j["pid"].is_i64() && matches!(j["state"].as_str(), Some("running" | "ready")))
+        .map(|j| (j["name"].as_str().unwrap().to_string(), j["pid"].as_i64().unwrap()))
+        .collect()
+}
+
+const THREE: &str = r#"
+[project]
+name = "shop"
+
+[jobs.db]
+cmd = "echo 'accepting connections'; exec sleep 60"
+ready-when = "accepting connections"
+
+[jobs.api]
+cmd = "exec sleep 61"
+after = "db"
+
+[jobs.worker]
+cmd = "exec sleep 62"
+after = ["api"]
+"#;
+
+#[test]
+fn up_converges_and_a_second_up_touches_nothing() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    let first = up(&b, &p);
+    assert_eq!(first["ok"], true);
+    let actions: Vec<&str> = first["jobs"].as_array().unwrap().iter().map(|j| j["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["create", "create", "create"]);
+    let before = pids(&b);
+    assert_eq!(before.len(), 3);
+    let second = up(&b, &p);
+    let actions: Vec<&str> = second["jobs"].as_array().unwrap().iter().map(|j| j["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, vec!["unchanged", "unchanged", "unchanged"]);
+    assert_eq!(pids(&b), before);
+    // Dependencies started first.
+    let started =
+        |job: &str| humantime::parse_rfc3339(b.status(&format!("shop/{job}"))["ready_at"].as_str().unwrap()).unwrap();
+    assert!(started("db") <= started("api") && started("api") <= started("worker"));
+}
+
+#[test]
+fn only_the_edited_job_is_replaced_and_in_place_edits_restart_nothing() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    up(&b, &p);
+    let before = pids(&b);
+    p.write(&THREE.replace("exec sleep 62", "exec sleep 63"));
+    let plan: Value = serde_json::from_slice(&in_dir(&b, &p.dir, &["plan"]).stdout).unwrap();
+    assert_eq!(plan["changes"][2], serde_json::json!({"job": "worker", "action": "replace", "fields": ["cmd"]}));
+    assert_eq!(pids(&b), before, "plan changed something");
+    up(&b, &p);
+    let after = pids(&b);
+    assert_eq!(after["db"], before["db"]);
+    assert_eq!(after["api"], before["api"]);
+    assert_ne!(after["worker"], before["worker"]);
+    // A health setting is applied in place: same process, new generation observed.
+    p.write(
+        &THREE
+            .replace("exec sleep 62", "exec sleep 63")
+            .replace("after = \"db\"", "after = \"db\"\nhealth-check-port = 9\nhealth-interval = 60"),
+    );
+    let view = up(&b, &p);
+    assert_eq!(view["jobs"][1]["action"], "update");
+    assert_eq!(view["jobs"][1]["fields"], serde_json::json!(["health"]));
+    assert_eq!(pids(&b), after);
+    let st = b.status("shop/api");
+    assert_eq!(st["generation"], st["observed_generation"]);
+}
+
+#[test]
+fn a_job_removed_from_the_file_is_stopped_and_forgotten() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    up(&b, &p);
+    let worker = pids(&b)["worker"] as i32;
+    let without: String = THREE.split("[jobs.worker]").next().unwrap().to_string();
+    p.write(&without);
+    let view = up(&b, &p);
+    assert_eq!(view["jobs"][2]["action"], "remove");
+    assert!(!alive(worker));
+    assert!(b.fails(&["status", "shop/worker"]).contains("no job"));
+}
+
+#[test]
+fn a_broken_file_reports_every_problem_and_changes_nothing() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    up(&b, &p);
+    let before = pids(&b);
+    p.write(
+        &THREE
+            .replace("ready-when =", "ready-wen =")
+            .replace("after = [\"api\"]", "after = [\"apii\"]\nbackoff = \"soon\""),
+    );
+    // Piped: the problems as JSON, every one with its line and column.
+    let out = in_dir(&b, &p.dir, &["up"]);
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    let found: Vec<(i64, i64, &str)> = err["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["line"].as_i64().unwrap(), p["column"].as_i64().unwrap(), p["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(found.len(), 3, "{err}");
+    assert_eq!((found[0].0, found[0].1), (7, 1));
+    assert!(found[0].2.contains("unknown key `ready-wen`"));
+    assert_eq!(err["problems"][0]["hint"], "did you mean `ready-when`?");
+    assert!(found[1].2.contains("no job `apii`"));
+    assert!(found[2].2.contains("backoff"));
+    // On a terminal: a miette report with file:line:col, the snippet and the hint.
+    let human = std::process::Command::new("script")
+        .args(["-qec", &format!("{BIN} up"), "/dev/null"])
+        .current_dir(&p.dir)
+        .env("BGRUN_HOME", &b.home)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("bgrun.toml:7:1: unknown key `ready-wen`"), "{text}");
+    assert!(text.contains("ready-wen = \"accepting connections\""), "the snippet: {text}");
+    assert!(text.contains("did you mean `ready-when`?"), "{text}");
+    assert!(text.contains("3 problems; nothing was changed"), "{text}");
+    assert_eq!(pids(&b), before);
+}
+
+#[test]
+fn a_dependency_cycle_is_named() {
+    let b = Bgrun::new(SECS(30));
+    let p = Project::new(&b, "loop", "[jobs.a]\ncmd='true'\nafter='b'\n[jobs.b]\ncmd='true'\nafter='a'\n");
+    let out = in_dir(&b, &p.dir, &["up", "--json"]);
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["problems"][0]["message"], "dependency cycle: a → b → a");
+    assert_eq!(err["problems"][0]["line"], 3);
+    assert!(b.run_raw(&["list"]).stdout.is_empty());
+}
+
+#[test]
+fn down_stops_dependents_first() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    up(&b, &p);
+    let out = in_dir(&b, &p.dir, &["down"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stopped"].as_array().unwrap().len(), 3);
+    let event_at = |job: &str, kind: &str| -> String {
+        let events = b.status(&format!("shop/{job}"))["events"].as_array().unwrap().clone();
+        events.iter().rfind(|e| e["kind"] == kind).unwrap()["at"].as_str().unwrap().to_string()
+    };
+    let stop_at = |job: &str| event_at(job, "stop");
+    let ended_at = |job: &str| event_at(job, "killed");
+    assert!(ended_at("worker") <= stop_at("api"), "api was stopped before worker ended");
+    assert!(ended_at("api") <= stop_at("db"), "db was stopped before api ended");
+    assert!(pids(&b).is_empty());
+}
+
+#[test]
+fn names_are_scoped_by_project() {
+    let b = Bgrun::new(SECS(60));
+    let one = Project::new(&b, "one", "[project]\nname = \"one\"\n[jobs.api]\ncmd = \"exec sleep 60\"\n");
+    let two = Project::new(&b, "two", "[jobs.api]\ncmd = \"exec sleep 61\"\n");
+    up(&b, &one);
+    up(&b, &two);
+    let err = b.fails(&["status", "api"]);
+    assert!(err.contains("one/api") && err.contains("two/api"), "{err}");
+    assert_eq!(b.status("one/api")["project"], "one");
+    assert_eq!(b.status("two/api")["project"], "two", "the project is named after its directory");
+    let listed = String::from_utf8(b.run_raw(&["list"]).stdout).unwrap();
+    assert!(listed.contains("\"project\":\"one\"") && listed.contains("\"project\":\"two\""));
+    // An `up` of one project never touches the other.
+    one.write("[project]\nname = \"one\"\n");
+    up(&b, &one);
+    assert_eq!(b.state("two/api"), "ready");
+}
+
+#[test]
+fn run_group_starts_named_jobs_with_their_dependencies() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    let out = in_dir(&b, &p.dir, &["run-group", "api"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["db", "api"]);
+    assert!(jobs[0]["id"].is_string());
+    assert!(b.fails(&["status", "shop/worker"]).contains("no job"));
+    assert!(in_dir(&b, &p.dir, &["run-group", "nope"]).status.code() != Some(0));
+}
+
+#[test]
+fn dependents_restart_with_a_replaced_dependency_only_when_they_opt_in() {
+    let b = Bgrun::new(SECS(60));
+    let toml = "[jobs.db]\ncmd = \"exec sleep 60\"\n[jobs.follow]\ncmd = \"exec sleep 61\"\nafter = \"db\"\nrestart-with-dependencies = true\n[jobs.stay]\ncmd = \"exec sleep 62\"\nafter = \"db\"\n";
+    let p = Project::new(&b, "deps", toml);
+    up(&b, &p);
+    let before = pids(&b);
+    p.write(&toml.replace("sleep 60", "sleep 70"));
+    up(&b, &p);
+    wait_until("follow restarted", SECS(10), || {
+        let now = pids(&b);
+        (now.get("follow").is_some_and(|p| *p != before["follow"])).then_some(now)
+    });
+    let now = pids(&b);
+    assert_ne!(now["db"], before["db"]);
+    assert_eq!(now["stay"], before["stay"]);
+}
+
+fn watch(b: &Bgrun, p: &Project) -> Child {
+    let mut child = b
+        .cmd(&["up", "--watch", "--json"])
+        .current_dir(&p.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first converge is printed once the watcher is set up.
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.contains("\"ok\":true"), "{line}");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    child
+}
+
+fn stop(mut child: Child) {
+    signal(child.id() as i32, libc::SIGKILL);
+    let _ = child.wait();
+}
+
+#[test]
+fn watch_converges_on_save_keeps_the_last_good_state_and_never_revives_a_killed_job() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    let w = watch(&b, &p);
+    let before = pids(&b);
+    b.json(&["kill", "shop/db"]);
+    // A broken save changes nothing.
+    p.write("[jobs.api\n");
+    // Then a good save with an edit elsewhere: only the worker is replaced, db stays killed.
+    p.write(&THREE.replace("exec sleep 62", "exec sleep 64"));
+    wait_until("worker replaced", SECS(20), || {
+        pids(&b).get("worker").is_some_and(|p| *p != before["worker"]).then_some(())
+    });
+    assert_eq!(b.state("shop/db"), "killed");
+    assert_eq!(pids(&b)["api"], before["api"]);
+    stop(w);
+}
+
+#[test]
+fn a_watch_glob_restarts_its_job() {
+    let b = Bgrun::new(SECS(60));
+    let toml =
+        "[jobs.dev]\ncmd = \"exec sleep 60\"\nwatch = [\"src/**/*.rs\"]\n[jobs.other]\ncmd = \"exec sleep 61\"\n";
+    let p = Project::new(&b, "dev", toml);
+    std::fs::create_dir_all(p.dir.join("src")).unwrap();
+    std::fs::create_dir_all(p.dir.join("target")).unwrap();
+    let w = watch(&b, &p);
+    let before = pids(&b);
+    // Ignored paths and non-matching files do nothing; a matching file restarts `dev` only.
+    std::fs::write(p.dir.join("target/x.rs"), "x").unwrap();
+    std::fs::write(p.dir.join("src/notes.txt"), "x").unwrap();
+    std::fs::write(p.dir.join("src/main.rs"), "fn main() {}").unwrap();
+    wait_until("dev restarted", SECS(20), || pids(&b).get("dev").is_some_and(|p| *p != before["dev"]).then_some(()));
+    assert_eq!(pids(&b)["other"], before["other"]);
+    assert_eq!(b.status("dev/dev")["restart_count"], 0, "a watch restart is a new run, not a crash restart");
+    stop(w);
+}
