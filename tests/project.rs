@@ -314,3 +314,45 @@ fn a_watch_glob_restarts_its_job() {
     assert_eq!(b.status("dev/dev")["restart_count"], 0, "a watch restart is a new run, not a crash restart");
     stop(w);
 }
+
+#[test]
+fn every_example_comes_up_and_goes_down() {
+    let b = Bgrun::new(SECS(120));
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut ran = 0;
+    for entry in std::fs::read_dir(examples).unwrap().flatten() {
+        let src = entry.path().join("bgrun.toml");
+        if !src.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let p = Project::new(&b, &name, &std::fs::read_to_string(&src).unwrap());
+        let view = up(&b, &p);
+        assert_eq!(view["ok"], true, "{name}: {view}");
+        let down = in_dir(&b, &p.dir, &["down"]);
+        assert!(down.status.success(), "{name}: {}", String::from_utf8_lossy(&down.stderr));
+        ran += 1;
+    }
+    assert!(ran >= 3);
+    assert!(pids(&b).is_empty());
+}
+
+#[test]
+fn run_by_name_uses_the_files_job_with_typed_flags_over_it() {
+    let b = Bgrun::new(SECS(30));
+    let p = Project::new(
+        &b,
+        "shop",
+        "[jobs.api]\ncmd = \"echo $GREETING; exec sleep 60\"\nenv = { GREETING = \"from the file\" }\nworkspace = \"backend\"\n",
+    );
+    let out = in_dir(&b, &p.dir, &["run", "--name", "api", "--env", "EXTRA=1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["project"], "shop");
+    assert_eq!(job["workspace"], "backend");
+    assert_eq!(job["cmd"], serde_json::json!(["echo $GREETING; exec sleep 60"]));
+    wait_until("greeting", SECS(10), || (b.tail_text("shop/api", 1) == ["from the file"]).then_some(()));
+    // Without a file job of that name, a command is still required.
+    let err = String::from_utf8_lossy(&in_dir(&b, &p.dir, &["run", "--name", "other"]).stderr).into_owned();
+    assert!(err.contains("give a command"), "{err}");
+}

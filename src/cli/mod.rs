@@ -23,6 +23,8 @@ mod watch;
 use crate::client::Client;
 use crate::error::Result;
 use crate::home::Home;
+#[cfg(test)]
+use clap::CommandFactory;
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 
@@ -98,7 +100,12 @@ impl Output {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // Internal entry points first: they must not touch the terminal or the daemon.
     match cli.command {
         Some(Command::InternalShim { dir }) => return crate::supervisor::shim::main(&dir),
@@ -114,7 +121,9 @@ pub fn main() -> i32 {
         _ => {}
     }
     let out = Output { json: cli.json || !std::io::stdout().is_terminal(), colour: crate::render::colours_enabled() };
-    match execute(cli.command, &out) {
+    // `run` needs to know which flags were typed, to lay them over a job from bgrun.toml.
+    let run_matches = matches.subcommand_matches("run").cloned();
+    match execute(cli.command, run_matches, &out) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -123,11 +132,14 @@ pub fn main() -> i32 {
     }
 }
 
-fn execute(command: Option<Command>, out: &Output) -> Result<i32> {
+fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out: &Output) -> Result<i32> {
     let home = Home::from_env()?;
     let connect = || Client::connect(&home);
     match command {
-        Some(Command::Run(args)) => run::exec(*args, &mut connect()?, out),
+        Some(Command::Run(args)) => {
+            let spec = args.into_spec(&run_matches.unwrap_or_default())?;
+            run::exec(spec, &mut connect()?, out)
+        }
         Some(Command::Up(args)) => up::exec(args, &home, out),
         Some(Command::Down(args)) => down::exec(args, &home, out),
         Some(Command::Plan(args)) => plan::exec(args, &home, out),

@@ -84,8 +84,9 @@ pub struct Args {
     /// Time between SIGTERM and SIGKILL when the job is stopped.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
-    /// The command: one string runs through `sh -c`, several words run directly.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    /// The command: one string runs through `sh -c`, several words run directly. May be left
+    /// out for a job of the nearby bgrun.toml given with --name.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<String>,
 }
 
@@ -115,7 +116,27 @@ pub fn parse_size_mb(s: &str) -> std::result::Result<u64, String> {
 }
 
 impl Args {
-    pub fn into_spec(self) -> Result<JobSpec> {
+    /// The spec to run: the job of that name in the nearby bgrun.toml with the typed flags laid
+    /// over it, or a spec from the flags alone.
+    pub fn into_spec(self, typed: &clap::ArgMatches) -> Result<JobSpec> {
+        if let Some(name) = &self.name
+            && let Some(file_spec) = file_job(name)?
+        {
+            let flags = self.flags_spec()?;
+            let spec = overlay(file_spec, flags, typed);
+            spec.validate()?;
+            return Ok(spec);
+        }
+        if self.cmd.is_empty() {
+            return Err(Error::new("what should run? give a command")
+                .with_hint("bgrun run [OPTIONS] <CMD>..., or --name NAME for a job of the nearby bgrun.toml"));
+        }
+        let spec = self.flags_spec()?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn flags_spec(self) -> Result<JobSpec> {
         let here = std::env::current_dir().map_err(|e| Error::context("current directory", e))?;
         let cwd = match self.cwd {
             Some(dir) if dir.is_absolute() => dir,
@@ -163,13 +184,98 @@ impl Args {
             watch_ignore: vec![],
             restart_with_dependencies: false,
         };
-        spec.validate()?;
         Ok(spec)
     }
 }
 
-pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let spec = args.into_spec()?;
+/// The job `name` of the bgrun.toml in this directory or a parent, if there is one that loads.
+fn file_job(name: &str) -> Result<Option<JobSpec>> {
+    let here = std::env::current_dir().map_err(|e| Error::context("current directory", e))?;
+    let Some(path) = crate::project::load::find(&here) else { return Ok(None) };
+    match crate::project::load::load(&path, &super::project::inherited_env()) {
+        Ok(project) => Ok(project.jobs.into_iter().find(|j| j.name.as_deref() == Some(name))),
+        Err(problems) => {
+            eprintln!("{:?}", problems.report());
+            Err(Error::new(format!("{} has problems", path.display())))
+        }
+    }
+}
+
+/// Lays the flags the user typed over a spec from the file.
+fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSpec {
+    let given = |id: &str| typed.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    if given("cmd") {
+        spec.cmd = flags.cmd;
+    }
+    if given("cwd") {
+        spec.cwd = flags.cwd;
+    }
+    if given("env") {
+        spec.declared_env.extend(flags.declared_env.clone());
+        spec.env.extend(flags.declared_env);
+    }
+    if given("workspace") {
+        spec.workspace = flags.workspace;
+    }
+    if given("ready_when") {
+        spec.ready.log_contains = flags.ready.log_contains;
+    }
+    if given("ready_when_regex") {
+        spec.ready.log_regex = flags.ready.log_regex;
+    }
+    if given("ready_when_port") {
+        spec.ready.port = flags.ready.port;
+    }
+    if given("ready_when_url") {
+        spec.ready.url = flags.ready.url;
+    }
+    if given("ready_when_file") {
+        spec.ready.file = flags.ready.file;
+    }
+    if given("ready_when_notify") {
+        spec.ready.notify = flags.ready.notify;
+    }
+    if given("ready_timeout") {
+        spec.ready.timeout = flags.ready.timeout;
+    }
+    if given("after") {
+        spec.after = flags.after;
+    }
+    if given("pty") || given("cols") || given("rows") {
+        spec.pty = flags.pty;
+    }
+    if given("restart") {
+        spec.restart = flags.restart;
+    }
+    if given("backoff") {
+        spec.backoff = flags.backoff;
+    }
+    if given("max_rss") {
+        spec.max_rss_mb = flags.max_rss_mb;
+    }
+    if given("max_runtime") {
+        spec.max_runtime = flags.max_runtime;
+    }
+    if given("allocate_port") {
+        spec.allocate_ports = flags.allocate_ports;
+    }
+    if given("health_check_url") || given("health_check_port") {
+        spec.health = flags.health;
+    } else if let (Some(health), Some(typed_health)) = (&mut spec.health, &flags.health) {
+        if given("health_interval") {
+            health.interval = typed_health.interval;
+        }
+        if given("health_threshold") {
+            health.threshold = typed_health.threshold;
+        }
+    }
+    if given("grace") {
+        spec.grace = flags.grace;
+    }
+    spec
+}
+
+pub fn exec(spec: JobSpec, client: &mut Client, out: &Output) -> Result<i32> {
     let Response::Job(job) = client.call(Request::Run { spec: Box::new(spec) })? else {
         return Err(Error::new("unexpected answer from the daemon"));
     };
