@@ -23,8 +23,6 @@ mod watch;
 use crate::client::Client;
 use crate::error::Result;
 use crate::home::Home;
-#[cfg(test)]
-use clap::CommandFactory;
 use clap::{Parser, Subcommand};
 use std::io::{IsTerminal, Write};
 
