@@ -9,6 +9,8 @@ use std::path::Path;
 
 pub struct Store {
     conn: Connection,
+    /// Inside a batch, saves join one transaction instead of committing one by one.
+    batch: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -59,7 +61,7 @@ impl Store {
              PRAGMA busy_timeout=5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        Ok(Store { conn, batch: false })
     }
 
     pub fn load(&self) -> Result<Vec<StoredJob>> {
@@ -100,39 +102,72 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Writes the job and, in the same transaction, an event about it.
-    pub fn save(&mut self, job: &Job, event: Option<(&str, &str)>) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO jobs (id, name, workspace, spec, desired, generation, observed, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(id) DO UPDATE SET name=?2, workspace=?3, spec=?4, desired=?5,
-                 generation=?6, observed=?7",
-            params![
-                job.id,
-                job.spec.name,
-                job.spec.workspace,
-                serde_json::to_string(&job.spec).unwrap_or_default(),
-                desired_str(job.desired),
-                job.generation as i64,
-                serde_json::to_string(&job.obs).unwrap_or_default(),
-                job.created_ms as i64,
-            ],
-        )?;
-        if let Some((kind, detail)) = event {
-            tx.execute(
-                "INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                params![job.id, crate::supervisor::files::unix_ms() as i64, kind, detail],
-            )?;
-        }
-        tx.commit()?;
+    /// Starts a batch: every save until [`Self::end_batch`] commits as one transaction, so a
+    /// `down` of 100 jobs is one write, and a daemon killed in between leaves none of it.
+    pub fn begin_batch(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN")?;
+        self.batch = true;
         Ok(())
     }
 
+    pub fn end_batch(&mut self) -> Result<()> {
+        self.batch = false;
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable now, and carries on the batch.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.batch {
+            self.conn.execute_batch("COMMIT; BEGIN")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the job and, in the same transaction, an event about it.
+    pub fn save(&mut self, job: &Job, event: Option<(&str, &str)>) -> Result<()> {
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO jobs (id, name, workspace, spec, desired, generation, observed, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(id) DO UPDATE SET name=?2, workspace=?3, spec=?4, desired=?5,
+                     generation=?6, observed=?7",
+                params![
+                    job.id,
+                    job.spec.name,
+                    job.spec.workspace,
+                    serde_json::to_string(&job.spec).unwrap_or_default(),
+                    desired_str(job.desired),
+                    job.generation as i64,
+                    serde_json::to_string(&job.obs).unwrap_or_default(),
+                    job.created_ms as i64,
+                ],
+            )?;
+            if let Some((kind, detail)) = event {
+                conn.execute(
+                    "INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                    params![job.id, crate::supervisor::files::unix_ms() as i64, kind, detail],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn delete(&mut self, id: &str) -> Result<()> {
+        self.write(|conn| {
+            conn.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+            conn.execute("DELETE FROM events WHERE job_id = ?1", [id])?;
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in the open batch, or in a transaction of its own.
+    fn write(&mut self, f: impl FnOnce(&Connection) -> rusqlite::Result<()>) -> Result<()> {
+        if self.batch {
+            return Ok(f(&self.conn)?);
+        }
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
-        tx.execute("DELETE FROM events WHERE job_id = ?1", [id])?;
+        f(&tx)?;
         tx.commit()?;
         Ok(())
     }

@@ -177,10 +177,13 @@ fn kill_takes_grandchildren_and_escaped_sessions_too() {
     let pid = b.pid("family");
     wait_until("children started", SECS(10), || (descendants(pid).len() >= 3).then_some(()));
     let family = descendants(pid);
+    let started = Instant::now();
     b.json(&["kill", "family"]);
     for p in family.iter().chain([&pid]) {
         assert!(!alive(*p), "pid {p} outlived kill");
     }
+    // They all honour SIGTERM, the escaped session included: nobody waits for the SIGKILL.
+    assert!(started.elapsed() < Duration::from_secs(3), "kill took {:?} (grace is 5s)", started.elapsed());
 }
 
 #[test]

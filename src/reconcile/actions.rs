@@ -90,8 +90,12 @@ impl Reconciler {
             Ok(launched) => {
                 job.obs.run =
                     Some(RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() });
-                // Saved before the handshake, so a daemon that dies right now still knows the shim.
+                // Saved (and committed) before the handshake, so a daemon that dies right now
+                // still knows the shim.
                 self.save(id, None);
+                if let Err(e) = self.store.checkpoint() {
+                    eprintln!("bgrun: cannot save job {id}: {e}");
+                }
                 let (tx, id) = (self.tx.clone(), id.to_string());
                 let (shim_pid, shim_start) = (launched.shim_pid, launched.shim_start);
                 tokio::spawn(async move {

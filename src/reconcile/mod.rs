@@ -126,15 +126,21 @@ impl Reconciler {
                 None => rx.recv().await,
             };
             let Some(msg) = msg else { break };
+            if let Msg::Read(f) = msg {
+                f(&self);
+                continue;
+            }
+            // Everything one message changes is written as one transaction.
+            let batch = self.store.begin_batch();
             match msg {
                 Msg::Edit(edit) => self.on_edit(edit),
-                Msg::Read(f) => {
-                    f(&self);
-                    continue;
-                }
                 Msg::Event(event) => self.on_event(event),
+                Msg::Read(_) => {}
             }
             self.pass();
+            if let Err(e) = batch.and_then(|()| self.store.end_batch()) {
+                eprintln!("bgrun: cannot save state: {e}");
+            }
         }
     }
 

@@ -282,7 +282,10 @@ impl Supervision<'_> {
             Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) if !self.stop_requested => {
                 self.stop_requested = true;
                 let grace = files::read_stop_grace(self.dir).unwrap_or(self.grace);
-                self.signal_tree(Signal::SIGTERM);
+                // The group first: cheap, and in the common case all there is. Processes that left
+                // the group are found once the leader is gone (they become our children then),
+                // and at the SIGKILL.
+                self.signal_group(Signal::SIGTERM);
                 self.kill_at = Some(Instant::now() + grace);
             }
             Ok(Signal::SIGUSR2) => {
@@ -314,10 +317,11 @@ impl Supervision<'_> {
                 Ok(_) => {}
             }
         }
-        // What the job left behind goes too, gently first.
-        if leader_exited && self.kill_at.is_none() && !self.childless {
+        // What the job left behind goes too, gently first, including processes that left its
+        // group (they are our children now). A stop already under way keeps its deadline.
+        if leader_exited && !self.childless {
             self.signal_tree(Signal::SIGTERM);
-            self.kill_at = Some(Instant::now() + self.grace);
+            self.kill_at.get_or_insert(Instant::now() + self.grace);
         }
     }
 
@@ -330,10 +334,14 @@ impl Supervision<'_> {
         }
     }
 
-    /// Signals the job's process group and every process descended from us, including ones
-    /// that started sessions of their own.
-    fn signal_tree(&self, sig: Signal) {
+    fn signal_group(&self, sig: Signal) {
         let _ = kill(Pid::from_raw(-self.child.as_raw()), sig);
+    }
+
+    /// Signals the job's process group and every process descended from us, including ones
+    /// that started sessions of their own (this reads all of /proc).
+    fn signal_tree(&self, sig: Signal) {
+        self.signal_group(sig);
         for pid in procfs::descendants(std::process::id() as i32) {
             let _ = kill(Pid::from_raw(pid), sig);
         }
