@@ -35,13 +35,18 @@ impl<W: Write> LogWriter<W> {
     /// Adds bytes the program wrote to `stream`. Complete lines become records at once; the
     /// unfinished tail waits for more bytes or for [`Self::flush_partial`].
     pub fn push(&mut self, stream: Stream, mut data: &[u8], unix_ms: u64) {
+        // Every line of one read shares its timestamp: format it once (this loop is the shim's
+        // hot path for chatty jobs).
+        let mut ts = itoa::Buffer::new();
+        let ts = ts.format(unix_ms).as_bytes();
+        self.buf.reserve(data.len() + data.len() / 4);
         while let Some(nl) = memchr::memchr(b'\n', data) {
             let (line, rest) = (&data[..nl], &data[nl + 1..]);
             let pending = &mut self.pending[slot(stream)];
             if pending.bytes.is_empty() && pending.number.is_none() {
                 let n = self.next_line;
                 self.next_line += 1;
-                write_record(&mut self.buf, unix_ms, n, stream.tag(true), trim_cr(stream, line));
+                write_record(&mut self.buf, ts, n, stream.tag(true), trim_cr(stream, line));
             } else {
                 let mut bytes = std::mem::take(&mut pending.bytes);
                 bytes.extend_from_slice(line);
@@ -49,7 +54,7 @@ impl<W: Write> LogWriter<W> {
                     self.next_line += 1;
                     self.next_line - 1
                 });
-                write_record(&mut self.buf, unix_ms, n, stream.tag(true), trim_cr(stream, &bytes));
+                write_record(&mut self.buf, ts, n, stream.tag(true), trim_cr(stream, &bytes));
                 self.pending[slot(stream)].bytes = reuse(bytes);
             }
             data = rest;
@@ -82,7 +87,13 @@ impl<W: Write> LogWriter<W> {
             *next += 1;
             *next - 1
         });
-        write_record(&mut self.buf, unix_ms, n, stream.tag(false), &pending.bytes);
+        write_record(
+            &mut self.buf,
+            itoa::Buffer::new().format(unix_ms).as_bytes(),
+            n,
+            stream.tag(false),
+            &pending.bytes,
+        );
         pending.bytes.clear();
     }
 
@@ -111,7 +122,13 @@ impl<W: Write> LogWriter<W> {
                     self.next_line - 1
                 });
                 let bytes = std::mem::take(&mut pending.bytes);
-                write_record(&mut self.buf, unix_ms, n, stream.tag(true), &bytes);
+                write_record(
+                    &mut self.buf,
+                    itoa::Buffer::new().format(unix_ms).as_bytes(),
+                    n,
+                    stream.tag(true),
+                    &bytes,
+                );
             }
         }
         self.flush()
@@ -131,11 +148,10 @@ fn trim_cr(stream: Stream, line: &[u8]) -> &[u8] {
     }
 }
 
-fn write_record(buf: &mut Vec<u8>, unix_ms: u64, number: u64, tag: u8, content: &[u8]) {
-    let mut itoa = itoa::Buffer::new();
-    buf.extend_from_slice(itoa.format(unix_ms).as_bytes());
+fn write_record(buf: &mut Vec<u8>, unix_ms: &[u8], number: u64, tag: u8, content: &[u8]) {
+    buf.extend_from_slice(unix_ms);
     buf.push(b' ');
-    buf.extend_from_slice(itoa.format(number).as_bytes());
+    buf.extend_from_slice(itoa::Buffer::new().format(number).as_bytes());
     buf.push(b' ');
     buf.push(tag);
     buf.push(b' ');

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 /// How long an unfinished line may wait for its end before it is shown as a fragment.
 const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(50);
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
 const PIPE_SIZE: i32 = 1024 * 1024;
 
 pub fn main(dir: &Path) -> i32 {

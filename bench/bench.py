@@ -1,0 +1,565 @@
+#!/usr/bin/env python3
+"""bgrun's benchmark harness: bgrun side by side with PM2 and supervisord, on this machine, in one
+run, with several rounds per figure (managers alternate inside each round so drift hits all alike).
+
+Every daemon and job it starts runs in a temporary directory with its own home, and is stopped by
+pid at the end. Peers are installed into that directory: PM2 from the npm registry, supervisord from
+PyPI into a virtual environment; a peer that cannot be installed is reported and skipped.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BGRUN = os.path.join(ROOT, "target", "release", "bgrun")
+LINE = "x" * 99  # 100-byte lines with the newline
+JOBS = 100
+
+
+def now():
+    return time.perf_counter()
+
+
+def ms(t0):
+    return (now() - t0) * 1000
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def pss_kb(pid):
+    """Proportional memory: pages shared between processes (such as one binary mapped by 100
+    supervisors) are divided among them, so summing over processes counts them once."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def wait_for(what, check, timeout=60.0, pause=0.001):
+    deadline = now() + timeout
+    while now() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(pause)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def processes_with_env(key, value):
+    """Pids whose environment has key=value: how we find, by pid, everything we started."""
+    needle = f"{key}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def kill_pids(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run(cmd, env=None, cwd=None, check=True):
+    p = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} {' '.join(cmd[1:3])} failed: {p.stderr.strip()[:300]}")
+    return p
+
+
+def start_times(path):
+    try:
+        with open(path) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def respawn_gaps(path, want):
+    times = wait_for("restarts", lambda: (t := start_times(path)) and len(t) >= want and t, timeout=60)
+    return [(b - a) / 1e6 for a, b in zip(times, times[1:])]
+
+
+class Manager:
+    """One process manager, in its own home under `base`. Subclasses implement the figures."""
+
+    name = "?"
+
+    def __init__(self, base):
+        self.base = os.path.join(base, self.name)
+        os.makedirs(self.base, exist_ok=True)
+        self.home = None
+        self.marker = None
+
+    def fresh(self):
+        """A new, empty home for a round; everything from the last one is stopped first."""
+        self.teardown()
+        self.home = tempfile.mkdtemp(prefix="h", dir=self.base)
+        self.marker = os.path.basename(self.home)
+
+    def env(self):
+        e = dict(os.environ)
+        e["BENCH_MARKER"] = self.marker
+        return e
+
+    def teardown(self):
+        if self.marker:
+            kill_pids(processes_with_env("BENCH_MARKER", self.marker))
+            wait_for("processes gone", lambda: not processes_with_env("BENCH_MARKER", self.marker), timeout=10)
+        if self.home:
+            shutil.rmtree(self.home, ignore_errors=True)
+        self.home = self.marker = None
+
+    def crash_cmd(self, path):
+        return f"date +%s%N >> {path}; exit 1"
+
+    def log_cmd(self, nbytes):
+        return f"yes {LINE} | head -c {nbytes}"
+
+
+class Bgrun(Manager):
+    name = "bgrun"
+
+    def env(self):
+        e = super().env()
+        e["BGRUN_HOME"] = self.home
+        return e
+
+    def cli(self, *args, cwd=None, check=True):
+        return run([BGRUN, *args], env=self.env(), cwd=cwd, check=check)
+
+    def cold_start(self):
+        t0 = now()
+        self.cli("list")
+        return ms(t0)
+
+    def daemon_pids(self):
+        return [json.loads(self.cli("daemon", "status").stdout)["pid"]]
+
+    def all_manager_pids(self):
+        """The daemon and the supervisor process (shim) of every job."""
+        pids = self.daemon_pids()
+        for p in processes_with_env("BGRUN_HOME", self.home):
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if b"__shim" in f.read():
+                        pids.append(p)
+            except OSError:
+                pass
+        return pids
+
+    def list(self):
+        self.cli("list")
+
+    def start_jobs(self):
+        proj = os.path.join(self.home, "proj")
+        os.makedirs(proj)
+        with open(os.path.join(proj, "bgrun.toml"), "w") as f:
+            for i in range(JOBS):
+                f.write(f'[jobs.j{i}]\ncmd = ["sleep", "600"]\n\n')
+        t0 = now()
+        out = json.loads(self.cli("up", cwd=proj).stdout)
+        took = ms(t0)
+        assert out["ok"] and len(out["jobs"]) == JOBS
+        return took
+
+    def job_pids(self):
+        return [json.loads(line)["pid"] for line in self.cli("list").stdout.splitlines()]
+
+    def stop_all(self, pids):
+        t0 = now()
+        self.cli("down", cwd=os.path.join(self.home, "proj"))
+        wait_for("jobs gone", lambda: not any(alive(p) for p in pids))
+        return ms(t0)
+
+    def crash_respawn(self):
+        path = os.path.join(self.home, "starts")
+        self.cli("run", "--name", "crash", "--restart", "always", "--backoff", "0ms", self.crash_cmd(path))
+        # bgrun gives up after 10 crashes in a row: 9 gaps.
+        gaps = respawn_gaps(path, 10)
+        self.cli("kill", "crash")
+        return gaps
+
+    def log_throughput(self, nbytes):
+        t0 = now()
+        job = json.loads(self.cli("run", "--name", "logs", self.log_cmd(nbytes)).stdout)
+        exit_file = os.path.join(self.home, "jobs", job["id"], "exit.json")
+        wait_for("log job done", lambda: os.path.exists(exit_file), timeout=600, pause=0.005)
+        took = now() - t0
+        log = os.path.join(self.home, "jobs", job["id"], "output.log")
+        return took, captured_bgrun(log)
+
+
+def captured_bgrun(path):
+    """Bytes of the job's output in bgrun's log: every line is LINE, so count complete lines."""
+    lines = 0
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(64 << 20):
+            chunk = tail + chunk
+            cut = chunk.rfind(b"\n") + 1
+            tail = chunk[cut:]
+            lines += chunk.count(b" o " + LINE.encode() + b"\n", 0, cut)
+    return lines * (len(LINE) + 1)
+
+
+class Pm2(Manager):
+    name = "pm2"
+
+    def install(self):
+        prefix = os.path.join(self.base, "npm")
+        if not os.path.exists(os.path.join(prefix, "node_modules", ".bin", "pm2")):
+            run(["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", "pm2"])
+        self.bin = os.path.join(prefix, "node_modules", ".bin", "pm2")
+        # Not `pm2 --version`: that starts a daemon.
+        with open(os.path.join(prefix, "node_modules", "pm2", "package.json")) as f:
+            return json.load(f)["version"]
+
+    def env(self):
+        e = super().env()
+        e["PM2_HOME"] = self.home
+        return e
+
+    def cli(self, *args, check=True):
+        return run([self.bin, *args], env=self.env(), cwd=self.home, check=check)
+
+    def cold_start(self):
+        t0 = now()
+        self.cli("jlist")
+        return ms(t0)
+
+    def daemon_pids(self):
+        with open(os.path.join(self.home, "pm2.pid")) as f:
+            return [int(f.read().strip())]
+
+    def all_manager_pids(self):
+        return self.daemon_pids()
+
+    def list(self):
+        self.cli("jlist")
+
+    def jlist(self):
+        out = self.cli("jlist").stdout
+        return json.loads(out[out.index("["):])
+
+    def start_jobs(self):
+        eco = os.path.join(self.home, "ecosystem.config.js")
+        apps = [{"name": f"j{i}", "script": "sleep", "args": "600", "interpreter": "none"} for i in range(JOBS)]
+        with open(eco, "w") as f:
+            f.write("module.exports = " + json.dumps({"apps": apps}))
+        t0 = now()
+        self.cli("start", eco)
+        wait_for("100 online", lambda: sum(1 for a in self.jlist() if a["pm2_env"]["status"] == "online" and a["pid"]) == JOBS)
+        return ms(t0)
+
+    def job_pids(self):
+        return [a["pid"] for a in self.jlist()]
+
+    def stop_all(self, pids):
+        t0 = now()
+        self.cli("delete", "all")
+        wait_for("jobs gone", lambda: not any(alive(p) for p in pids))
+        return ms(t0)
+
+    def crash_respawn(self):
+        path = os.path.join(self.home, "starts")
+        app = {"name": "crash", "script": "sh", "args": ["-c", self.crash_cmd(path)], "interpreter": "none",
+               "autorestart": True, "restart_delay": 0, "min_uptime": 0, "max_restarts": 1000}
+        eco = os.path.join(self.home, "crash.config.js")
+        with open(eco, "w") as f:
+            f.write("module.exports = " + json.dumps({"apps": [app]}))
+        self.cli("start", eco)
+        gaps = respawn_gaps(path, 10)
+        self.cli("delete", "crash")
+        return gaps
+
+    def log_throughput(self, nbytes):
+        out = os.path.join(self.home, "logs.out")
+        app = {"name": "logs", "script": "sh", "args": ["-c", self.log_cmd(nbytes)], "interpreter": "none",
+               "autorestart": False, "out_file": out, "error_file": os.path.join(self.home, "logs.err")}
+        eco = os.path.join(self.home, "logs.config.js")
+        with open(eco, "w") as f:
+            f.write("module.exports = " + json.dumps({"apps": [app]}))
+        t0 = now()
+        self.cli("start", eco)
+        wait_for("log job done", lambda: any(a["name"] == "logs" and a["pm2_env"]["status"] != "online" for a in self.jlist()), timeout=600, pause=0.05)
+        took = now() - t0
+        return took, os.path.getsize(out) if os.path.exists(out) else 0
+
+
+class Supervisord(Manager):
+    name = "supervisord"
+
+    def install(self):
+        venv = os.path.join(self.base, "venv")
+        if not os.path.exists(os.path.join(venv, "bin", "supervisord")):
+            run([sys.executable, "-m", "venv", venv])
+            run([os.path.join(venv, "bin", "pip"), "install", "--quiet", "supervisor"])
+        self.bin = os.path.join(venv, "bin")
+        return run([os.path.join(self.bin, "supervisord"), "--version"]).stdout.strip()
+
+    def conf(self, programs=""):
+        path = os.path.join(self.home, "supervisord.conf")
+        with open(path, "w") as f:
+            f.write(f"""[unix_http_server]
+file={self.home}/s.sock
+[supervisord]
+logfile={self.home}/supervisord.log
+pidfile={self.home}/supervisord.pid
+childlogdir={self.home}
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://{self.home}/s.sock
+[include]
+files = {self.home}/programs/*.conf
+""")
+        os.makedirs(os.path.join(self.home, "programs"), exist_ok=True)
+        return path
+
+    def ctl(self, *args, check=False):
+        return run([os.path.join(self.bin, "supervisorctl"), "-c", self.conf_path, *args], env=self.env(), check=check)
+
+    def cold_start(self):
+        self.conf_path = self.conf()
+        t0 = now()
+        run([os.path.join(self.bin, "supervisord"), "-c", self.conf_path], env=self.env())
+        wait_for("supervisorctl answers", lambda: self.ctl("status").returncode in (0, 3))
+        return ms(t0)
+
+    def daemon_pids(self):
+        with open(os.path.join(self.home, "supervisord.pid")) as f:
+            return [int(f.read().strip())]
+
+    def all_manager_pids(self):
+        return self.daemon_pids()
+
+    def list(self):
+        self.ctl("status")
+
+    def crash_cmd(self, path):
+        # supervisord's config interpolates %(name)s: a literal % is written %%.
+        return super().crash_cmd(path).replace("%", "%%")
+
+    def program(self, name, command, **extra):
+        opts = "\n".join(f"{k}={v}" for k, v in extra.items())
+        with open(os.path.join(self.home, "programs", f"{name}.conf"), "w") as f:
+            f.write(f"[program:{name}]\ncommand={command}\n{opts}\n")
+
+    def start_jobs(self):
+        for i in range(JOBS):
+            self.program(f"j{i}", "sleep 600")
+        t0 = now()
+        self.ctl("update")
+        wait_for("100 RUNNING", lambda: self.ctl("status").stdout.count(" RUNNING ") == JOBS, pause=0.01)
+        return ms(t0)
+
+    def job_pids(self):
+        return [int(line.split("pid ")[1].split(",")[0]) for line in self.ctl("status").stdout.splitlines() if "pid " in line]
+
+    def stop_all(self, pids):
+        t0 = now()
+        self.ctl("stop", "all")
+        wait_for("jobs gone", lambda: not any(alive(p) for p in pids))
+        return ms(t0)
+
+    def crash_respawn(self):
+        path = os.path.join(self.home, "starts")
+        self.program("crash", f"sh -c '{self.crash_cmd(path)}'", autorestart="true", startsecs=0, startretries=1000)
+        self.ctl("update")
+        gaps = respawn_gaps(path, 10)
+        self.ctl("stop", "crash")
+        return gaps
+
+    def log_throughput(self, nbytes):
+        out = os.path.join(self.home, "logs.out")
+        self.program("logs", f"sh -c '{self.log_cmd(nbytes)}'", autorestart="false", startsecs=0,
+                     stdout_logfile=out, stdout_logfile_maxbytes=0, stdout_logfile_backups=0)
+        t0 = now()
+        self.ctl("update")
+        wait_for("log job done", lambda: "EXITED" in self.ctl("status", "logs").stdout, timeout=600, pause=0.05)
+        took = now() - t0
+        return took, os.path.getsize(out) if os.path.exists(out) else 0
+
+
+def direct_write(base, nbytes):
+    """The same data written straight to a file, the ceiling for log capture."""
+    path = os.path.join(base, "direct.out")
+    t0 = now()
+    subprocess.run(["sh", "-c", f"yes {LINE} | head -c {nbytes} > {path}"], check=True)
+    took = now() - t0
+    os.remove(path)
+    return took
+
+
+def measure_round(m, figures, log_bytes):
+    m.fresh()
+    if isinstance(m, Supervisord):
+        m.conf_path = None
+    figures["cold start to first list (ms)"].append(m.cold_start())
+    time.sleep(0.5)  # let the daemon settle before reading its memory
+    figures["idle daemon RSS (MB)"].append(sum(rss_kb(p) for p in m.daemon_pids()) / 1024)
+    lat = []
+    for _ in range(10):
+        t0 = now()
+        m.list()
+        lat.append(ms(t0))
+    figures["list, 0 jobs (ms)"].append(statistics.median(lat))
+    figures["start 100 jobs from one file until all running (ms)"].append(m.start_jobs())
+    lat = []
+    for _ in range(10):
+        t0 = now()
+        m.list()
+        lat.append(ms(t0))
+    figures["list, 100 jobs (ms)"].append(statistics.median(lat))
+    figures["daemon RSS with 100 jobs (MB)"].append(sum(rss_kb(p) for p in m.daemon_pids()) / 1024)
+    figures["all of the manager's processes with 100 jobs, PSS (MB)"].append(sum(pss_kb(p) for p in m.all_manager_pids()) / 1024)
+    figures["stop 100 jobs until every process is gone (ms)"].append(m.stop_all(m.job_pids()))
+    figures["crash to respawn, no backoff (ms)"].append(statistics.median(m.crash_respawn()))
+    took, captured = m.log_throughput(log_bytes)
+    figures["log capture throughput (MB/s)"].append(log_bytes / took / 1e6)
+    figures["log bytes lost"].append(log_bytes - captured)
+    m.teardown()
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="bgrun alone, fewer rounds, 100 MB of logs: under a minute")
+    ap.add_argument("--rounds", type=int, help="rounds per figure (default 5, quick 3)")
+    ap.add_argument("--log-mb", type=int, help="log capture size in MB (default 1024, quick 100)")
+    ap.add_argument("--update-readme", action="store_true", help="rewrite the README's Performance section")
+    args = ap.parse_args()
+    rounds = args.rounds or (3 if args.quick else 5)
+    log_bytes = (args.log_mb or (100 if args.quick else 1024)) * 1_000_000
+    base = tempfile.mkdtemp(prefix="bgrun-bench-")
+    managers = [Bgrun(base)]
+    versions = {"bgrun": run([BGRUN, "--version"]).stdout.strip()}
+    if not args.quick:
+        for cls in (Pm2, Supervisord):
+            m = cls(base)
+            try:
+                versions[m.name] = m.install()
+                managers.append(m)
+            except Exception as e:  # a peer that cannot be installed is skipped, loudly
+                print(f"skipping {m.name}: cannot install it ({e})", file=sys.stderr)
+    figures = {m.name: {} for m in managers}
+    names = ["cold start to first list (ms)", "idle daemon RSS (MB)", "list, 0 jobs (ms)", "start 100 jobs from one file until all running (ms)",
+             "list, 100 jobs (ms)", "daemon RSS with 100 jobs (MB)", "all of the manager's processes with 100 jobs, PSS (MB)",
+             "stop 100 jobs until every process is gone (ms)", "crash to respawn, no backoff (ms)", "log capture throughput (MB/s)", "log bytes lost"]
+    for m in managers:
+        figures[m.name] = {n: [] for n in names}
+    direct = []
+    failed = {}
+    try:
+        for r in range(rounds):
+            order = managers[r % len(managers):] + managers[: r % len(managers)]
+            for m in order:
+                if m.name in failed:
+                    continue
+                print(f"round {r + 1}/{rounds}: {m.name}", file=sys.stderr)
+                try:
+                    measure_round(m, figures[m.name], log_bytes)
+                except Exception as e:
+                    if m.name == "bgrun":
+                        raise
+                    # A peer that fails is reported and left out; the others go on.
+                    print(f"leaving out {m.name}: {e}", file=sys.stderr)
+                    failed[m.name] = str(e)
+                    m.teardown()
+            direct.append(log_bytes / direct_write(base, log_bytes) / 1e6)
+    finally:
+        for m in managers:
+            m.teardown()
+        shutil.rmtree(base, ignore_errors=True)
+    for name in failed:
+        del figures[name]
+    report(figures, direct, versions, rounds, log_bytes, args.update_readme)
+
+
+def report(figures, direct, versions, rounds, log_bytes, update_readme):
+    peers = [n for n in figures if n != "bgrun"]
+    stamp = datetime.date.today().isoformat()
+    lines = [f"Measured {stamp} on {machine()}; {rounds} rounds, median (min–max); "
+             f"versions: {', '.join(f'{k} {v}' for k, v in versions.items())}. Regenerated by `bench/run --update-readme`.", ""]
+    head = "| " + " | ".join(["figure", "bgrun"] + peers + [f"bgrun/{p}" for p in peers]) + " |"
+    lines += [head, "|" + "---|" * (2 + 2 * len(peers))]
+    def cell(xs):
+        return f"{statistics.median(xs):.1f} ({min(xs):.1f}–{max(xs):.1f})"
+    for name in figures["bgrun"]:
+        row = [name, cell(figures["bgrun"][name])]
+        row += [cell(figures[p][name]) for p in peers]
+        for p in peers:
+            b, o = statistics.median(figures["bgrun"][name]), statistics.median(figures[p][name])
+            row.append(f"{b / o:.2f}" if o else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append(f"| writing the same {log_bytes // 1_000_000} MB straight to a file (MB/s) | {cell(direct)} |" + " |" * (2 * len(peers)))
+    table = "\n".join(lines)
+    print(table)
+    if update_readme:
+        # The raw figures behind the README's table, kept beside it.
+        results = {"date": stamp, "machine": machine(), "versions": versions, "rounds": rounds, "figures": figures, "direct_write_mb_s": direct}
+        with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        path = os.path.join(ROOT, "README.md")
+        with open(path) as f:
+            text = f.read()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        with open(path, "w") as f:
+            f.write(before + start + "\n" + table + "\n" + end + after)
+
+
+if __name__ == "__main__":
+    main()
