@@ -484,7 +484,7 @@ def main():
     log_bytes = (args.log_mb or (100 if args.quick else 1024)) * 1_000_000
     base = tempfile.mkdtemp(prefix="bgrun-bench-")
     managers = [Bgrun(base)]
-    versions = {"bgrun": run([BGRUN, "--version"]).stdout.strip()}
+    versions = {"bgrun": run([BGRUN, "--version"]).stdout.split()[-1]}
     if not args.quick:
         for cls in (Pm2, Supervisord):
             m = cls(base)

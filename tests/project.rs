@@ -356,3 +356,28 @@ fn run_by_name_uses_the_files_job_with_typed_flags_over_it() {
     let err = String::from_utf8_lossy(&in_dir(&b, &p.dir, &["run", "--name", "other"]).stderr).into_owned();
     assert!(err.contains("give a command"), "{err}");
 }
+
+#[test]
+fn up_fails_when_a_job_cannot_become_ready_and_no_wait_does_not_wait() {
+    let b = Bgrun::new(SECS(30));
+    let p = Project::new(
+        &b,
+        "bad",
+        "[jobs.ok]\ncmd = \"exec sleep 60\"\n[jobs.bad]\ncmd = \"exit 3\"\nready-when = \"never\"\n[jobs.after-bad]\ncmd = \"exec sleep 60\"\nafter = \"bad\"\n",
+    );
+    let out = in_dir(&b, &p.dir, &["up"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let by_name = |n: &str| v["jobs"].as_array().unwrap().iter().find(|j| j["job"] == n).unwrap().clone();
+    assert_eq!(by_name("ok")["ok"], true);
+    assert_eq!(by_name("bad")["state"], "crashed");
+    assert_eq!(by_name("after-bad")["reason"], "dependency bad is crashed");
+    // --no-wait answers once the edit is applied, before a slow job is ready.
+    let slow =
+        Project::new(&b, "slow", "[jobs.slow]\ncmd = \"sleep 5; echo ready; exec sleep 60\"\nready-when = \"ready\"\n");
+    let out = in_dir(&b, &slow.dir, &["up", "--no-wait"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["jobs"][0]["state"], "ready");
+}

@@ -10,15 +10,18 @@ use tokio::net::UnixStream;
 
 /// Where a job of an `up` stands: None while it is still on its way.
 fn outcome(job: &Job, wait: WaitFor) -> Option<bool> {
+    let s = job.obs.state;
+    // A job held back by a dependency that failed will not start: it has failed too.
+    if s == JobState::Starting && job.obs.run.is_none() && job.obs.reason.starts_with("dependency") {
+        return Some(false);
+    }
     // The old run of a replaced job says nothing about the new spec.
     if job.obs.generation < job.generation && wait != WaitFor::Applied {
         return None;
     }
-    let s = job.obs.state;
     let failed = matches!(s, JobState::Crashed | JobState::Killed)
         || (s == JobState::Exited && job.obs.exit_code != Some(0))
-        || job.obs.ready_timed_out
-        || (s == JobState::Starting && job.obs.run.is_none() && job.obs.reason.starts_with("dependency"));
+        || job.obs.ready_timed_out;
     if failed {
         return Some(false);
     }
