@@ -2,6 +2,7 @@
 //! `--json` anywhere on the line, and a readable, coloured rendering on a terminal.
 
 mod clean;
+mod completions;
 mod daemon;
 mod diff;
 mod down;
@@ -13,6 +14,11 @@ mod project;
 mod restart;
 mod run;
 mod run_group;
+mod schema;
+mod send;
+mod skill;
+pub use skill::SKILL;
+mod stats;
 pub use run::parse_size_mb;
 mod status;
 mod tail;
@@ -60,6 +66,10 @@ enum Command {
     Kill(kill::Args),
     /// Stop a job and start it again (same id, same log).
     Restart(restart::Args),
+    /// Write to a job's stdin.
+    Send(send::Args),
+    /// CPU and memory of a job's process tree, and its uptime.
+    Stats(stats::Args),
     /// Forget finished jobs and their logs.
     Clean(clean::Args),
     /// Wait until a job is ready (exit 0) or has ended or timed out (exit 1).
@@ -68,6 +78,13 @@ enum Command {
     Expect(expect::Args),
     /// The daemon itself.
     Daemon(daemon::Args),
+    /// JSON Schema (draft-07) of a command's arguments: run, kill or tail.
+    Schema(schema::Args),
+    /// Install the skill that teaches AI coding agents to use bgrun.
+    Skill(skill::Args),
+    /// Shell completion scripts, and live job ids for them.
+    #[command(hide = true)]
+    Completions(completions::Args),
     #[command(name = "__daemon", hide = true)]
     InternalDaemon,
     #[command(name = "__shim", hide = true)]
@@ -149,10 +166,15 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Diff(args)) => diff::exec(args, &mut connect()?, out),
         Some(Command::Kill(args)) => kill::exec(args, &mut connect()?, out),
         Some(Command::Restart(args)) => restart::exec(args, &mut connect()?, out),
+        Some(Command::Send(args)) => send::exec(args, &mut connect()?, out),
+        Some(Command::Stats(args)) => stats::exec(args, &mut connect()?, out),
         Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),
         Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
         Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),
         Some(Command::Daemon(args)) => daemon::exec(args, &home, out),
+        Some(Command::Skill(args)) => skill::exec(args, out),
+        Some(Command::Schema(args)) => schema::exec(args, out),
+        Some(Command::Completions(args)) => completions::exec(args, &home, out),
         Some(Command::InternalDaemon | Command::InternalShim { .. }) => unreachable!("handled in main"),
     }
 }

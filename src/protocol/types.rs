@@ -20,6 +20,8 @@ pub enum Request {
     Plan { project: String, jobs: Vec<JobSpec>, only: Vec<String> },
     Down { project: String, only: Vec<String> },
     Restart { job: String },
+    Send { job: String, data: String },
+    Stats { job: String },
     Expect { job: String, pattern: String, regex: bool, timeout_ms: u64 },
     DaemonStatus,
     DaemonStop,
@@ -113,6 +115,7 @@ pub enum Response {
         message: String,
         hint: Option<String>,
     },
+    Stats(StatsView),
 }
 
 /// A job as `run` and `list` show it.
@@ -260,4 +263,14 @@ pub struct UpView {
     pub ok: bool,
     pub elapsed_ms: u64,
     pub jobs: Vec<UpJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsView {
+    /// CPU use of the job's whole process tree, in percent of one core (so up to 100 × cores).
+    pub cpu_pct: f64,
+    /// Resident memory of the whole tree.
+    pub rss_mb: u64,
+    pub uptime_secs: u64,
+    pub processes: usize,
 }

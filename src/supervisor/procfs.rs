@@ -78,6 +78,26 @@ pub fn descendants_in(parents: &HashMap<i32, i32>, root: i32) -> Vec<i32> {
     out
 }
 
+/// User + system CPU time of the processes, in clock ticks (processes that are gone count 0).
+pub fn cpu_ticks(pids: &[i32]) -> u64 {
+    let mut buf = [0; 1024];
+    pids.iter()
+        .filter_map(|&p| {
+            let mut f = stat_fields(p, &mut buf)?;
+            // utime and stime: fields 14 and 15 overall, 11 and 12 after the command name.
+            let utime: u64 = parse(f.nth(11))?;
+            let stime: u64 = parse(f.next())?;
+            Some(utime + stime)
+        })
+        .sum()
+}
+
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
 /// Resident memory of one process, in KiB (0 if it is gone).
 pub fn rss_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

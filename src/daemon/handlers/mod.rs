@@ -11,6 +11,8 @@ mod list;
 mod plan;
 mod restart;
 mod run;
+mod send;
+mod stats;
 mod status;
 mod tail;
 mod up;
@@ -33,6 +35,8 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Plan { project, jobs, only } => plan::handle(ctx, project, jobs, only).await,
         Request::Down { project, only } => down::handle(ctx, project, only).await,
         Request::Restart { job } => restart::handle(ctx, job).await,
+        Request::Send { job, data } => send::handle(ctx, job, data).await,
+        Request::Stats { job } => stats::handle(ctx, job).await,
         Request::Diff(req) => diff::handle(ctx, req).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,

@@ -1,0 +1,24 @@
+use super::Output;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::protocol::{Request, Response};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Job id, unique id prefix (4+ characters), or name.
+    pub id: String,
+}
+
+/// CPU (measured over 200 ms) and memory of the job's whole process tree, and its uptime.
+pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
+    let Response::Stats(s) = client.call(Request::Stats { job: args.id })? else {
+        return Err(Error::new("unexpected answer from the daemon"));
+    };
+    if out.json {
+        out.json_line(&s);
+    } else {
+        let up = crate::render::short_duration(std::time::Duration::from_secs(s.uptime_secs));
+        out.text(&format!("cpu {:.1}%  rss {} MB  up {up}  processes {}", s.cpu_pct, s.rss_mb, s.processes));
+    }
+    Ok(0)
+}

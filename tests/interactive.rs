@@ -1,0 +1,185 @@
+//! Agent-facing commands: send, stats, schema, completions, skill.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+
+#[test]
+fn send_reaches_stdin_and_comes_back_in_tail() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "cat", "cat"]);
+    assert_eq!(b.json(&["send", "cat", "hello from send", "--enter"]), json!({"ok": true}));
+    b.json(&["send", "cat", "second"]);
+    b.json(&["send", "cat", "--enter"]);
+    wait_until("echoed", SECS(10), || (b.tail_text("cat", 5) == ["hello from send", "second"]).then_some(()));
+    b.json(&["kill", "cat"]);
+    assert!(b.fails(&["send", "cat", "late"]).contains("not running"));
+}
+
+#[test]
+fn stats_measure_the_whole_tree() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&[
+        "run",
+        "--name",
+        "busy",
+        "sh -c 'while :; do :; done' & python3 -c 'b = bytearray(30 << 20); import time; time.sleep(60)' & wait",
+    ]);
+    wait_until("both children", SECS(10), || (descendants(b.pid("busy")).len() >= 2).then_some(()));
+    let s = wait_until("memory counted", SECS(10), || {
+        let s = b.json(&["stats", "busy"]);
+        (s["rss_mb"].as_u64().unwrap() >= 30).then_some(s)
+    });
+    assert!(s["cpu_pct"].as_f64().unwrap() > 10.0, "{s}");
+    assert!(s["processes"].as_u64().unwrap() >= 3, "{s}");
+    assert!(s["uptime_secs"].is_u64());
+    b.json(&["kill", "busy"]);
+}
+
+/// Enough of JSON Schema draft-07 for what `bgrun schema` generates.
+fn validate(schema: &Value, value: &Value) -> Result<(), String> {
+    if let Some(t) = schema.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_u64() || value.is_i64(),
+            "boolean" => value.is_boolean(),
+            _ => true,
+        };
+        if !ok {
+            return Err(format!("{value} is not {t}"));
+        }
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(value)
+    {
+        return Err(format!("{value} is not one of {options:?}"));
+    }
+    if let (Some(max), Some(n)) = (schema.get("maximum").and_then(Value::as_u64), value.as_u64())
+        && n > max
+    {
+        return Err(format!("{n} > {max}"));
+    }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+        let re = regex::Regex::new(pattern).unwrap();
+        if !re.is_match(value.as_str().unwrap_or_default()) {
+            return Err(format!("{value} does not match {pattern}"));
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        for v in value.as_array().unwrap() {
+            validate(items, v)?;
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let obj = value.as_object().unwrap();
+        for key in schema["required"].as_array().unwrap() {
+            if !obj.contains_key(key.as_str().unwrap()) {
+                return Err(format!("missing {key}"));
+            }
+        }
+        for (k, v) in obj {
+            let Some(p) = props.get(k) else { return Err(format!("unknown property {k}")) };
+            validate(p, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The command line a schema-shaped call stands for.
+fn to_args(command: &str, call: &Value, positional: &[&str]) -> Vec<String> {
+    let mut args = vec![command.to_string()];
+    let mut trailing = Vec::new();
+    for (k, v) in call.as_object().unwrap() {
+        let values: Vec<String> = match v {
+            Value::Array(a) => a.iter().map(|x| x.as_str().map_or(x.to_string(), String::from)).collect(),
+            Value::String(s) => vec![s.clone()],
+            Value::Bool(true) => vec![],
+            Value::Bool(false) => continue,
+            other => vec![other.to_string()],
+        };
+        if positional.contains(&k.as_str()) {
+            trailing.extend(values);
+        } else if values.is_empty() {
+            args.push(format!("--{k}"));
+        } else {
+            for value in values {
+                args.push(format!("--{k}"));
+                args.push(value);
+            }
+        }
+    }
+    args.extend(trailing);
+    args
+}
+
+#[test]
+fn each_schema_validates_the_arguments_of_a_real_call() {
+    let b = Bgrun::new(SECS(60));
+    let run = b.json(&["schema", "run"]);
+    assert_eq!(run["$schema"], "http://json-schema.org/draft-07/schema#");
+    let call = json!({"name": "api", "restart": "on-crash", "backoff": "500ms", "ready-when": ["ready"],
+                      "ready-timeout": "10s", "max-rss": 512, "env": ["A=1"], "pty": false, "cmd": ["sh", "-c", "echo ready; exec sleep 30"]});
+    validate(&run, &call).unwrap();
+    assert!(validate(&run, &json!({"restart": "sometimes", "cmd": ["x"]})).is_err());
+    assert!(validate(&run, &json!({"nonsense": 1, "cmd": ["x"]})).is_err());
+    // The validated call runs.
+    let out = b.cmd(&to_args("run", &call, &["cmd"]).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(b.json(&["wait", "api"])["ready"], true);
+
+    let tail = b.json(&["schema", "tail"]);
+    let call = json!({"id": "api", "lines": 5, "stream": "stdout", "strip-ansi": true});
+    validate(&tail, &call).unwrap();
+    let out = b.cmd(&to_args("tail", &call, &["id"]).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    let lines: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(lines["lines"][0]["content"], "ready");
+
+    let kill = b.json(&["schema", "kill"]);
+    let call = json!({"id": "api", "grace": "1s"});
+    validate(&kill, &call).unwrap();
+    let out = b.cmd(&to_args("kill", &call, &["id"]).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(b.state("api"), "killed");
+}
+
+#[test]
+fn completions() {
+    let b = Bgrun::new(SECS(30));
+    // No daemon running: live completion prints nothing and starts nothing.
+    let out = b.run_raw(&["completions", "--active-ids"]);
+    assert!(out.status.success() && out.stdout.is_empty());
+    assert!(b.daemon_pid().is_none_or(|p| !alive(p)));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = b.run_raw(&["completions", "--shell", shell]);
+        assert!(out.status.success() && out.stdout.len() > 500, "{shell}");
+        if shell == "bash" {
+            let path = b.home.join("bgrun.bash");
+            std::fs::write(&path, &out.stdout).unwrap();
+            let check = std::process::Command::new("bash").arg("-n").arg(&path).output().unwrap();
+            assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("bgrun completions --active-ids"));
+        }
+    }
+    let job = b.json(&["run", "--name", "web", "--workspace", "shop", "sleep", "30"]);
+    let ids = String::from_utf8(b.run_raw(&["completions", "--active-ids"]).stdout).unwrap();
+    assert!(ids.contains(&job["id"].as_str().unwrap()[..8]) && ids.contains("web\t"), "{ids}");
+    assert_eq!(String::from_utf8(b.run_raw(&["completions", "--workspaces"]).stdout).unwrap(), "shop\n");
+    b.json(&["kill", "web"]);
+}
+
+#[test]
+fn the_skill_mentions_every_command() {
+    use clap::CommandFactory;
+    let skill = bgrun::cli::SKILL;
+    for cmd in bgrun::cli::Cli::command().get_subcommands().filter(|c| !c.is_hide_set()) {
+        let name = cmd.get_name();
+        assert!(skill.contains(&format!("bgrun {name}")), "SKILL.md never shows `bgrun {name}`");
+    }
+    let b = Bgrun::new(SECS(30));
+    let dir = b.home.join("skills/bgrun");
+    let out = b.json(&["skill", "install", dir.to_str().unwrap()]);
+    assert!(out["installed"].as_str().unwrap().ends_with("SKILL.md"));
+    assert_eq!(std::fs::read_to_string(dir.join("SKILL.md")).unwrap(), skill);
+}
