@@ -52,6 +52,11 @@ impl Client {
         }
     }
 
+    /// The connection itself, for a caller that multiplexes it with other input (attach).
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
     /// Sends a request and returns its answer; an error answer becomes an `Err`.
     pub fn call(&mut self, request: Request) -> Result<Response> {
         self.send(request)?;

@@ -183,3 +183,82 @@ fn the_skill_mentions_every_command() {
     assert!(out["installed"].as_str().unwrap().ends_with("SKILL.md"));
     assert_eq!(std::fs::read_to_string(dir.join("SKILL.md")).unwrap(), skill);
 }
+
+#[test]
+fn pty_jobs_have_a_terminal_and_their_screen_is_rendered() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "term", "--pty", "--cols", "100", "--rows", "30", "tty; stty size; exec cat"]);
+    wait_until("tty and size", SECS(10), || {
+        let lines = b.tail_text("term", 5);
+        (lines.len() >= 2).then_some(lines)
+    });
+    let lines = b.tail_text("term", 5);
+    assert!(lines[0].starts_with("/dev/pts/"), "{lines:?}");
+    assert_eq!(lines[1], "30 100");
+    b.json(&["send", "term", "typed into the terminal", "--enter"]);
+    wait_until("echo", SECS(10), || {
+        b.tail_text("term", 5).iter().any(|l| l == "typed into the terminal").then_some(())
+    });
+    // A program that redraws in place: the screen shows only its latest state.
+    b.json(&["run", "--name", "counter", "--pty", "i=0; while [ $i -lt 50 ]; do i=$((i+1)); printf '\\rcount %3d' $i; sleep 0.01; done; printf '\\n'; exec sleep 30"]);
+    let screen = wait_until("counted to 50", SECS(10), || {
+        let s = b.json(&["screen", "counter"]);
+        (s.as_array().unwrap().iter().any(|l| l == "count  50")).then_some(s)
+    });
+    assert_eq!(screen, json!(["count  50"]));
+    // A piped job's screen is its last lines.
+    b.json(&["run", "--name", "plain", "printf 'a\\nb\\nc\\n'; exec sleep 30"]);
+    wait_until("plain lines", SECS(10), || {
+        (b.json(&["screen", "plain", "--lines", "2"]) == json!(["b", "c"])).then_some(())
+    });
+    for j in ["term", "counter", "plain"] {
+        b.json(&["kill", j]);
+    }
+}
+
+#[test]
+fn attach_through_a_real_terminal() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let b = Bgrun::new(SECS(60));
+    b.json(&["run", "--name", "shell", "--pty", "sh"]);
+    let size = nix::pty::Winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let fd = |f: &std::os::fd::OwnedFd| std::process::Stdio::from(f.try_clone().unwrap());
+    let mut child = b
+        .cmd(&["attach", "shell"])
+        .stdin(fd(&pty.slave))
+        .stdout(fd(&pty.slave))
+        .stderr(fd(&pty.slave))
+        .spawn()
+        .unwrap();
+    drop(pty.slave);
+    // SAFETY: fcntl on our own descriptor.
+    unsafe { libc::fcntl(pty.master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut read_until = |master: &mut std::fs::File, want: &str| {
+        wait_until(want, SECS(15), || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = master.read(&mut buf) {
+                seen.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8_lossy(&seen).contains(want).then_some(())
+        })
+    };
+    // Keystrokes in, output out; the job's terminal took our size.
+    master.write_all(b"echo $((6*7)); stty size\r").unwrap();
+    read_until(&mut master, "42");
+    read_until(&mut master, "40 120");
+    // Ctrl+C detaches; the job lives on.
+    master.write_all(&[0x03]).unwrap();
+    read_until(&mut master, "detached from shell");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(b.state("shell"), "ready");
+    // Attaching needs a PTY job.
+    b.json(&["run", "--name", "piped", "sleep", "30"]);
+    let out = b.run_raw(&["attach", "piped"]);
+    assert!(!out.status.success());
+    b.json(&["kill", "shell"]);
+    b.json(&["kill", "piped"]);
+}

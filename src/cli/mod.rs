@@ -1,6 +1,7 @@
 //! The command line: one file per command. Output is JSON when stdout is not a terminal or with
 //! `--json` anywhere on the line, and a readable, coloured rendering on a terminal.
 
+mod attach;
 mod clean;
 mod completions;
 mod daemon;
@@ -15,6 +16,7 @@ mod restart;
 mod run;
 mod run_group;
 mod schema;
+mod screen;
 mod send;
 mod skill;
 pub use skill::SKILL;
@@ -70,6 +72,10 @@ enum Command {
     Send(send::Args),
     /// CPU and memory of a job's process tree, and its uptime.
     Stats(stats::Args),
+    /// A job's current screen (the rendered terminal of a PTY job).
+    Screen(screen::Args),
+    /// Use a PTY job's terminal from yours; Ctrl+C detaches.
+    Attach(attach::Args),
     /// Forget finished jobs and their logs.
     Clean(clean::Args),
     /// Wait until a job is ready (exit 0) or has ended or timed out (exit 1).
@@ -168,6 +174,8 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Restart(args)) => restart::exec(args, &mut connect()?, out),
         Some(Command::Send(args)) => send::exec(args, &mut connect()?, out),
         Some(Command::Stats(args)) => stats::exec(args, &mut connect()?, out),
+        Some(Command::Screen(args)) => screen::exec(args, &mut connect()?, out),
+        Some(Command::Attach(args)) => attach::exec(args, &mut connect()?, out),
         Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),
         Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
         Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),

@@ -55,7 +55,7 @@ pub fn error(e: Error) -> Response {
     Response::Error { message: e.message, hint: e.hint }
 }
 
-pub async fn send(stream: &mut UnixStream, response: Response) -> std::io::Result<()> {
+pub async fn send(stream: &mut (impl tokio::io::AsyncWriteExt + Unpin), response: Response) -> std::io::Result<()> {
     let frame = ResponseFrame { v: VERSION, response };
     let bytes = serde_json::to_vec(&frame).map_err(std::io::Error::other)?;
     protocol::write_frame_async(stream, &bytes).await

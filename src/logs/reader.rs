@@ -86,6 +86,46 @@ pub fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<Line>, u64)> {
     Ok((assemble(&recs), offset + used as u64))
 }
 
+/// The bytes a terminal received over the last `window` bytes of the log after `from`, in the
+/// order they were written: a complete line ends with the `\r\n` the terminal sent.
+pub fn terminal_bytes(path: &Path, from: u64, window: u64) -> io::Result<Vec<u8>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(window).max(from.min(len));
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let skip = if start == from { 0 } else { memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1) };
+    let (recs, _) = records(&bytes[skip..]);
+    Ok(as_terminal(&recs))
+}
+
+/// The terminal bytes written after `offset`, and the offset to continue from.
+pub fn terminal_bytes_since(path: &Path, offset: u64) -> io::Result<(Vec<u8>, u64)> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let (recs, used) = records(&bytes);
+    Ok((as_terminal(&recs), offset + used as u64))
+}
+
+/// Records in the order they were written, as the terminal received them.
+fn as_terminal(recs: &[Record<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in recs {
+        out.extend_from_slice(r.content);
+        if r.complete {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
 /// The last `n` lines for which `keep` is true. Reads backwards in growing windows, so the cost
 /// follows what is shown, not the size of the log.
 pub fn read_last(path: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Result<Vec<Line>> {

@@ -8,21 +8,72 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    Run { spec: Box<JobSpec> },
-    List { workspace: Option<String> },
-    Status { job: String },
+    Run {
+        spec: Box<JobSpec>,
+    },
+    List {
+        workspace: Option<String>,
+    },
+    Status {
+        job: String,
+    },
     Tail(TailRequest),
     Diff(DiffRequest),
-    Kill { target: KillTarget, grace_ms: Option<u64> },
-    Clean { workspace: Option<String> },
-    Wait { job: String, timeout_ms: u64 },
+    Kill {
+        target: KillTarget,
+        grace_ms: Option<u64>,
+    },
+    Clean {
+        workspace: Option<String>,
+    },
+    Wait {
+        job: String,
+        timeout_ms: u64,
+    },
     Up(UpRequest),
-    Plan { project: String, jobs: Vec<JobSpec>, only: Vec<String> },
-    Down { project: String, only: Vec<String> },
-    Restart { job: String },
-    Send { job: String, data: String },
-    Stats { job: String },
-    Expect { job: String, pattern: String, regex: bool, timeout_ms: u64 },
+    Plan {
+        project: String,
+        jobs: Vec<JobSpec>,
+        only: Vec<String>,
+    },
+    Down {
+        project: String,
+        only: Vec<String>,
+    },
+    Restart {
+        job: String,
+    },
+    Send {
+        job: String,
+        data: String,
+    },
+    Stats {
+        job: String,
+    },
+    Screen {
+        job: String,
+        lines: usize,
+    },
+    /// Attach to a PTY job: the connection then carries AttachInput/AttachResize from the client
+    /// and Output frames from the daemon, until the job ends (End) or the client goes away.
+    Attach {
+        job: String,
+        cols: u16,
+        rows: u16,
+    },
+    AttachInput {
+        data: String,
+    },
+    AttachResize {
+        cols: u16,
+        rows: u16,
+    },
+    Expect {
+        job: String,
+        pattern: String,
+        regex: bool,
+        timeout_ms: u64,
+    },
     DaemonStatus,
     DaemonStop,
 }
@@ -116,6 +167,13 @@ pub enum Response {
         hint: Option<String>,
     },
     Stats(StatsView),
+    Screen {
+        lines: Vec<String>,
+    },
+    /// Bytes for the attached terminal.
+    Output {
+        data: String,
+    },
 }
 
 /// A job as `run` and `list` show it.

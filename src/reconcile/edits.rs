@@ -159,10 +159,6 @@ impl Reconciler {
     /// Makes the spec desired-running. Returns the job's id.
     fn edit_run(&mut self, spec: JobSpec) -> Result<String> {
         spec.validate()?;
-        if spec.pty.is_some() {
-            return Err(Error::new("--pty is not supported by this version of bgrun yet")
-                .with_hint("run the job without --pty; its output is captured through pipes"));
-        }
         if !spec.cwd.is_dir() {
             return Err(Error::new(format!("working directory {} does not exist", spec.cwd.display())));
         }

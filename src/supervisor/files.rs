@@ -54,6 +54,7 @@ const EXIT: &str = "exit.json";
 const STOP: &str = "stop";
 const STDIN: &str = "stdin";
 const READY: &str = "ready";
+const PTY_SIZE: &str = "pty-size";
 
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -138,4 +139,15 @@ pub fn ready_path(dir: &Path) -> PathBuf {
 
 pub fn write_ready(dir: &Path) -> io::Result<()> {
     write_atomic(&ready_path(dir), b"")
+}
+
+/// Written by the daemon before it sends SIGUSR1, to resize a PTY job's terminal.
+pub fn write_pty_size(dir: &Path, cols: u16, rows: u16) -> io::Result<()> {
+    write_atomic(&dir.join(PTY_SIZE), format!("{cols} {rows}").as_bytes())
+}
+
+pub fn read_pty_size(dir: &Path) -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string(dir.join(PTY_SIZE)).ok()?;
+    let mut it = text.split_whitespace().map(|n| n.parse().ok());
+    Some((it.next()??, it.next()??))
 }

@@ -55,7 +55,7 @@ fn run(dir: &Path) -> Result<(), String> {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 
     let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR2] {
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
         mask.add(sig);
     }
     mask.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
@@ -72,8 +72,6 @@ fn run(dir: &Path) -> Result<(), String> {
     let mut writer = LogWriter::new(log, next_line);
 
     let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
     let mut spawn = spawn;
     let notify = if spawn.notify {
         let (socket, name) = notify_socket()?;
@@ -83,7 +81,26 @@ fn run(dir: &Path) -> Result<(), String> {
         None
     };
 
-    let child = spawn_child(&spawn, stdin, out_w, err_w)?;
+    // A PTY job reads and writes its terminal; the shim copies the stdin FIFO into it. A piped
+    // job gets the FIFO itself as stdin, and two pipes.
+    let (child, mut pipes, pty) = match &spawn.pty {
+        Some(size) => {
+            let pty =
+                nix::pty::openpty(Some(&winsize(size.cols, size.rows)), None).map_err(|e| format!("openpty: {e}"))?;
+            let _ = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            let io = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pty: {e}"));
+            let child = spawn_child(&spawn, io(&pty.slave)?, io(&pty.slave)?, pty.slave, true)?;
+            let master_out = pty.master.try_clone().map_err(|e| format!("pty: {e}"))?;
+            let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            (child, [Some((master_out, Stream::Pty)), None], Some((pty.master, stdin)))
+        }
+        None => {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let child = spawn_child(&spawn, stdin, out_w, err_w, false)?;
+            (child, [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))], None)
+        }
+    };
     let child_pid = Pid::from_raw(child.id() as i32);
     let start_time = procfs::start_time(child_pid.as_raw()).unwrap_or(0);
     files::write_child(dir, &ChildFile { pid: child_pid.as_raw(), start_time })
@@ -99,7 +116,6 @@ fn run(dir: &Path) -> Result<(), String> {
         kill_at: None,
         childless: false,
     };
-    let mut pipes = [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))];
     let mut buf = vec![0u8; READ_CHUNK];
     let mut partial_since: Option<Instant> = None;
 
@@ -121,6 +137,9 @@ fn run(dir: &Path) -> Result<(), String> {
             if let Some(n) = &notify {
                 fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
             }
+            if let Some((_, fifo)) = &pty {
+                fds.push(PollFd::new(fifo.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(format!("poll: {e}")),
@@ -139,13 +158,26 @@ fn run(dir: &Path) -> Result<(), String> {
         }
         if ready[idx] {
             while let Ok(Some(info)) = sigfd.read_signal() {
-                sup.on_signal(info.ssi_signo as i32);
+                if info.ssi_signo as i32 == Signal::SIGUSR1 as i32 {
+                    if let (Some((master, _)), Some((cols, rows))) = (&pty, files::read_pty_size(dir)) {
+                        resize(master, cols, rows);
+                    }
+                } else {
+                    sup.on_signal(info.ssi_signo as i32);
+                }
             }
         }
-        if let Some(n) = &notify
-            && ready.get(idx + 1) == Some(&true)
+        let mut next = idx + 1;
+        if let Some(n) = &notify {
+            if ready.get(next) == Some(&true) {
+                read_notifications(n, dir);
+            }
+            next += 1;
+        }
+        if let Some((master, fifo)) = &pty
+            && ready.get(next) == Some(&true)
         {
-            read_notifications(n, dir);
+            forward_input(fifo, master, &mut buf);
         }
         sup.reap();
         sup.escalate();
@@ -189,6 +221,7 @@ fn read_into(fd: &OwnedFd, stream: Stream, buf: &mut [u8], writer: &mut LogWrite
             true
         }
         Err(Errno::EAGAIN) | Err(Errno::EINTR) => true,
+        // A PTY master reads EIO once nobody holds the terminal any more: its end of file.
         Err(_) => false,
     }
 }
@@ -223,7 +256,44 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     Ok((r, w))
 }
 
-fn spawn_child(spawn: &SpawnFile, stdin: OwnedFd, out: OwnedFd, err: OwnedFd) -> Result<std::process::Child, String> {
+fn winsize(cols: u16, rows: u16) -> nix::pty::Winsize {
+    nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
+}
+
+/// Sets the terminal size; the kernel tells the job with SIGWINCH.
+fn resize(master: &OwnedFd, cols: u16, rows: u16) {
+    let ws = winsize(cols, rows);
+    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer, which outlives the call.
+    unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(master), libc::TIOCSWINSZ, &ws) };
+}
+
+/// Copies what `send` and `attach` wrote to the stdin FIFO into the terminal.
+fn forward_input(fifo: &OwnedFd, master: &OwnedFd, buf: &mut [u8]) {
+    while let Ok(n) = nix::unistd::read(fifo, buf) {
+        if n == 0 {
+            break;
+        }
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            match nix::unistd::write(master, data) {
+                Ok(w) => data = &data[w..],
+                Err(Errno::EAGAIN) => {
+                    let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLOUT)];
+                    let _ = poll(&mut fds, PollTimeout::from(100u8));
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn spawn_child(
+    spawn: &SpawnFile,
+    stdin: OwnedFd,
+    out: OwnedFd,
+    err: OwnedFd,
+    controlling_tty: bool,
+) -> Result<std::process::Child, String> {
     let (program, args) = spawn.argv.split_first().ok_or("empty command")?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -235,9 +305,13 @@ fn spawn_child(spawn: &SpawnFile, stdin: OwnedFd, out: OwnedFd, err: OwnedFd) ->
         .stderr(Stdio::from(err));
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // Its own session and process group, so the whole job can be signalled as one.
             libc::setsid();
+            // A PTY job's terminal becomes its controlling terminal (stdin is the slave).
+            if controlling_tty {
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+            }
             // The shim blocks signals to read them from a signalfd; the job must not inherit that.
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);

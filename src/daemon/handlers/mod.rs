@@ -1,6 +1,7 @@
 //! One handler per request kind. Handlers read state or send edits to the reconciler; none of
 //! them touches a process.
 
+mod attach;
 mod clean;
 mod daemon_status;
 mod diff;
@@ -11,6 +12,7 @@ mod list;
 mod plan;
 mod restart;
 mod run;
+mod screen;
 mod send;
 mod stats;
 mod status;
@@ -37,6 +39,11 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Restart { job } => restart::handle(ctx, job).await,
         Request::Send { job, data } => send::handle(ctx, job, data).await,
         Request::Stats { job } => stats::handle(ctx, job).await,
+        Request::Screen { job, lines } => screen::handle(ctx, job, lines).await,
+        Request::Attach { job, cols, rows } => return attach::handle(ctx, job, cols, rows, stream).await,
+        Request::AttachInput { .. } | Request::AttachResize { .. } => {
+            Err(crate::error::Error::new("not attached: send `attach` first"))
+        }
         Request::Diff(req) => diff::handle(ctx, req).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,

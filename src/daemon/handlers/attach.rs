@@ -1,0 +1,101 @@
+use crate::daemon::Ctx;
+use crate::daemon::conn::{error, send};
+use crate::error::Error;
+use crate::logs::reader;
+use crate::protocol::{self, Request, RequestFrame, Response};
+use crate::supervisor::files;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use tokio::net::UnixStream;
+
+/// How much recent output rebuilds the screen shown on attaching.
+const REPLAY: u64 = 256 * 1024;
+
+/// Connects the client's terminal to a PTY job: its screen first, then its output as it comes;
+/// the client's keystrokes go to the job's terminal and its size follows the client's. Ends when
+/// the job does or the client detaches (closes the connection). The job is never touched.
+pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut UnixStream) -> std::io::Result<()> {
+    let found = ctx
+        .handle
+        .read(move |r| {
+            let job = r.resolve(&key)?;
+            match (job.spec.pty.is_some(), job.obs.state.is_alive(), job.obs.run) {
+                (false, ..) => {
+                    Err(Error::new("the job has no terminal").with_hint("attach works with jobs started with --pty"))
+                }
+                (_, true, Some(run)) if run.pid > 0 => Ok((job.id.clone(), run.shim_pid, job.obs.log_offset)),
+                _ => Err(Error::new("the job is not running")),
+            }
+        })
+        .await
+        .and_then(|r| r);
+    let (id, shim_pid, run_offset) = match found {
+        Ok(f) => f,
+        Err(e) => return send(stream, error(e)).await,
+    };
+    let dir = ctx.home.job_dir(&id);
+    let log = dir.join(crate::logs::LOG_FILE);
+    let resize = |cols: u16, rows: u16| {
+        if files::write_pty_size(&dir, cols, rows).is_ok() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim_pid), nix::sys::signal::Signal::SIGUSR1);
+        }
+    };
+    resize(cols, rows);
+    let mut sub = match ctx.logs.subscribe(&dir) {
+        Ok(s) => s,
+        Err(e) => return send(stream, error(Error::context("cannot watch the job", e))).await,
+    };
+    let mut changes = ctx.handle.changes();
+    // The screen as it is now, drawn on the client's terminal.
+    let mut offset = std::fs::metadata(&log).map_or(0, |m| m.len());
+    let replay = reader::terminal_bytes(&log, run_offset, REPLAY)?;
+    let (r, c) = (
+        std::num::NonZeroU16::new(rows.max(1)).expect("max(1)"),
+        std::num::NonZeroU16::new(cols.max(1)).expect("max(1)"),
+    );
+    let mut term = vt100::Parser::new(r, c, 0);
+    term.process(&replay);
+    let first = term.screen().contents_formatted();
+    send(stream, Response::Output { data: first }).await?;
+
+    let (mut rd, mut wr) = stream.split();
+    let fifo = files::stdin_path(&dir);
+    loop {
+        let (bytes, next) = reader::terminal_bytes_since(&log, offset)?;
+        offset = next;
+        if !bytes.is_empty() {
+            send(&mut wr, Response::Output { data: String::from_utf8_lossy(&bytes).into_owned() }).await?;
+        }
+        let id2 = id.clone();
+        let alive =
+            ctx.handle.read(move |r| r.jobs.get(&id2).is_some_and(|j| j.obs.state.is_alive())).await.unwrap_or(false);
+        if !alive {
+            let (bytes, _) = reader::terminal_bytes_since(&log, offset)?;
+            if !bytes.is_empty() {
+                send(&mut wr, Response::Output { data: String::from_utf8_lossy(&bytes).into_owned() }).await?;
+            }
+            return send(&mut wr, Response::End { state: "ended".into() }).await;
+        }
+        tokio::select! {
+            frame = protocol::read_frame_async(&mut rd) => {
+                let Ok(Some(bytes)) = frame else { return Ok(()) };  // detached
+                match serde_json::from_slice::<RequestFrame>(&bytes).map(|f| f.request) {
+                    Ok(Request::AttachInput { data }) => {
+                        let written = std::fs::OpenOptions::new()
+                            .write(true)
+                            .custom_flags(libc::O_NONBLOCK)
+                            .open(&fifo)
+                            .and_then(|mut f| f.write_all(data.as_bytes()));
+                        if written.is_err() {
+                            return send(&mut wr, Response::End { state: "stdin closed".into() }).await;
+                        }
+                    }
+                    Ok(Request::AttachResize { cols, rows }) => resize(cols, rows),
+                    _ => return send(&mut wr, error(Error::new("only input and resizes while attached"))).await,
+                }
+            }
+            _ = sub.changed() => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
