@@ -321,11 +321,3 @@ fn health_checks_resume_after_a_daemon_restart() {
     assert!(!alive(first));
     b.json(&["kill", "sick"]);
 }
-
-#[test]
-fn pty_jobs_are_refused_clearly_until_supported() {
-    let b = Bgrun::new(SECS(30));
-    let err = b.fails(&["run", "--pty", "true"]);
-    assert!(err.contains("--pty is not supported"), "{err}");
-    assert!(b.run_raw(&["list"]).stdout.is_empty());
-}

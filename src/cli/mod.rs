@@ -10,6 +10,7 @@ mod down;
 mod expect;
 mod kill;
 mod list;
+mod menu;
 mod plan;
 mod project;
 mod restart;
@@ -166,6 +167,8 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Plan(args)) => plan::exec(args, &home, out),
         Some(Command::RunGroup(args)) => run_group::exec(args, &home, out),
         Some(Command::List(args)) => list::exec(args, &mut connect()?, out),
+        // On a terminal, a menu; otherwise (a script) the same as `list`.
+        None if !out.json && std::io::stdin().is_terminal() => menu::run(&home, out),
         None => list::exec(list::Args::default(), &mut connect()?, out),
         Some(Command::Status(args)) => status::exec(args, &mut connect()?, out),
         Some(Command::Tail(args)) => tail::exec(args, &mut connect()?, out),

@@ -46,6 +46,20 @@ pub struct Args {
     pub filter: FilterArgs,
 }
 
+impl Args {
+    /// The plain `tail JOB --lines N`.
+    pub fn last_lines(job: JobArg, lines: usize) -> Args {
+        Args {
+            job,
+            lines,
+            digest: false,
+            level: None,
+            follow: false,
+            filter: FilterArgs { stream: None, strip_ansi: false, filter_regex: None },
+        }
+    }
+}
+
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     let req = TailRequest {
         job: args.job.key()?,
