@@ -204,60 +204,28 @@ fn file_job(name: &str) -> Result<Option<JobSpec>> {
 /// Lays the flags the user typed over a spec from the file.
 fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSpec {
     let given = |id: &str| typed.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-    if given("cmd") {
-        spec.cmd = flags.cmd;
+    // Each typed flag replaces the file's value of the same setting.
+    macro_rules! typed {
+        ($($flag:literal => $($field:ident).+),* $(,)?) => {
+            $(if given($flag) {
+                spec.$($field).+ = flags.$($field).+;
+            })*
+        };
     }
-    if given("cwd") {
-        spec.cwd = flags.cwd;
-    }
+    typed!(
+        "cmd" => cmd, "cwd" => cwd, "workspace" => workspace, "after" => after,
+        "ready_when" => ready.log_contains, "ready_when_regex" => ready.log_regex,
+        "ready_when_port" => ready.port, "ready_when_url" => ready.url, "ready_when_file" => ready.file,
+        "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout,
+        "restart" => restart, "backoff" => backoff, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
+        "allocate_port" => allocate_ports, "grace" => grace,
+    );
     if given("env") {
         spec.declared_env.extend(flags.declared_env.clone());
         spec.env.extend(flags.declared_env);
     }
-    if given("workspace") {
-        spec.workspace = flags.workspace;
-    }
-    if given("ready_when") {
-        spec.ready.log_contains = flags.ready.log_contains;
-    }
-    if given("ready_when_regex") {
-        spec.ready.log_regex = flags.ready.log_regex;
-    }
-    if given("ready_when_port") {
-        spec.ready.port = flags.ready.port;
-    }
-    if given("ready_when_url") {
-        spec.ready.url = flags.ready.url;
-    }
-    if given("ready_when_file") {
-        spec.ready.file = flags.ready.file;
-    }
-    if given("ready_when_notify") {
-        spec.ready.notify = flags.ready.notify;
-    }
-    if given("ready_timeout") {
-        spec.ready.timeout = flags.ready.timeout;
-    }
-    if given("after") {
-        spec.after = flags.after;
-    }
     if given("pty") || given("cols") || given("rows") {
         spec.pty = flags.pty;
-    }
-    if given("restart") {
-        spec.restart = flags.restart;
-    }
-    if given("backoff") {
-        spec.backoff = flags.backoff;
-    }
-    if given("max_rss") {
-        spec.max_rss_mb = flags.max_rss_mb;
-    }
-    if given("max_runtime") {
-        spec.max_runtime = flags.max_runtime;
-    }
-    if given("allocate_port") {
-        spec.allocate_ports = flags.allocate_ports;
     }
     if given("health_check_url") || given("health_check_port") {
         spec.health = flags.health;
@@ -268,9 +236,6 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         if given("health_threshold") {
             health.threshold = typed_health.threshold;
         }
-    }
-    if given("grace") {
-        spec.grace = flags.grace;
     }
     spec
 }
