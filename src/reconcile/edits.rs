@@ -55,6 +55,13 @@ pub enum Edit {
         key: String,
         reply: oneshot::Sender<Result<JobView>>,
     },
+    /// Resize a PTY job's terminal (the shim applies it and the job gets SIGWINCH).
+    Resize {
+        id: String,
+        cols: u16,
+        rows: u16,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -149,6 +156,12 @@ impl Reconciler {
                     let _ = reply.send(Err(e));
                 }
             },
+            Edit::Resize { id, cols, rows, reply } => {
+                if let Some(run) = self.jobs.get(&id).filter(|j| j.spec.pty.is_some()).and_then(|j| j.obs.run) {
+                    crate::supervisor::launch::resize_pty(&self.home.job_dir(&id), run.shim_pid, cols, rows);
+                }
+                let _ = reply.send(());
+            }
             Edit::Shutdown { reply } => {
                 self.shutting_down = true;
                 let _ = reply.send(());

@@ -118,6 +118,13 @@ pub fn kill_orphaned_job(job: &ChildFile) {
     }
 }
 
+/// Asks a PTY job's shim to resize its terminal.
+pub fn resize_pty(dir: &Path, shim_pid: i32, cols: u16, rows: u16) {
+    if files::write_pty_size(dir, cols, rows).is_ok() {
+        signal(shim_pid, Signal::SIGUSR1);
+    }
+}
+
 fn signal(pid: i32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid), sig);
 }

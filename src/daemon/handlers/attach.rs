@@ -3,6 +3,7 @@ use crate::daemon::conn::{error, send};
 use crate::error::Error;
 use crate::logs::reader;
 use crate::protocol::{self, Request, RequestFrame, Response};
+use crate::reconcile::Edit;
 use crate::supervisor::files;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,24 +24,26 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
                 (false, ..) => {
                     Err(Error::new("the job has no terminal").with_hint("attach works with jobs started with --pty"))
                 }
-                (_, true, Some(run)) if run.pid > 0 => Ok((job.id.clone(), run.shim_pid, job.obs.log_offset)),
+                (_, true, Some(run)) if run.pid > 0 => Ok((job.id.clone(), job.obs.log_offset)),
                 _ => Err(Error::new("the job is not running")),
             }
         })
         .await
         .and_then(|r| r);
-    let (id, shim_pid, run_offset) = match found {
+    let (id, run_offset) = match found {
         Ok(f) => f,
         Err(e) => return send(stream, error(e)).await,
     };
     let dir = ctx.home.job_dir(&id);
     let log = dir.join(crate::logs::LOG_FILE);
+    // Like every change to a job's processes, a resize goes through the reconciler.
     let resize = |cols: u16, rows: u16| {
-        if files::write_pty_size(&dir, cols, rows).is_ok() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim_pid), nix::sys::signal::Signal::SIGUSR1);
+        let id = id.clone();
+        async move {
+            let _ = ctx.handle.edit(|reply| Edit::Resize { id, cols, rows, reply }).await;
         }
     };
-    resize(cols, rows);
+    resize(cols, rows).await;
     let mut sub = match ctx.logs.subscribe(&dir) {
         Ok(s) => s,
         Err(e) => return send(stream, error(Error::context("cannot watch the job", e))).await,
@@ -90,7 +93,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
                             return send(&mut wr, Response::End { state: "stdin closed".into() }).await;
                         }
                     }
-                    Ok(Request::AttachResize { cols, rows }) => resize(cols, rows),
+                    Ok(Request::AttachResize { cols, rows }) => resize(cols, rows).await,
                     _ => return send(&mut wr, error(Error::new("only input and resizes while attached"))).await,
                 }
             }
