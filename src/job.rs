@@ -164,4 +164,20 @@ impl Job {
     pub fn grace(&self) -> Duration {
         self.stop_grace.unwrap_or(self.spec.grace)
     }
+
+    /// Cancels a restart the policy had scheduled; true if one was pending.
+    pub fn cancel_restart(&mut self) -> bool {
+        self.obs.restart_at_ms = None;
+        self.timers.restart_at.take().is_some()
+    }
+
+    /// A fresh start of the current spec asked for on purpose (run again, restart, up): a new
+    /// generation, desired running, and no crash history or pending restart.
+    pub fn want_new_run(&mut self) {
+        self.desired = Desired::Running;
+        self.generation += 1;
+        self.stop_grace = None;
+        self.obs.crash_streak = 0;
+        self.cancel_restart();
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::Reconciler;
 use crate::error::{Error, Result};
-use crate::job::Desired;
+use crate::job::{Desired, Job};
 use crate::protocol::{JobView, KillTarget};
 use crate::spec::JobSpec;
 use crate::state::JobState;
@@ -143,12 +143,7 @@ impl Reconciler {
             }
             Edit::Restart { key, reply } => match self.resolve(&key).map(|j| j.id.clone()) {
                 Ok(id) => {
-                    let job = self.jobs.get_mut(&id).expect("resolved");
-                    job.desired = Desired::Running;
-                    job.generation += 1;
-                    job.timers.restart_at = None;
-                    job.obs.restart_at_ms = None;
-                    job.obs.crash_streak = 0;
+                    self.jobs.get_mut(&id).expect("resolved").want_new_run();
                     self.save(&id, Some(("restart", "restart requested")));
                     self.answer_run_when_launched(id, reply);
                 }
@@ -194,12 +189,7 @@ impl Reconciler {
             }
             let job = self.jobs.get_mut(&id).expect("found above");
             job.spec = spec;
-            job.desired = Desired::Running;
-            job.generation += 1;
-            job.stop_grace = None;
-            job.obs.crash_streak = 0;
-            job.timers.restart_at = None;
-            job.obs.restart_at_ms = None;
+            job.want_new_run();
             self.save(&id, Some(("run", "run again on request")));
             return Ok(id);
         }
@@ -257,20 +247,12 @@ impl Reconciler {
                 killed.push(id.clone());
             }
             // A kill during a restart backoff ends the loop at once.
-            if job.timers.restart_at.take().is_some() {
-                job.obs.restart_at_ms = None;
+            if job.cancel_restart() {
                 job.obs.reason =
                     format!("{}; restart cancelled by kill", job.obs.reason.split("; restarting").next().unwrap_or(""));
             }
-            if job.desired == Desired::Stopped {
+            if !want_stopped(job, grace, "killed on request before it started") {
                 continue;
-            }
-            job.desired = Desired::Stopped;
-            job.generation += 1;
-            job.stop_grace = grace;
-            // A job that never got a process has nothing to signal.
-            if job.obs.state == JobState::Starting && job.obs.run.is_none() {
-                super::actions::transition(job, JobState::Killed, "killed on request before it started");
             }
             self.save(id, Some(("kill", "stop requested")));
         }
@@ -307,6 +289,23 @@ impl Reconciler {
         }
         let _ = std::fs::remove_dir_all(self.home.job_dir(id));
     }
+}
+
+/// Makes a job desired stopped (a new generation, no restart pending). A job that never got a
+/// process has nothing to signal and is Killed at once with `unstarted`. False if it was
+/// desired stopped already.
+pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, unstarted: &str) -> bool {
+    if job.desired == Desired::Stopped {
+        return false;
+    }
+    job.desired = Desired::Stopped;
+    job.generation += 1;
+    job.stop_grace = grace;
+    job.cancel_restart();
+    if job.obs.state == JobState::Starting && job.obs.run.is_none() {
+        super::actions::transition(job, JobState::Killed, unstarted);
+    }
+    true
 }
 
 /// A random (version 4) UUID.

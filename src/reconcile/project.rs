@@ -2,7 +2,6 @@
 //! desired state (the plan then starts, replaces and stops processes like for any edit).
 
 use super::Reconciler;
-use super::actions::transition;
 use crate::graph::Graph;
 use crate::job::{Desired, Job, Observed};
 use crate::spec::{JobSpec, diff};
@@ -101,10 +100,10 @@ impl Reconciler {
                     let spec = specs.remove(&change.job).expect("in the file");
                     let id = self.find(Some(project), &change.job).map(|j| j.id.clone()).unwrap_or_default();
                     let job = self.jobs.get_mut(&id).expect("found above");
-                    job.desired = Desired::Running;
-                    job.generation += 1;
-                    job.stop_grace = None;
                     if action == "update" {
+                        job.desired = Desired::Running;
+                        job.generation += 1;
+                        job.stop_grace = None;
                         // bgrun applies these itself: the running process is already this generation.
                         let env = std::mem::take(&mut job.spec.env);
                         job.spec = spec;
@@ -113,9 +112,7 @@ impl Reconciler {
                         self.restart_probes(&id);
                     } else {
                         job.spec = spec;
-                        job.obs.crash_streak = 0;
-                        job.timers.restart_at = None;
-                        job.obs.restart_at_ms = None;
+                        job.want_new_run();
                         if action == "replace" {
                             replaced.push(change.job.clone());
                         }
@@ -173,12 +170,8 @@ impl Reconciler {
     fn remove(&mut self, project: &str, name: &str) -> String {
         let Some(id) = self.find(Some(project), name).map(|j| j.id.clone()) else { return String::new() };
         let job = self.jobs.get_mut(&id).expect("found above");
-        job.desired = Desired::Stopped;
-        job.generation += 1;
+        super::edits::want_stopped(job, None, "removed from the file before it started");
         job.obs.remove_when_stopped = true;
-        if job.obs.state == JobState::Starting && job.obs.run.is_none() {
-            transition(job, JobState::Killed, "removed from the file before it started");
-        }
         if job.obs.state.is_terminal() {
             self.forget(&id);
         } else {
@@ -197,16 +190,12 @@ impl Reconciler {
             .map(|j| j.id.clone())
             .collect();
         for id in &ids {
-            let job = self.jobs.get_mut(id).expect("listed above");
-            if job.desired == Desired::Stopped {
+            if !super::edits::want_stopped(
+                self.jobs.get_mut(id).expect("listed above"),
+                None,
+                "stopped by down before it started",
+            ) {
                 continue;
-            }
-            job.desired = Desired::Stopped;
-            job.generation += 1;
-            job.timers.restart_at = None;
-            job.obs.restart_at_ms = None;
-            if job.obs.state == JobState::Starting && job.obs.run.is_none() {
-                transition(job, JobState::Killed, "stopped by down before it started");
             }
             self.save(id, Some(("down", "stop requested by down")));
         }
