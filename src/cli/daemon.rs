@@ -68,10 +68,7 @@ struct PidFd(std::os::fd::OwnedFd);
 
 impl PidFd {
     fn open(pid: i32) -> Option<PidFd> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: a non-negative result is a fresh descriptor that we now own.
-        (fd >= 0).then(|| PidFd(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) }))
+        crate::supervisor::launch::pidfd_open(pid).ok().map(PidFd)
     }
 
     fn wait(&self, timeout: std::time::Duration) {

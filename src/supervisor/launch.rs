@@ -67,16 +67,25 @@ impl Launched {
     }
 }
 
-/// Resolves once process `pid` (started at `start`) has exited, and reaps it if it is our child.
-pub async fn wait_exit(pid: i32, start: u64) -> io::Result<()> {
+/// A descriptor for process `pid` that becomes readable when it exits (even if it is not our
+/// child). ESRCH means there is no such process.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
-        let err = io::Error::last_os_error();
-        return if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) };
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: the syscall returned a fresh descriptor that we now own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Resolves once process `pid` (started at `start`) has exited, and reaps it if it is our child.
+pub async fn wait_exit(pid: i32, start: u64) -> io::Result<()> {
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     // The pidfd pins the process; if it is not the one we knew, ours is long gone.
     if start != 0 && procfs::start_time(pid) != Some(start) {
         return Ok(());
