@@ -33,15 +33,19 @@ impl FileArg {
         match load::load(&path, &inherited_env()) {
             Ok(p) => Ok(Some(p)),
             Err(problems) => {
-                if out.json {
-                    let json = serde_json::json!({ "problems": problems.views() });
-                    eprintln!("{json}");
-                } else {
-                    eprintln!("{:?}", problems.report());
-                }
+                print_problems(&problems, out);
                 Ok(None)
             }
         }
+    }
+}
+
+/// A file's problems on stderr: a miette report for a person, JSON for a program.
+pub fn print_problems(problems: &crate::project::diag::Problems, out: &Output) {
+    if out.json {
+        eprintln!("{}", serde_json::json!({ "problems": problems.views() }));
+    } else {
+        eprintln!("{:?}", problems.report());
     }
 }
 

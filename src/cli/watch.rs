@@ -4,7 +4,7 @@
 //! request stay stopped: only an explicit `up` brings them back.
 
 use super::Output;
-use super::project::{FileArg, inherited_env};
+use super::project::{FileArg, inherited_env, print_problems};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -57,27 +57,6 @@ impl JobWatch {
     }
 }
 
-/// What the file depends on: itself and its env-files (their contents shape the jobs).
-fn file_inputs(file: &Path) -> BTreeSet<PathBuf> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let mut inputs: BTreeSet<PathBuf> = [file.to_path_buf()].into();
-    if let Ok(text) = std::fs::read_to_string(file)
-        && let Ok(doc) = text.parse::<toml_edit::DocumentMut>()
-        && let Some(jobs) = doc.get("jobs").and_then(|j| j.as_table_like())
-    {
-        for (_, job) in jobs.iter() {
-            let env_files = job.get("env-file");
-            let list: Vec<String> = match env_files.and_then(|e| e.as_value()) {
-                Some(toml_edit::Value::String(s)) => vec![s.value().clone()],
-                Some(toml_edit::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-                _ => vec![],
-            };
-            inputs.extend(list.into_iter().map(|f| dir.join(f)));
-        }
-    }
-    inputs
-}
-
 pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Result<i32> {
     let file = file_arg.path()?;
     let mut project = load::load(&file, &inherited_env()).map_err(|_| Error::new("the project file has problems"))?;
@@ -106,8 +85,8 @@ pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Re
         while let Ok(more) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             paths.extend(more);
         }
-        let inputs = file_inputs(&file);
-        if paths.iter().any(|p| inputs.contains(p)) {
+        // The file and its env-files, as of the last good load (a broken save still names the file).
+        if paths.iter().any(|p| *p == file || project.inputs.contains(p)) {
             match load::load(&file, &inherited_env()) {
                 Ok(p) => {
                     let view = super::up::converge(home, &p, only, WaitFor::Ready, false, Some(out))?;
@@ -121,14 +100,8 @@ pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Re
                     }
                     project = p;
                 }
-                Err(problems) => {
-                    // The last good state keeps running, untouched.
-                    if out.json {
-                        eprintln!("{}", serde_json::json!({ "problems": problems.views() }));
-                    } else {
-                        eprintln!("{:?}", problems.report());
-                    }
-                }
+                // The last good state keeps running, untouched.
+                Err(problems) => print_problems(&problems, out),
             }
             continue;
         }

@@ -20,6 +20,8 @@ pub struct Project {
     pub name: String,
     pub file: PathBuf,
     pub jobs: Vec<JobSpec>,
+    /// Every file the jobs were read from: the project file and its env-files.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// `bgrun.toml` in `start` or the nearest parent that has one.
@@ -44,7 +46,7 @@ pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) 
             return Err(Problems::new(path, source, vec![p]));
         }
     };
-    let mut checker = Checker { problems: Vec::new(), dir: dir.clone() };
+    let mut checker = Checker { problems: Vec::new(), dir: dir.clone(), inputs: vec![path.to_path_buf()] };
     let root = doc.as_table();
     for (key, _) in root.iter() {
         if key != "project" && key != "jobs" {
@@ -70,7 +72,7 @@ pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) 
     let order: Vec<String> =
         Graph::new(&deps).start_order().unwrap_or_default().into_iter().map(String::from).collect();
     jobs.sort_by_key(|j| order.iter().position(|n| Some(n) == j.name.as_ref()));
-    Ok(Project { name, file: path.to_path_buf(), jobs })
+    Ok(Project { name, file: path.to_path_buf(), jobs, inputs: checker.inputs })
 }
 
 /// Where each key of a job table is, for pointing at the right place in later checks.
@@ -90,6 +92,7 @@ impl Spans {
 struct Checker {
     problems: Vec<Problem>,
     dir: PathBuf,
+    inputs: Vec<PathBuf>,
 }
 
 impl Checker {
@@ -256,7 +259,11 @@ impl Checker {
         }
         let mut declared_env = BTreeMap::new();
         for env_file in t.env_file.clone().map(OneOrMany::into_vec).unwrap_or_default() {
-            match read_env_file(&self.dir.join(&env_file)) {
+            let path = self.dir.join(&env_file);
+            if !self.inputs.contains(&path) {
+                self.inputs.push(path.clone());
+            }
+            match read_env_file(&path) {
                 Ok(vars) => declared_env.extend(vars),
                 Err(e) => self.problem(spans.value("env-file"), format!("`env-file` {env_file}: {e}"), None),
             }
