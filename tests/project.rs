@@ -381,3 +381,16 @@ fn up_fails_when_a_job_cannot_become_ready_and_no_wait_does_not_wait() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_ne!(v["jobs"][0]["state"], "ready");
 }
+
+#[test]
+fn watch_replaces_a_job_when_its_env_file_changes() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "envy", "[jobs.app]\ncmd = \"echo $GREETING; exec sleep 60\"\nenv-file = \".env\"\n");
+    std::fs::write(p.dir.join(".env"), "GREETING=first\n").unwrap();
+    let w = watch(&b, &p);
+    let before = pids(&b)["app"];
+    std::fs::write(p.dir.join(".env"), "GREETING=second\n").unwrap();
+    wait_until("app replaced", SECS(20), || pids(&b).get("app").is_some_and(|p| *p != before).then_some(()));
+    wait_until("new value", SECS(10), || (b.tail_text("envy/app", 1) == ["second"]).then_some(()));
+    stop(w);
+}
