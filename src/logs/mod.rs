@@ -8,6 +8,7 @@
 
 pub mod filter;
 pub mod reader;
+pub mod terminal;
 pub mod watch;
 pub mod writer;
 

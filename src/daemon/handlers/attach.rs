@@ -9,9 +9,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use tokio::net::UnixStream;
 
-/// How much recent output rebuilds the screen shown on attaching.
-const REPLAY: u64 = 256 * 1024;
-
 /// Connects the client's terminal to a PTY job: its screen first, then its output as it comes;
 /// the client's keystrokes go to the job's terminal and its size follows the client's. Ends when
 /// the job does or the client detaches (closes the connection). The job is never touched.
@@ -51,32 +48,24 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
     let mut changes = ctx.handle.changes();
     // The screen as it is now, drawn on the client's terminal.
     let mut offset = std::fs::metadata(&log).map_or(0, |m| m.len());
-    let replay = reader::terminal_bytes(&log, run_offset, REPLAY)?;
-    let (r, c) = (
-        std::num::NonZeroU16::new(rows.max(1)).expect("max(1)"),
-        std::num::NonZeroU16::new(cols.max(1)).expect("max(1)"),
-    );
-    let mut term = vt100::Parser::new(r, c, 0);
-    term.process(&replay);
+    let term = crate::logs::terminal::replay(&log, run_offset, cols, rows)?;
     let first = term.screen().contents_formatted();
     send(stream, Response::Output { data: first }).await?;
 
     let (mut rd, mut wr) = stream.split();
     let fifo = files::stdin_path(&dir);
     loop {
+        // Liveness first: once the job has ended its shim has finished the log, so the read below
+        // is complete and the last one.
+        let id2 = id.clone();
+        let alive =
+            ctx.handle.read(move |r| r.jobs.get(&id2).is_some_and(|j| j.obs.state.is_alive())).await.unwrap_or(false);
         let (bytes, next) = reader::terminal_bytes_since(&log, offset)?;
         offset = next;
         if !bytes.is_empty() {
             send(&mut wr, Response::Output { data: String::from_utf8_lossy(&bytes).into_owned() }).await?;
         }
-        let id2 = id.clone();
-        let alive =
-            ctx.handle.read(move |r| r.jobs.get(&id2).is_some_and(|j| j.obs.state.is_alive())).await.unwrap_or(false);
         if !alive {
-            let (bytes, _) = reader::terminal_bytes_since(&log, offset)?;
-            if !bytes.is_empty() {
-                send(&mut wr, Response::Output { data: String::from_utf8_lossy(&bytes).into_owned() }).await?;
-            }
             return send(&mut wr, Response::End { state: "ended".into() }).await;
         }
         tokio::select! {

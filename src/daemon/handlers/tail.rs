@@ -68,6 +68,10 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
     // Lines the tail already showed (written between the size check and the read) are skipped.
     let mut shown = last.last().map_or(0, |l| l.number);
     loop {
+        // The state first: once the job has ended its shim has finished the log, so the read
+        // below is complete and the last one.
+        let id2 = id.clone();
+        let state = ctx.handle.read(move |r| r.jobs.get(&id2).map(|j| j.obs.state)).await;
         let (lines, next) = reader::read_from(&path, offset).map_err(std::io::Error::other)?;
         offset = next;
         let views: Vec<_> =
@@ -76,19 +80,9 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         if !views.is_empty() {
             send(stream, Response::Lines { lines: views }).await?;
         }
-        let id2 = id.clone();
-        let state = ctx.handle.read(move |r| r.jobs.get(&id2).map(|j| j.obs.state)).await;
         match state {
             Ok(Some(s)) if s.is_alive() => {}
-            Ok(Some(s)) => {
-                // The shim finished the log before it exited: this read was the last.
-                let (lines, _) = reader::read_from(&path, offset).map_err(std::io::Error::other)?;
-                let views: Vec<_> = lines.iter().filter(|l| filter.keeps(l)).map(|l| filter.view(l)).collect();
-                if !views.is_empty() {
-                    send(stream, Response::Lines { lines: views }).await?;
-                }
-                return send(stream, Response::End { state: s.as_str().into() }).await;
-            }
+            Ok(Some(s)) => return send(stream, Response::End { state: s.as_str().into() }).await,
             _ => return send(stream, Response::End { state: "removed".into() }).await,
         }
         tokio::select! {
