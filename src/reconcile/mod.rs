@@ -113,34 +113,34 @@ impl Reconciler {
     }
 
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
-        self.pass();
+        self.in_one_transaction(|_| {});
         while !self.shutting_down {
             let msg = match self.wake_at {
                 Some(at) => tokio::select! {
                     msg = rx.recv() => msg,
                     _ = tokio::time::sleep_until(at.into()) => {
-                        self.pass();
+                        self.in_one_transaction(|_| {});
                         continue;
                     }
                 },
                 None => rx.recv().await,
             };
-            let Some(msg) = msg else { break };
-            if let Msg::Read(f) = msg {
-                f(&self);
-                continue;
-            }
-            // Everything one message changes is written as one transaction.
-            let batch = self.store.begin_batch();
             match msg {
-                Msg::Edit(edit) => self.on_edit(edit),
-                Msg::Event(event) => self.on_event(event),
-                Msg::Read(_) => {}
+                None => break,
+                Some(Msg::Read(f)) => f(&self),
+                Some(Msg::Edit(edit)) => self.in_one_transaction(|r| r.on_edit(edit)),
+                Some(Msg::Event(event)) => self.in_one_transaction(|r| r.on_event(event)),
             }
-            self.pass();
-            if let Err(e) = batch.and_then(|()| self.store.end_batch()) {
-                eprintln!("bgrun: cannot save state: {e}");
-            }
+        }
+    }
+
+    /// Applies `change` and then a pass, writing everything they save as one transaction.
+    fn in_one_transaction(&mut self, change: impl FnOnce(&mut Self)) {
+        let batch = self.store.begin_batch();
+        change(self);
+        self.pass();
+        if let Err(e) = batch.and_then(|()| self.store.end_batch()) {
+            eprintln!("bgrun: cannot save state: {e}");
         }
     }
 
