@@ -34,28 +34,26 @@ def ms(t0):
     return (now() - t0) * 1000
 
 
-def rss_kb(pid):
+def proc_kb(pid, name, key):
+    """A kB figure of /proc/<pid>/<name>, 0 when the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
+
+
+def rss_kb(pid):
+    return proc_kb(pid, "status", "VmRSS:")
 
 
 def pss_kb(pid):
     """Proportional memory: pages shared between processes (such as one binary mapped by 100
     supervisors) are divided among them, so summing over processes counts them once."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
+    return proc_kb(pid, "smaps_rollup", "Pss:")
 
 
 def alive(pid):
