@@ -372,22 +372,10 @@ fn jobs_keep_running_across_daemon_stop() {
 fn human_output_on_a_terminal_is_a_table() {
     let b = Bgrun::new(SECS(60));
     b.json(&["run", "--name", "pretty", "sleep", "30"]);
-    // `script` gives bgrun a terminal as stdout.
-    let out = std::process::Command::new("script")
-        .args(["-qec", &format!("{BIN} list"), "/dev/null"])
-        .env("BGRUN_HOME", &b.home)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("`script` (bsdutils) is needed for this test; .ci/run installs it");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = b.on_terminal("list", None, b"");
     assert!(text.contains("NAME") && text.contains("pretty") && text.contains("ready"), "{text}");
     // --json anywhere on the line forces JSON even on a terminal.
-    let out = std::process::Command::new("script")
-        .args(["-qec", &format!("{BIN} list --json"), "/dev/null"])
-        .env("BGRUN_HOME", &b.home)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = b.on_terminal("list --json", None, b"");
     assert!(text.trim_start().starts_with('{'), "{text}");
 }
 

@@ -271,20 +271,7 @@ fn the_menu_on_a_terminal_and_a_list_without_one() {
     let listed = String::from_utf8(b.run_raw(&[]).stdout).unwrap();
     assert!(listed.contains("\"name\":\"menujob\""), "{listed}");
     // On a terminal: list, kill job 1, list again, exit.
-    let out = std::process::Command::new("script")
-        .args(["-qec", BIN, "/dev/null"])
-        .env("BGRUN_HOME", &b.home)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b"1\n5\n1\n1\n6\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = b.on_terminal("", None, b"1\n5\n1\n1\n6\n");
     assert!(text.contains("1) List & refresh jobs") && text.contains("6) Exit menu"), "{text}");
     assert!(text.contains("menujob"), "{text}");
     assert!(text.contains("killed"), "{text}");

@@ -156,14 +156,7 @@ fn a_broken_file_reports_every_problem_and_changes_nothing() {
     assert!(found[1].2.contains("no job `apii`"));
     assert!(found[2].2.contains("backoff"));
     // On a terminal: a miette report with file:line:col, the snippet and the hint.
-    let human = std::process::Command::new("script")
-        .args(["-qec", &format!("{BIN} up"), "/dev/null"])
-        .current_dir(&p.dir)
-        .env("BGRUN_HOME", &b.home)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&human.stdout);
+    let text = b.on_terminal("up", Some(&p.dir), b"");
     assert!(text.contains("bgrun.toml:7:1: unknown key `ready-wen`"), "{text}");
     assert!(text.contains("ready-wen = \"accepting connections\""), "the snippet: {text}");
     assert!(text.contains("did you mean `ready-when`?"), "{text}");

@@ -78,6 +78,24 @@ impl Bgrun {
         v["lines"].as_array().unwrap().iter().map(|l| l["content"].as_str().unwrap().to_string()).collect()
     }
 
+    /// Runs `bgrun ARGS` with a terminal as its stdin and stdout (through `script`), in `dir`,
+    /// typing `input`; returns what the terminal showed. Colours are off (NO_COLOR).
+    pub fn on_terminal(&self, args: &str, dir: Option<&Path>, input: &[u8]) -> String {
+        use std::io::Write;
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+            .env("BGRUN_HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if let Some(dir) = dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd.spawn().expect("`script` (bsdutils) is needed for this test; .ci/run installs it");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    }
+
     pub fn daemon_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.home.join("daemon.lock")).ok()?.trim().parse().ok()
     }
