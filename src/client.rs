@@ -1,7 +1,7 @@
 //! Talking to the daemon: connect (starting it if needed), send a request, read the answer.
 //! Blocking std I/O: a CLI call makes one round trip, and a runtime would only cost start-up time.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::home::Home;
 use crate::protocol::{self, Request, RequestFrame, Response, ResponseFrame, VERSION};
 use std::io::Read;
@@ -16,6 +16,37 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Client {
     stream: UnixStream,
+    /// The daemon's log, named when it does not answer.
+    daemon_log: std::path::PathBuf,
+    /// How long the answer to the last request may take (None: a stream that ends when the
+    /// daemon ends it).
+    deadline: Option<Duration>,
+}
+
+/// Overrides every request's deadline, e.g. `BGRUN_TIMEOUT=5m`.
+pub const TIMEOUT_ENV: &str = "BGRUN_TIMEOUT";
+
+/// How long the CLI waits for the answer to `request` before it says the daemon is not answering:
+/// generous, from what the request itself may wait for.
+pub fn deadline(request: &Request) -> Option<Duration> {
+    const QUICK: Duration = Duration::from_secs(30);
+    const MARGIN: Duration = Duration::from_secs(30);
+    let from_env = std::env::var(TIMEOUT_ENV).ok().and_then(|t| crate::spec::parse_duration(&t).ok());
+    let natural = match request {
+        // Streams: they end when the job ends or the client leaves.
+        Request::Tail(t) if t.follow => return None,
+        Request::Attach { .. } | Request::AttachInput { .. } | Request::AttachResize { .. } => return None,
+        Request::Wait { timeout_ms, .. } | Request::Expect { timeout_ms, .. } => {
+            Duration::from_millis(*timeout_ms) + MARGIN
+        }
+        // A stop may take the job's whole grace, which the client does not know: be generous.
+        Request::Kill { grace_ms: Some(g), .. } => Duration::from_millis(*g) * 2 + MARGIN,
+        Request::Kill { .. } | Request::Down { .. } | Request::Restart { .. } => Duration::from_secs(600),
+        // Every job's readiness, one after the other along the dependencies.
+        Request::Up(_) => Duration::from_secs(1800),
+        _ => QUICK,
+    };
+    Some(from_env.unwrap_or(natural))
 }
 
 impl Client {
@@ -44,11 +75,14 @@ impl Client {
     /// Connects to a running daemon; None when there is none.
     pub fn connect_running(home: &Home) -> Result<Option<Client>> {
         match UnixStream::connect(home.socket()) {
-            Ok(stream) => Ok(Some(Client { stream })),
+            Ok(stream) => {
+                check_peer(&stream, home)?;
+                Ok(Some(Client { stream, daemon_log: home.daemon_log(), deadline: None }))
+            }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
                 Ok(None)
             }
-            Err(e) => Err(Error::context(format!("cannot reach the daemon at {}", home.socket().display()), e)),
+            Err(e) => Err(unreachable(format!("cannot reach the daemon at {}: {e}", home.socket().display()))),
         }
     }
 
@@ -64,21 +98,59 @@ impl Client {
     }
 
     pub fn send(&mut self, request: Request) -> Result<()> {
+        self.deadline = deadline(&request);
         let bytes =
             serde_json::to_vec(&RequestFrame { v: VERSION, request }).map_err(|e| Error::context("encode", e))?;
-        protocol::write_frame(&mut self.stream, &bytes).map_err(|e| Error::context("lost the daemon", e))
+        let _ = self.stream.set_write_timeout(self.deadline);
+        let _ = self.stream.set_read_timeout(self.deadline);
+        protocol::write_frame(&mut self.stream, &bytes).map_err(|e| self.lost(e))
     }
 
     pub fn receive(&mut self) -> Result<Response> {
         let bytes = protocol::read_frame(&mut self.stream)
-            .map_err(|e| Error::context("lost the daemon", e))?
-            .ok_or_else(|| Error::new("the daemon closed the connection without answering"))?;
+            .map_err(|e| self.lost(e))?
+            .ok_or_else(|| unreachable("the daemon closed the connection without answering"))?;
         let frame: ResponseFrame =
             serde_json::from_slice(&bytes).map_err(|e| Error::context("unreadable answer from the daemon", e))?;
         match frame.response {
-            Response::Error { message, hint } => Err(Error { message, hint }),
+            Response::Error { message, hint, kind } => Err(Error { kind, message, hint }),
             other => Ok(other),
         }
+    }
+}
+
+impl Client {
+    /// What a failed read or write of the connection means for the person waiting.
+    fn lost(&self, e: std::io::Error) -> Error {
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            let waited = self.deadline.map_or_else(String::new, |d| format!(" within {}", humantime::format_duration(d)));
+            let message = format!("the daemon is not answering (no answer{waited})");
+            return Error::of(ErrorKind::Timeout, message).with_hint(format!(
+                "see what it is doing in {}; `bgrun daemon stop` restarts it (jobs keep running); \
+                 {TIMEOUT_ENV}=10m waits longer",
+                self.daemon_log.display()
+            ));
+        }
+        unreachable(format!("lost the daemon: {e}"))
+    }
+}
+
+fn unreachable(message: impl Into<String>) -> Error {
+    Error::of(ErrorKind::Unreachable, message)
+}
+
+/// Refuses a socket served by another user: the request that follows may carry the caller's
+/// whole environment, secrets included.
+fn check_peer(stream: &UnixStream, home: &Home) -> Result<()> {
+    let me = nix::unistd::geteuid();
+    match nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials) {
+        Ok(cred) if cred.uid() == me.as_raw() => Ok(()),
+        Ok(cred) => Err(Error::of(
+            ErrorKind::System,
+            format!("the daemon socket {} is served by user {}, not by you", home.socket().display(), cred.uid()),
+        )
+        .with_hint("use a BGRUN_HOME of your own")),
+        Err(e) => Err(Error::context("cannot check who serves the daemon socket", e)),
     }
 }
 
@@ -86,10 +158,7 @@ impl Client {
 /// because another daemon won the race for the lock).
 fn start_daemon(home: &Home) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::context("cannot find the bgrun binary", e))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.daemon_log())
+    let log = Home::open_private(&home.daemon_log())
         .map_err(|e| Error::context(format!("cannot open {}", home.daemon_log().display()), e))?;
     let log_err = log.try_clone().map_err(|e| Error::context("daemon log", e))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::context("pipe", e))?;
@@ -133,7 +202,7 @@ fn start_daemon(home: &Home) -> Result<()> {
 fn daemon_failed(home: &Home) -> Error {
     let log = std::fs::read_to_string(home.daemon_log()).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(5).collect();
-    let mut e = Error::new("the daemon did not start");
+    let mut e = unreachable("the daemon did not start");
     if !tail.is_empty() {
         e.message.push_str(": ");
         e.message.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join(" | "));

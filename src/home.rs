@@ -1,7 +1,7 @@
 //! The state directory. Everything bgrun writes by default lives under `$BGRUN_HOME` (default
 //! `~/.bgrun`), so two homes are two fully independent bgruns.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -34,17 +34,39 @@ impl Home {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(root.join("jobs"))
+            .create(&root)
             .map_err(|e| Error::context(format!("cannot create {}", root.display()), e))?;
+        // Job output, specs with their environment and the control socket live here: a directory
+        // someone else owns or can write to could be turned against its user, so it is refused.
+        check_private(&root, true)?;
         // The control socket lives here; keep other users out even if the directory pre-existed.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::context(format!("cannot secure {}", root.display()), e))?;
+        let jobs = root.join("jobs");
+        match std::fs::DirBuilder::new().mode(0o700).create(&jobs) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::context(format!("cannot create {}", jobs.display()), e)),
+        }
+        check_private(&jobs, false)?;
         let home = Home { root };
         if home.socket().as_os_str().len() > MAX_SOCKET_PATH {
             return Err(Error::new(format!("BGRUN_HOME path is too long for a unix socket: {}", home.root.display()))
                 .with_hint("use a BGRUN_HOME shorter than about 90 characters"));
         }
         Ok(home)
+    }
+
+    /// Opens a file of the state directory for appending, creating it private to its owner, and
+    /// never through a symbolic link planted in its place.
+    pub fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
     }
 
     pub fn root(&self) -> &Path {
@@ -65,4 +87,30 @@ impl Home {
     pub fn job_dir(&self, id: &str) -> PathBuf {
         self.root.join("jobs").join(id)
     }
+}
+
+/// Refuses a directory that is not the caller's alone: owned by another user, writable by group
+/// or others, or (below the root, which may itself be a link the user made) a symbolic link.
+fn check_private(dir: &Path, follow: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = if follow { std::fs::metadata(dir) } else { std::fs::symlink_metadata(dir) }
+        .map_err(|e| Error::context(format!("cannot read {}", dir.display()), e))?;
+    let unsafe_dir = |why: String| {
+        Err(Error::of(ErrorKind::System, format!("refusing to use {}: {why}", dir.display()))
+            .with_hint("BGRUN_HOME must be a directory of your own that nobody else can write to"))
+    };
+    if meta.file_type().is_symlink() {
+        return unsafe_dir("it is a symbolic link".into());
+    }
+    if !meta.is_dir() {
+        return unsafe_dir("it is not a directory".into());
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return unsafe_dir(format!("it belongs to user {}, not to you ({me})", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return unsafe_dir(format!("others can write to it (mode {:o})", meta.mode() & 0o777));
+    }
+    Ok(())
 }

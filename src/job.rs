@@ -123,6 +123,8 @@ pub struct Stopping {
     /// When the daemon stops trusting the shim to finish the stop and kills everything itself.
     pub force_at: Instant,
     pub cause: Cause,
+    /// How many times the daemon has had to kill the job's processes itself.
+    pub forced: u32,
 }
 
 /// Moments that matter to the plan, as values (time is data: the plan compares them to `now`).
@@ -180,4 +182,20 @@ impl Job {
         self.obs.crash_streak = 0;
         self.cancel_restart();
     }
+}
+
+/// A random (version 4) UUID.
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        // Practically unreachable; fall back to time and pid rather than fail a `run`.
+        let seed = crate::supervisor::files::unix_ms() as u128 ^ ((std::process::id() as u128) << 64);
+        b = seed.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }

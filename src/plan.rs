@@ -237,7 +237,7 @@ mod tests {
         let mut j = running("a");
         j.desired = Desired::Stopped;
         assert_eq!(plan(&jobs(vec![j.clone()]), now).actions, vec![Action::Stop("a".into(), Cause::Requested)]);
-        j.stopping = Some(Stopping { force_at: now + Duration::from_secs(6), cause: Cause::Requested });
+        j.stopping = Some(Stopping { force_at: now + Duration::from_secs(6), cause: Cause::Requested, forced: 0 });
         let p = plan(&jobs(vec![j.clone()]), now);
         assert!(p.actions.is_empty());
         assert_eq!(p.wake_at, Some(now + Duration::from_secs(6)));
@@ -342,7 +342,7 @@ mod tests {
                     j.timers.restart_at = None;
                 }
                 Action::Stop(_, cause) => {
-                    j.stopping = Some(Stopping { force_at: now + FORCE_MARGIN, cause: cause.clone() })
+                    j.stopping = Some(Stopping { force_at: now + FORCE_MARGIN, cause: cause.clone(), forced: 0 })
                 }
                 Action::ForceKill(_) => j.stopping.as_mut().unwrap().force_at = now + FORCE_MARGIN,
                 Action::Wait(_, reason) => j.obs.reason = reason.clone(),

@@ -101,6 +101,10 @@ pub struct JobSpec {
     /// Restart this job when a job it starts after is replaced.
     #[serde(default)]
     pub restart_with_dependencies: bool,
+    /// The id the CLI gave the `run` that created this spec: a `run` retried after the daemon died
+    /// under it answers with the job the first attempt created instead of creating a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// How two specs of the same job differ: fields that shape the process (so the job must be
@@ -210,8 +214,86 @@ impl JobSpec {
         {
             problems.push("--cols and --rows must be at least 1".to_string());
         }
-        if problems.is_empty() { Ok(()) } else { Err(Error::new(problems.join("; "))) }
+        self.validate_text(&mut problems);
+        if problems.is_empty() { Ok(()) } else { Err(Error::bad_input(problems.join("; "))) }
     }
+
+    /// What the OS itself would refuse later (exec cannot take a NUL byte, an environment key
+    /// cannot hold `=`), refused now so a healthy job is never stopped for a replacement that
+    /// cannot start.
+    fn validate_text(&self, problems: &mut Vec<String>) {
+        if self.cmd.iter().any(|a| a.contains('\0')) {
+            problems.push("the command contains a NUL byte".to_string());
+        }
+        if !self.cwd.is_absolute() {
+            problems.push(format!("the working directory {:?} is not an absolute path", self.cwd));
+        }
+        if self.cwd.as_os_str().as_encoded_bytes().contains(&0) {
+            problems.push("the working directory contains a NUL byte".to_string());
+        }
+        for (key, value) in self.env.iter().chain(&self.declared_env) {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                problems.push(format!("{key:?} is not a valid environment variable name"));
+            } else if value.contains('\0') {
+                problems.push(format!("the value of {key} contains a NUL byte"));
+            }
+        }
+        for pattern in self.watch.iter().chain(&self.watch_ignore) {
+            if let Err(e) = globset::Glob::new(pattern) {
+                problems.push(format!("watch pattern {pattern:?} is not a valid glob: {e}"));
+            }
+        }
+        if let Some(url) = self.ready.url.iter().chain(self.health.as_ref().and_then(|h| h.url.as_ref())).next()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(format!("{url:?} is not an http:// or https:// URL"));
+        }
+        if let Some(project) = &self.project
+            && validate_name(project).is_err()
+        {
+            problems.push(format!("invalid project name {project:?}"));
+        }
+    }
+}
+
+/// Every problem with the jobs of one project as a whole (each job's own spec, and names that
+/// must be unique and resolvable), so a request from the socket gets the same checks as a file.
+pub fn validate_project(project: &str, jobs: &[JobSpec]) -> Result<()> {
+    let mut problems = Vec::new();
+    if let Err(e) = validate_name(project) {
+        problems.push(format!("project: {}", e.message));
+    }
+    let mut names = std::collections::HashSet::new();
+    for job in jobs {
+        let Some(name) = job.name.as_deref() else {
+            problems.push("every job of a project needs a name".to_string());
+            continue;
+        };
+        if !names.insert(name) {
+            problems.push(format!("job `{name}` is defined twice"));
+        }
+        if job.project.as_deref() != Some(project) {
+            problems.push(format!("job `{name}` does not belong to project `{project}`"));
+        }
+        if let Err(e) = job.validate() {
+            problems.push(format!("job `{name}`: {}", e.message));
+        }
+    }
+    for job in jobs {
+        for dep in &job.after {
+            if !names.contains(dep.as_str()) {
+                problems.push(format!("`after`: there is no job `{dep}` in project `{project}`"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        let deps: std::collections::BTreeMap<String, Vec<String>> =
+            jobs.iter().filter_map(|j| Some((j.name.clone()?, j.after.clone()))).collect();
+        for cycle in crate::graph::Graph::new(&deps).cycles() {
+            problems.push(format!("dependency cycle between {}", cycle.join(", ")));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Error::bad_input(problems.join("; "))) }
 }
 
 /// Job names are used on command lines and in paths, so they stay plain.
@@ -222,7 +304,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     if first_ok && rest_ok {
         Ok(())
     } else {
-        Err(Error::new(format!("invalid job name {name:?}"))
+        Err(Error::bad_input(format!("invalid job name {name:?}"))
             .with_hint("names start with a letter or digit and contain only letters, digits, '.', '_' and '-'"))
     }
 }
@@ -322,6 +404,7 @@ pub(crate) mod tests {
             watch: vec![],
             watch_ignore: vec![],
             restart_with_dependencies: false,
+            request_id: None,
         }
     }
 

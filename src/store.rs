@@ -53,6 +53,13 @@ pub struct StoredJob {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
+        // SQLite follows links: one planted in the database's place is refused.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(crate::error::Error::of(
+                crate::error::ErrorKind::System,
+                format!("refusing to use {}: it is not a regular file", path.display()),
+            ));
+        }
         let conn = Connection::open(path)?;
         // WAL: readers never block the writer, and a commit is one append. NORMAL sync is
         // crash-safe in WAL mode (a power loss may drop the last commits, never corrupt).
@@ -87,7 +94,8 @@ impl Store {
                 serde_json::from_value(serde_json::Value::String(desired)),
                 serde_json::from_str(&observed),
             ) else {
-                eprintln!("bgrun: skipping unreadable job {id} in the state database");
+                crate::warn!("bgrun: skipping unreadable job {id} in the state database");
+                crate::reconcile::problems::storage_failed(&format!("job {id} in the state database is unreadable"));
                 continue;
             };
             jobs.push(StoredJob {
@@ -105,21 +113,39 @@ impl Store {
     /// Starts a batch: every save until [`Self::end_batch`] commits as one transaction, so a
     /// `down` of 100 jobs is one write, and a daemon killed in between leaves none of it.
     pub fn begin_batch(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
         self.conn.execute_batch("BEGIN")?;
         self.batch = true;
         Ok(())
     }
 
+    /// Commits the batch. When that fails, nothing of it was written (it is rolled back).
     pub fn end_batch(&mut self) -> Result<()> {
         self.batch = false;
-        self.conn.execute_batch("COMMIT")?;
-        Ok(())
+        self.commit()
     }
 
-    /// Makes everything written so far durable now, and carries on the batch.
+    /// Makes everything written so far durable now, and carries on the batch. When the commit
+    /// fails, nothing since the batch began was written.
     pub fn checkpoint(&mut self) -> Result<()> {
-        if self.batch {
-            self.conn.execute_batch("COMMIT; BEGIN")?;
+        if !self.batch {
+            return Ok(());
+        }
+        let committed = self.commit();
+        self.conn.execute_batch("BEGIN")?;
+        committed
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            // A failed commit (a full disk) may leave the transaction open: end it, so the next
+            // batch starts clean.
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            return Err(e.into());
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The wire format is frozen by golden files: each message below must serialize to exactly the
-//! bytes in `tests/golden/<name>.json` and parse back to itself. Messages are only ever appended;
-//! changing an existing golden file means a new protocol version. `BGRUN_BLESS=1` writes missing
-//! files (never rewrites existing ones).
+//! bytes in `tests/golden/v<VERSION>/<name>.json` and parse back to itself. Messages are only ever
+//! appended; changing an existing golden file means a new protocol version, whose files go in a
+//! new directory (the old versions' stay as the record of what they were). `BGRUN_BLESS=1` writes
+//! missing files (never rewrites existing ones).
 
 use bgrun::logs::Stream;
 use bgrun::protocol::*;
@@ -35,6 +36,7 @@ fn spec() -> JobSpec {
         watch: vec!["src/**".into()],
         watch_ignore: vec![],
         restart_with_dependencies: false,
+        request_id: None,
     }
 }
 
@@ -73,6 +75,12 @@ fn up_job() -> UpJob {
 fn requests() -> Vec<(&'static str, Request)> {
     vec![
         ("request-run", Request::Run { spec: Box::new(spec()) }),
+        (
+            "request-run-retried",
+            Request::Run {
+                spec: Box::new(JobSpec { request_id: Some("5f0c7a52-98d1-4c1e-9d1e-2b7f00c0ffee".into()), ..spec() }),
+            },
+        ),
         ("request-list", Request::List { workspace: Some("shop".into()) }),
         ("request-status", Request::Status { job: "web".into() }),
         (
@@ -136,7 +144,27 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("response-killed", Response::Killed { killed: vec!["abc123".into()] }),
         ("response-removed", Response::Removed { removed: vec!["abc123".into(), "def456".into()] }),
         ("response-end", Response::End { state: "exited".into() }),
-        ("response-error", Response::Error { message: "no job named \"x\"".into(), hint: Some("bgrun list".into()) }),
+        (
+            "response-error",
+            Response::Error {
+                message: "no job named \"x\"".into(),
+                hint: Some("bgrun list".into()),
+                kind: bgrun::error::ErrorKind::NotFound,
+            },
+        ),
+        (
+            "response-daemon",
+            Response::Daemon(DaemonInfo {
+                pid: 4242,
+                version: "0.1.0".into(),
+                protocol: VERSION,
+                uptime_secs: 60,
+                socket: "/home/u/.bgrun/daemon.sock".into(),
+                home: "/home/u/.bgrun".into(),
+                jobs: 3,
+                problems: vec!["the state database cannot be written (database or disk is full)".into()],
+            }),
+        ),
         ("response-ok", Response::Ok),
         (
             "response-wait",
@@ -172,13 +200,14 @@ fn responses() -> Vec<(&'static str, Response)> {
 }
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/v{VERSION}/{name}.json"))
 }
 
 fn check<T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, frame: T) {
     let json = serde_json::to_string_pretty(&frame).unwrap() + "\n";
     let path = golden(name);
     if !path.exists() && std::env::var_os("BGRUN_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &json).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));

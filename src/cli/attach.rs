@@ -103,6 +103,6 @@ pub fn exec(args: Args, client: &mut Client, _out: &Output) -> Result<i32> {
         }
     }
     drop(_restore);
-    eprintln!("\r\n[{}]", why.unwrap_or_default());
+    crate::warn!("\r\n[{}]", why.unwrap_or_default());
     Ok(0)
 }

@@ -18,7 +18,7 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     // Ask only a person at a terminal; a script has nobody to answer.
     if !args.force && !out.json && std::io::stdin().is_terminal() {
         let scope = args.workspace.as_deref().map_or(String::new(), |w| format!(" in workspace {w}"));
-        print!("Remove every finished job{scope} and its logs? [y/N] ");
+        crate::out!("Remove every finished job{scope} and its logs? [y/N] ");
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);

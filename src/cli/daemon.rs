@@ -35,6 +35,9 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
                     info.socket,
                     info.jobs
                 ));
+                for problem in &info.problems {
+                    out.text(&format!("problem   {problem}"));
+                }
             }
         }
         DaemonCommand::Stop => {

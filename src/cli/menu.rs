@@ -18,7 +18,7 @@ const ENTRIES: [&str; 6] = [
 ];
 
 fn prompt(text: &str) -> Option<String> {
-    print!("{text}");
+    crate::out!("{text}");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
     match std::io::stdin().lock().read_line(&mut line) {
@@ -38,12 +38,12 @@ fn jobs(home: &Home) -> Result<Vec<JobView>> {
 fn pick(home: &Home) -> Result<Option<String>> {
     let jobs = jobs(home)?;
     if jobs.is_empty() {
-        println!("no jobs");
+        crate::outln!("no jobs");
         return Ok(None);
     }
     for (i, j) in jobs.iter().enumerate() {
         let name = j.name.as_deref().unwrap_or("-");
-        println!("  {:>2}) {}  {name:<16} {:<8} {}", i + 1, &j.id[..8], j.state, j.cmd.join(" "));
+        crate::outln!("  {:>2}) {}  {name:<16} {:<8} {}", i + 1, &j.id[..8], j.state, j.cmd.join(" "));
     }
     let Some(choice) = prompt(&format!("Job [1-{}]: ", jobs.len())) else { return Ok(None) };
     Ok(choice.parse::<usize>().ok().and_then(|n| jobs.get(n.wrapping_sub(1))).map(|j| j.id.clone()))
@@ -51,9 +51,9 @@ fn pick(home: &Home) -> Result<Option<String>> {
 
 pub fn run(home: &Home, out: &Output) -> Result<i32> {
     loop {
-        println!("\nbgrun");
+        crate::outln!("\nbgrun");
         for (i, entry) in ENTRIES.iter().enumerate() {
-            println!("  {}) {entry}", i + 1);
+            crate::outln!("  {}) {entry}", i + 1);
         }
         let Some(choice) = prompt("Choose [1-6]: ") else { return Ok(0) };
         let job = |home| -> Result<Option<JobArg>> { Ok(pick(home)?.map(|id| JobArg { id: Some(id), name: None })) };
@@ -89,13 +89,13 @@ pub fn run(home: &Home, out: &Output) -> Result<i32> {
             },
             "6" | "q" | "" => return Ok(0),
             other => {
-                println!("{other:?} is not one of 1-6");
+                crate::outln!("{other:?} is not one of 1-6");
                 Ok(())
             }
         };
         // A failed entry is reported and the menu goes on.
         if let Err(e) = result {
-            eprintln!("error: {e}");
+            crate::warn!("error: {e}");
         }
     }
 }

@@ -135,7 +135,7 @@ pub fn main() -> i32 {
             return match Home::from_env().and_then(crate::daemon::main) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("bgrun daemon: {e}");
+                    crate::warn!("bgrun daemon: {e}");
                     1
                 }
             };
@@ -148,8 +148,8 @@ pub fn main() -> i32 {
     match execute(cli.command, run_matches, &out) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            1
+            crate::warn!("error: {e}");
+            e.kind.exit_code()
         }
     }
 }
@@ -160,7 +160,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
     match command {
         Some(Command::Run(args)) => {
             let spec = args.into_spec(&run_matches.unwrap_or_default())?;
-            run::exec(spec, &mut connect()?, out)
+            run::exec(spec, &home, out)
         }
         Some(Command::Up(args)) => up::exec(args, &home, out),
         Some(Command::Down(args)) => down::exec(args, &home, out),

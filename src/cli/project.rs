@@ -43,9 +43,9 @@ impl FileArg {
 /// A file's problems on stderr: a miette report for a person, JSON for a program.
 pub fn print_problems(problems: &crate::project::diag::Problems, out: &Output) {
     if out.json {
-        eprintln!("{}", serde_json::json!({ "problems": problems.views() }));
+        crate::warn!("{}", serde_json::json!({ "problems": problems.views() }));
     } else {
-        eprintln!("{:?}", problems.report());
+        crate::warn!("{:?}", problems.report());
     }
 }
 

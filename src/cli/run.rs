@@ -1,6 +1,6 @@
 use super::Output;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{Request, Response};
 use crate::spec::{Health, JobSpec, Pty, Readiness, RestartPolicy, parse_duration};
 use std::collections::BTreeMap;
@@ -183,6 +183,7 @@ impl Args {
             watch: vec![],
             watch_ignore: vec![],
             restart_with_dependencies: false,
+            request_id: None,
         };
         Ok(spec)
     }
@@ -195,7 +196,7 @@ fn file_job(name: &str) -> Result<Option<JobSpec>> {
     match crate::project::load::load(&path, &super::project::inherited_env()) {
         Ok(project) => Ok(project.jobs.into_iter().find(|j| j.name.as_deref() == Some(name))),
         Err(problems) => {
-            eprintln!("{:?}", problems.report());
+            crate::warn!("{:?}", problems.report());
             Err(Error::new(format!("{} has problems", path.display())))
         }
     }
@@ -240,8 +241,22 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
     spec
 }
 
-pub fn exec(spec: JobSpec, client: &mut Client, out: &Output) -> Result<i32> {
-    let Response::Job(job) = client.call(Request::Run { spec: Box::new(spec) })? else {
+/// How often a `run` is sent again when the daemon dies under it.
+const RETRIES: usize = 3;
+
+pub fn exec(mut spec: JobSpec, home: &crate::home::Home, out: &Output) -> Result<i32> {
+    // The daemon may die between recording the job and answering: the same request id sent to
+    // the next daemon then answers with the job the first try created, never a second one.
+    spec.request_id = Some(crate::job::new_id());
+    let mut tries = 0;
+    let answer = loop {
+        let result = Client::connect(home).and_then(|mut c| c.call(Request::Run { spec: Box::new(spec.clone()) }));
+        match result {
+            Err(e) if e.kind == ErrorKind::Unreachable && tries < RETRIES => tries += 1,
+            other => break other?,
+        }
+    };
+    let Response::Job(job) = answer else {
         return Err(Error::new("unexpected answer from the daemon"));
     };
     if out.json {

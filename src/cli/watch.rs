@@ -112,7 +112,7 @@ pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Re
             match Client::connect(home)?.call(Request::Restart { job: key }) {
                 Ok(_) if !out.json => out.text(&format!("  {name} restarted: watched files changed")),
                 Ok(_) => out.json_line(&serde_json::json!({ "restarted": name })),
-                Err(e) => eprintln!("error: cannot restart {name}: {e}"),
+                Err(e) => crate::warn!("error: cannot restart {name}: {e}"),
             }
         }
     }

@@ -8,6 +8,14 @@ use crate::protocol::{self, Request, RequestFrame, Response, ResponseFrame, VERS
 use std::sync::Arc;
 use tokio::net::UnixStream;
 
+/// The largest request: an `up` of a thousand jobs, each with a large environment, fits many
+/// times over; anything bigger is refused before it is read.
+pub const MAX_REQUEST: usize = 16 * 1024 * 1024;
+/// How long a connection may wait before sending its next request.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the rest of a frame may take once its length has arrived.
+pub const SLOW_FRAME: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn serve(ctx: Arc<Ctx>, mut stream: UnixStream) {
     // The socket is 0600 already; checking the peer also covers a socket reached some other way.
     let own_uid = nix::unistd::geteuid().as_raw();
@@ -19,18 +27,21 @@ pub async fn serve(ctx: Arc<Ctx>, mut stream: UnixStream) {
         }
     }
     loop {
-        let bytes = match protocol::read_frame_async(&mut stream).await {
-            Ok(Some(b)) => b,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = send(&mut stream, error(Error::context("bad frame", e))).await;
+        let read = protocol::read_frame_async_limited(&mut stream, MAX_REQUEST, Some(SLOW_FRAME));
+        let bytes = match tokio::time::timeout(IDLE, read).await {
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) => return,
+            // A connection that says nothing is closed: it holds a descriptor and a task.
+            Err(_) => return,
+            Ok(Err(e)) => {
+                let _ = send(&mut stream, error(Error::bad_input(format!("bad frame: {e}")))).await;
                 return;
             }
         };
         let frame: RequestFrame = match serde_json::from_slice(&bytes) {
             Ok(f) => f,
             Err(e) => {
-                let _ = send(&mut stream, error(Error::context("bad request", e))).await;
+                let _ = send(&mut stream, error(Error::bad_input(format!("bad request: {e}")))).await;
                 return;
             }
         };
@@ -52,7 +63,7 @@ pub async fn serve(ctx: Arc<Ctx>, mut stream: UnixStream) {
 }
 
 pub fn error(e: Error) -> Response {
-    Response::Error { message: e.message, hint: e.hint }
+    Response::Error { message: e.message, hint: e.hint, kind: e.kind }
 }
 
 pub async fn send(stream: &mut (impl tokio::io::AsyncWriteExt + Unpin), response: Response) -> std::io::Result<()> {

@@ -15,6 +15,8 @@ pub fn acquire(path: &Path) -> Result<Option<Flock<File>>> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        // A link planted in its place must not make us truncate whatever it points to.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| Error::context(format!("cannot open {}", path.display()), e))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

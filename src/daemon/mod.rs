@@ -67,14 +67,32 @@ async fn serve(home: Home, store: Store) -> Result<()> {
     });
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::context("signal handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::context("signal handler", e))?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = AcceptBackoff::default();
     loop {
+        // At the cap, new clients wait in the socket's backlog until a connection ends.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            _ = ctx.shutdown.notified() => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    backoff.reset();
                     let ctx = ctx.clone();
-                    tokio::spawn(async move { conn::serve(ctx, stream).await });
+                    tokio::spawn(async move {
+                        conn::serve(ctx, stream).await;
+                        drop(slot);
+                    });
                 }
-                Err(e) => eprintln!("bgrun: accept failed: {e}"),
+                // Out of file descriptors (or another passing failure): retrying at once would
+                // spin and flood the log, so wait, doubling up to a second, and say so once.
+                Err(e) => backoff.wait(&e).await,
             },
             _ = ctx.shutdown.notified() => break,
             _ = term.recv() => break,
@@ -86,6 +104,36 @@ async fn serve(home: Home, store: Store) -> Result<()> {
     let _ = reconciler.await;
     let _ = std::fs::remove_file(&socket);
     Ok(())
+}
+
+/// Connections served at once; more wait in the listen backlog. Far above what any real use needs
+/// (every CLI call is one short connection), low enough that file descriptors stay for the jobs.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The pause after a failed `accept`, as mini-redis does it.
+#[derive(Default)]
+struct AcceptBackoff {
+    pause: Option<std::time::Duration>,
+}
+
+impl AcceptBackoff {
+    async fn wait(&mut self, e: &std::io::Error) {
+        let pause = match self.pause {
+            None => {
+                crate::warn!("bgrun: accept failed: {e}; backing off until it works again");
+                std::time::Duration::from_millis(10)
+            }
+            Some(p) => (p * 2).min(std::time::Duration::from_secs(1)),
+        };
+        self.pause = Some(pause);
+        tokio::time::sleep(pause).await;
+    }
+
+    fn reset(&mut self) {
+        if self.pause.take().is_some() {
+            crate::warn!("bgrun: accepting connections again");
+        }
+    }
 }
 
 /// Tells the CLI that started us that the socket is listening, so it need not poll.

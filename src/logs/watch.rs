@@ -31,6 +31,22 @@ impl Subscription {
     }
 }
 
+/// Whether an event says something was written, created, removed or renamed. Opening and reading
+/// a file are events too (inotify's IN_OPEN, IN_ACCESS, IN_CLOSE_NOWRITE): counting them would make
+/// every reader wake itself up by reading, a loop that burns a core while nothing is written.
+pub fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Any | EventKind::Other => false,
+        // A read may update the access time: that is not a change either.
+        EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
+    }
+}
+
 impl LogWatch {
     pub fn subscribe(&self, dir: &Path) -> notify::Result<Subscription> {
         use notify::Watcher;
@@ -40,6 +56,9 @@ impl LogWatch {
             let subs = self.subs.clone();
             *watcher = Some(notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let Ok(event) = event else { return };
+                if !is_change(&event.kind) {
+                    return;
+                }
                 let mut subs = subs.lock().unwrap_or_else(|e| e.into_inner());
                 for path in &event.paths {
                     for key in [Some(path.as_path()), path.parent()].into_iter().flatten() {

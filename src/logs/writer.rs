@@ -13,6 +13,13 @@ pub struct LogWriter<W: Write> {
     buf: Vec<u8>,
     next_line: u64,
     pending: [Pending; 3],
+    /// Bytes of records that could not be written (a full disk) since the last successful write.
+    dropped: u64,
+    /// Why, and since when (unix ms).
+    dropped_because: Option<(String, u64)>,
+    /// The start of `buf` is the rest of a record already partly written: it must be written
+    /// before anything else, or the file would hold a torn record.
+    mid_record: bool,
 }
 
 #[derive(Default)]
@@ -29,7 +36,15 @@ fn slot(stream: Stream) -> usize {
 impl<W: Write> LogWriter<W> {
     /// `next_line` continues the numbering of an existing log (see [`super::reader::last_line_number`]).
     pub fn new(out: W, next_line: u64) -> Self {
-        LogWriter { out, buf: Vec::with_capacity(256 * 1024), next_line, pending: Default::default() }
+        LogWriter {
+            out,
+            buf: Vec::with_capacity(256 * 1024),
+            next_line,
+            pending: Default::default(),
+            dropped: 0,
+            dropped_because: None,
+            mid_record: false,
+        }
     }
 
     /// Adds bytes the program wrote to `stream`. Complete lines become records at once; the
@@ -97,13 +112,71 @@ impl<W: Write> LogWriter<W> {
         pending.bytes.clear();
     }
 
-    /// Hands buffered records to the file.
+    /// Hands buffered records to the file. When the file cannot take them (a full disk), they
+    /// are dropped and counted rather than kept, so memory stays bounded and the program is never
+    /// blocked; the first write that works again starts with a record saying what was lost.
     pub fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.out.write_all(&self.buf)?;
-            self.buf.clear();
+        self.write_buffered()?;
+        // Every line number before this one is written or lost: say what was lost, in order.
+        if self.dropped > 0 {
+            let (notice, number) = self.drop_notice();
+            self.buf.extend_from_slice(&notice);
+            self.next_line = number + 1;
+            let (dropped, because) = (std::mem::take(&mut self.dropped), self.dropped_because.take());
+            if let Err(e) = self.write_buffered() {
+                // Still failing: the notice comes with the next write that works.
+                self.dropped += dropped;
+                self.dropped_because = because;
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    fn write_buffered(&mut self) -> io::Result<()> {
+        while !self.buf.is_empty() {
+            match self.out.write(&self.buf) {
+                Ok(0) => return Err(self.drop_buffered(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.mid_record = self.buf[n - 1] != b'\n';
+                    self.buf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.drop_buffered(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of records dropped since the last write that worked.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Drops what could not be written, keeping only the rest of a record already partly in the
+    /// file (it is finished first once writing works again).
+    fn drop_buffered(&mut self, e: io::Error) -> io::Error {
+        let keep = if self.mid_record { memchr::memchr(b'\n', &self.buf).map_or(self.buf.len(), |i| i + 1) } else { 0 };
+        self.dropped += (self.buf.len() - keep) as u64;
+        self.buf.truncate(keep);
+        let since = crate::supervisor::files::unix_ms();
+        self.dropped_because.get_or_insert_with(|| (e.to_string(), since));
+        e
+    }
+
+    /// A record (on stderr, with a line number of its own) saying how much was lost and why.
+    fn drop_notice(&self) -> (Vec<u8>, u64) {
+        let now = crate::supervisor::files::unix_ms();
+        let (why, since) = self.dropped_because.clone().unwrap_or_else(|| ("write failed".into(), now));
+        let text = format!(
+            "[bgrun] {} bytes of output were lost: the log could not be written ({why}) for {} ms",
+            self.dropped,
+            now.saturating_sub(since)
+        );
+        let mut out = Vec::new();
+        let n = self.next_line;
+        write_record(&mut out, itoa::Buffer::new().format(now).as_bytes(), n, Stream::Stderr.tag(true), text.as_bytes());
+        (out, n)
     }
 
     /// Flushes and returns the underlying writer.

@@ -339,6 +339,7 @@ impl Checker {
             watch: t.watch.clone(),
             watch_ignore: t.watch_ignore.clone(),
             restart_with_dependencies: t.restart_with_dependencies,
+            request_id: None,
         };
         if self.problems.len() == before
             && let Err(e) = spec.validate()

@@ -48,6 +48,18 @@ pub async fn write_frame_async(w: &mut (impl AsyncWriteExt + Unpin), payload: &[
 }
 
 pub async fn read_frame_async(r: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Option<Vec<u8>>> {
+    read_frame_async_limited(r, MAX_FRAME, None).await
+}
+
+/// Reads one frame of at most `max` bytes; `Ok(None)` at a clean end of stream. Memory grows with
+/// the bytes that actually arrive, not with the length a peer announces, and once the length has
+/// arrived the rest must follow within `body_timeout`, so a slow or stalled sender cannot hold
+/// memory or a connection for long.
+pub async fn read_frame_async_limited(
+    r: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+    body_timeout: Option<std::time::Duration>,
+) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -55,7 +67,20 @@ pub async fn read_frame_async(r: &mut (impl AsyncReadExt + Unpin)) -> io::Result
         Err(e) => return Err(e),
     }
     let len = check_len(u32::from_be_bytes(len) as usize)?;
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
+    if len > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes is over {max}")));
+    }
+    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    let mut limited = (&mut *r).take(len as u64);
+    let body = limited.read_to_end(&mut buf);
+    match body_timeout {
+        Some(t) => tokio::time::timeout(t, body)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the rest of the frame did not arrive in time"))??,
+        None => body.await?,
+    };
+    if buf.len() != len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the frame ended early"));
+    }
     Ok(Some(buf))
 }

@@ -7,10 +7,11 @@
 mod frame;
 mod types;
 
-pub use frame::{MAX_FRAME, read_frame, read_frame_async, write_frame, write_frame_async};
+pub use frame::{MAX_FRAME, read_frame, read_frame_async, read_frame_async_limited, write_frame, write_frame_async};
 pub use types::*;
 
-pub const VERSION: u32 = 1;
+/// 2: error answers carry their kind, `daemon status` its problems, `run` specs a request id.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestFrame {

@@ -165,6 +165,9 @@ pub enum Response {
     Error {
         message: String,
         hint: Option<String>,
+        /// What kind of failure (it decides the CLI's exit code).
+        #[serde(default)]
+        kind: crate::error::ErrorKind,
     },
     Stats(StatsView),
     Screen {
@@ -255,6 +258,9 @@ pub struct DaemonInfo {
     pub socket: String,
     pub home: String,
     pub jobs: usize,
+    /// What is wrong inside the daemon (a state database it cannot write, refused transitions),
+    /// one sentence each; empty when all is well.
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

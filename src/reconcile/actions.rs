@@ -15,7 +15,7 @@ pub(super) fn transition(job: &mut Job, to: JobState, reason: &str) -> bool {
         return true;
     }
     if !job.obs.state.can_become(to) {
-        eprintln!("bgrun: refused transition {:?} -> {to:?} for job {}", job.obs.state, job.id);
+        super::problems::transition_refused(format!("{:?} -> {to:?} for job {}", job.obs.state, job.id));
         return false;
     }
     job.obs.state = to;
@@ -79,6 +79,7 @@ impl Reconciler {
             env: {
                 let mut env = job.spec.env.clone();
                 env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
+                env.insert(crate::supervisor::procfs::JOB_ID_ENV.into(), id.to_string());
                 env
             },
             grace_ms: job.spec.grace.as_millis() as u64,
@@ -86,16 +87,22 @@ impl Reconciler {
             notify: job.spec.ready.notify,
         };
         let attempt = job.attempt;
+        // The job and this run are on disk before any process exists: a daemon that dies from
+        // here on finds the record, and the shim (by its lock) if it was launched.
+        self.save(id, None);
+        if let Err(e) = self.checkpoint() {
+            let result = Err(format!("cannot record the job before starting it: {}", e.message));
+            return self.on_event(Event::Spawned { id: id.to_string(), attempt, result });
+        }
+        let Some(job) = self.jobs.get_mut(id) else { return };
         match launch::launch(&self.home.job_dir(id), &spawn) {
             Ok(launched) => {
                 job.obs.run =
                     Some(RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() });
                 // Saved (and committed) before the handshake, so a daemon that dies right now
-                // still knows the shim.
+                // still knows the shim by its pid.
                 self.save(id, None);
-                if let Err(e) = self.store.checkpoint() {
-                    eprintln!("bgrun: cannot save job {id}: {e}");
-                }
+                let _ = self.checkpoint();
                 let (tx, id) = (self.tx.clone(), id.to_string());
                 let (shim_pid, shim_start) = (launched.shim_pid, launched.shim_start);
                 tokio::spawn(async move {
@@ -139,24 +146,29 @@ impl Reconciler {
         let Some(run) = job.obs.run else { return };
         let grace = job.grace();
         let why = cause.describe();
-        job.stopping = Some(Stopping { force_at: Instant::now() + grace + FORCE_MARGIN, cause });
+        job.stopping = Some(Stopping { force_at: Instant::now() + grace + FORCE_MARGIN, cause, forced: 0 });
         let detail =
             format!("{why}: SIGTERM to the process group, SIGKILL after {}", humantime::format_duration(grace));
         if let Err(e) = launch::request_stop(&self.home.job_dir(id), run.shim_pid, grace) {
-            eprintln!("bgrun: cannot ask job {id} to stop: {e}");
+            crate::warn!("bgrun: cannot ask job {id} to stop: {e}");
         }
         self.save(id, Some(("stop", &detail)));
     }
 
     fn force_kill(&mut self, id: &str) {
         let Some(job) = self.jobs.get_mut(id) else { return };
-        let Some(run) = job.obs.run else { return };
-        launch::force_kill(run.shim_pid, run.shim_start, run.pid);
-        // Keep checking until the shim's exit is seen.
-        if let Some(stopping) = &mut job.stopping {
-            stopping.force_at = Instant::now() + FORCE_MARGIN;
-        }
-        self.save(id, Some(("force-kill", "grace expired; SIGKILL to everything left")));
+        let (Some(run), Some(stopping)) = (job.obs.run, job.stopping.as_mut()) else { return };
+        stopping.forced += 1;
+        // Keep checking until the shim's exit is seen; the second time the shim goes too.
+        stopping.force_at = Instant::now() + FORCE_MARGIN;
+        let kill_shim = stopping.forced > 1;
+        launch::force_kill(id, run.shim_pid, run.shim_start, run.pid, kill_shim);
+        let detail = if kill_shim {
+            "the job's supervisor did not finish the stop; SIGKILL to it and every process of the job"
+        } else {
+            "grace expired; SIGKILL to every process of the job"
+        };
+        self.save(id, Some(("force-kill", detail)));
     }
 
     /// Watches an adopted or freshly launched shim and reports its exit.
@@ -168,7 +180,7 @@ impl Reconciler {
 
 async fn watch_exit(tx: tokio::sync::mpsc::UnboundedSender<Msg>, id: String, attempt: u64, pid: i32, start: u64) {
     if let Err(e) = launch::wait_exit(pid, start).await {
-        eprintln!("bgrun: cannot watch the supervisor of job {id}: {e}");
+        crate::warn!("bgrun: cannot watch the supervisor of job {id}: {e}");
     }
     let _ = tx.send(Msg::Event(Event::Exited { id, attempt }));
 }

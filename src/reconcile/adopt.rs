@@ -2,7 +2,7 @@
 
 use super::Reconciler;
 use crate::error::Result;
-use crate::job::Job;
+use crate::job::{Job, RunIds};
 use crate::state::JobState;
 use crate::supervisor::{files, procfs};
 
@@ -26,7 +26,40 @@ impl Reconciler {
             self.restore_timers(&stored.id);
             self.adopt(&stored.id);
         }
+        self.stop_unknown_shims();
         Ok(())
+    }
+
+    /// A job directory the database does not know (its record was never committed, or was
+    /// forgotten while its removal failed) is removed; a shim still running in one is asked to
+    /// stop its job, and the daemon log says so.
+    fn stop_unknown_shims(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(self.home.root().join("jobs")) else { return };
+        for entry in dirs.flatten() {
+            let Some(id) = entry.file_name().to_str().map(String::from) else { continue };
+            if self.jobs.contains_key(&id) {
+                continue;
+            }
+            let dir = entry.path();
+            match files::live_shim(&dir) {
+                Some(shim) => {
+                    crate::warn!(
+                        "bgrun: job directory {} has no record; stopping its supervisor (pid {}) and job",
+                        dir.display(),
+                        shim.pid
+                    );
+                    if procfs::is_same_process(shim.pid, shim.start_time) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(shim.pid),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                }
+                None => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
     }
 
     /// Instants do not survive a restart; rebuild them from the stored wall-clock times.
@@ -51,9 +84,20 @@ impl Reconciler {
         if job.obs.state.is_terminal() {
             return;
         }
-        let Some(run) = job.obs.run else {
-            // Never launched: the plan starts it (or not) like any pending job.
-            return;
+        let run = match (job.obs.run, job.obs.state) {
+            (Some(run), _) => run,
+            // Launched by a daemon that died before it recorded the shim: the shim's lock
+            // tells. Without one, the run never started and the plan starts it like any other.
+            (None, JobState::Starting) => match files::live_shim(&dir) {
+                Some(shim) => {
+                    let run =
+                        RunIds { shim_pid: shim.pid, shim_start: shim.start_time, ..RunIds::default() };
+                    job.obs.run = Some(run);
+                    run
+                }
+                None => return,
+            },
+            (None, _) => return,
         };
         if procfs::is_same_process(run.shim_pid, run.shim_start) {
             if job.obs.state == JobState::Starting

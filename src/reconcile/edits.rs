@@ -78,9 +78,15 @@ impl Reconciler {
             },
             Edit::Kill { target, grace, reply } => match self.edit_kill(&target, grace) {
                 Ok((targets, killed)) => {
+                    // Done once the runs alive now have ended: a job run again meanwhile (a new
+                    // attempt) does not keep the kill waiting.
+                    let runs: Vec<(String, u64)> =
+                        targets.iter().filter_map(|id| Some((id.clone(), self.jobs.get(id)?.attempt))).collect();
                     let mut reply = Some(reply);
                     self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                        let done = targets.iter().all(|id| rec.jobs.get(id).is_none_or(|j| j.obs.state.is_terminal()));
+                        let done = runs.iter().all(|(id, attempt)| {
+                            rec.jobs.get(id).is_none_or(|j| j.attempt != *attempt || j.obs.state.is_terminal())
+                        });
                         if done && let Some(r) = reply.take() {
                             let _ = r.send(Ok(killed.clone()));
                         }
@@ -167,8 +173,14 @@ impl Reconciler {
     /// Makes the spec desired-running. Returns the job's id.
     fn edit_run(&mut self, spec: JobSpec) -> Result<String> {
         spec.validate()?;
+        if let Some(rid) = &spec.request_id
+            && let Some(job) = self.jobs.values().find(|j| j.spec.request_id.as_ref() == Some(rid))
+        {
+            // The same `run` again, after the daemon died under the first try.
+            return Ok(job.id.clone());
+        }
         if !spec.cwd.is_dir() {
-            return Err(Error::new(format!("working directory {} does not exist", spec.cwd.display())));
+            return Err(Error::bad_input(format!("working directory {} does not exist (or is not a directory)", spec.cwd.display())));
         }
         for dep in &spec.after {
             if spec.name.as_ref() == Some(dep) {
@@ -284,9 +296,8 @@ impl Reconciler {
         for task in self.probes.remove(id).unwrap_or_default() {
             task.abort();
         }
-        if let Err(e) = self.store.delete(id) {
-            eprintln!("bgrun: cannot delete job {id}: {e}");
-        }
+        let result = self.store.delete(id);
+        self.note_write(id, result);
         let _ = std::fs::remove_dir_all(self.home.job_dir(id));
     }
 }
@@ -308,18 +319,3 @@ pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, unstarted: &s
     true
 }
 
-/// A random (version 4) UUID.
-pub(super) fn new_id() -> String {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom writes at most `b.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
-        // Practically unreachable; fall back to time and pid rather than fail a `run`.
-        let seed = crate::supervisor::files::unix_ms() as u128 ^ ((std::process::id() as u128) << 64);
-        b = seed.to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}

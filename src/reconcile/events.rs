@@ -155,12 +155,25 @@ impl Reconciler {
             }
             None => {
                 // The shim died without a word (SIGKILLed, say). Its job can no longer be
-                // supervised or logged, so it is not left running unseen.
-                if let Some(child) = files::read_child(&dir) {
-                    launch::kill_orphaned_job(&child);
-                }
+                // supervised or logged, so none of its processes is left running unseen.
+                let job_pid = files::read_child(&dir).map_or(job.obs.run.map_or(0, |r| r.pid), |c| c.pid);
+                launch::kill_job_processes(id, job_pid);
                 job.obs.ended_ms = Some(files::unix_ms());
-                (JobState::Crashed, "its supervisor process died unexpectedly".to_string(), "crashed")
+                match cause {
+                    Some(Cause::Requested) => (
+                        JobState::Killed,
+                        "killed on request (its supervisor did not finish the stop and was killed)".to_string(),
+                        "killed",
+                    ),
+                    Some(Cause::Replaced) => {
+                        (JobState::Killed, "replaced by a new spec (supervisor killed)".to_string(), "replaced")
+                    }
+                    _ => (
+                        JobState::Crashed,
+                        "its supervisor process died unexpectedly; every process of the job was stopped".to_string(),
+                        "crashed",
+                    ),
+                }
             }
         };
         transition(job, state, &reason);
@@ -202,8 +215,15 @@ impl Reconciler {
         if !wanted {
             return;
         }
+        // A clean exit under `always` is not a crash: it restarts after the plain backoff, and
+        // never counts towards giving up.
+        let crashed = job.obs.state == JobState::Crashed;
         let stable = job.timers.run_started.is_some_and(|t| t.elapsed() >= STABLE_AFTER);
-        job.obs.crash_streak = if stable { 1 } else { job.obs.crash_streak + 1 };
+        if crashed {
+            job.obs.crash_streak = if stable { 1 } else { job.obs.crash_streak + 1 };
+        } else {
+            job.obs.crash_streak = 0;
+        }
         if job.obs.crash_streak >= BURST_LIMIT {
             let reason = format!(
                 "{}; not restarting after {BURST_LIMIT} crashes in a row (`bgrun run --name` starts it again)",
@@ -213,7 +233,7 @@ impl Reconciler {
             self.save(id, Some(("gave-up", &reason)));
             return;
         }
-        let delay = backoff_delay(job.spec.backoff, job.obs.crash_streak, jitter());
+        let delay = backoff_delay(job.spec.backoff, job.obs.crash_streak.max(1), jitter());
         job.timers.restart_at = Some(Instant::now() + delay);
         job.obs.restart_at_ms = Some(files::unix_ms() + delay.as_millis() as u64);
         let reason = format!("{}; restarting in {}", job.obs.reason, humantime::format_duration(round_ms(delay)));

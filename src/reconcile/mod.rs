@@ -7,6 +7,7 @@ mod actions;
 mod adopt;
 mod edits;
 mod events;
+pub mod problems;
 pub mod project;
 pub mod views;
 
@@ -50,6 +51,10 @@ pub struct Reconciler {
     /// The probe tasks (readiness, health, memory) of each job's current run, to stop them when
     /// the run ends or its settings change.
     probes: std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>,
+    /// Jobs saved (or forgotten) in the open transaction: if it fails, they are written again.
+    in_batch: Vec<String>,
+    /// Jobs whose latest state is not in the database because a write failed.
+    unsaved: std::collections::BTreeSet<String>,
 }
 
 /// What request handlers hold: a way to send the reconciler edits and reads.
@@ -107,6 +112,8 @@ impl Reconciler {
             logs,
             http: OnceLock::new(),
             probes: Default::default(),
+            in_batch: Vec::new(),
+            unsaved: Default::default(),
         };
         rec.adopt_all()?;
         Ok((rec, Handle { tx, changes: changes_rx }, rx))
@@ -139,8 +146,44 @@ impl Reconciler {
         let batch = self.store.begin_batch();
         change(self);
         self.pass();
-        if let Err(e) = batch.and_then(|()| self.store.end_batch()) {
-            eprintln!("bgrun: cannot save state: {e}");
+        // What an earlier failed write lost is written again with this one.
+        for id in std::mem::take(&mut self.unsaved) {
+            self.persist(&id);
+        }
+        let committed = batch.and_then(|()| self.store.end_batch());
+        self.committed(committed);
+    }
+
+    /// Takes note of whether the open transaction reached the disk.
+    fn committed(&mut self, result: Result<()>) {
+        match result {
+            Ok(()) => {
+                self.in_batch.clear();
+                problems::storage_ok();
+            }
+            Err(e) => {
+                problems::storage_failed(&e.message);
+                self.unsaved.extend(self.in_batch.drain(..));
+            }
+        }
+    }
+
+    /// Writes what is known of a job now: its row, or its removal if it was forgotten.
+    fn persist(&mut self, id: &str) {
+        let result = match self.jobs.get(id) {
+            Some(job) => self.store.save(job, None),
+            None => self.store.delete(id),
+        };
+        self.note_write(id, result);
+    }
+
+    fn note_write(&mut self, id: &str, result: Result<()>) {
+        match result {
+            Ok(()) => self.in_batch.push(id.to_string()),
+            Err(e) => {
+                problems::storage_failed(&e.message);
+                self.unsaved.insert(id.to_string());
+            }
         }
     }
 
@@ -166,14 +209,21 @@ impl Reconciler {
         self.waiters.push(waiter);
     }
 
-    /// Persists a job with an optional event. A failing write is reported in the daemon log and
-    /// the in-memory state carries on: the next successful save writes the whole row again.
+    /// Persists a job with an optional event. A failing write is counted in the daemon's problems
+    /// and the in-memory state carries on: the job is written again with the next transaction.
     fn save(&mut self, id: &str, event: Option<(&str, &str)>) {
-        if let Some(job) = self.jobs.get(id)
-            && let Err(e) = self.store.save(job, event)
-        {
-            eprintln!("bgrun: cannot save job {id}: {e}");
+        if let Some(job) = self.jobs.get(id) {
+            let result = self.store.save(job, event);
+            self.note_write(id, result);
         }
+    }
+
+    /// Makes the open transaction durable now (before a process is started that a dying daemon
+    /// must not lose). Fails when the database cannot be written.
+    fn checkpoint(&mut self) -> Result<()> {
+        let result = self.store.checkpoint();
+        self.committed(result.clone());
+        result
     }
 
     /// Finds a job by full id, `project/name`, name, or unique id prefix of at least 4
@@ -193,7 +243,7 @@ impl Reconciler {
             [] => {}
             many => {
                 let full: Vec<String> = many.iter().map(|j| views::qualified_name(j)).collect();
-                return Err(Error::new(format!("{key:?} names {} jobs: {}", many.len(), full.join(", ")))
+                return Err(Error::conflict(format!("{key:?} names {} jobs: {}", many.len(), full.join(", ")))
                     .with_hint("say which one as project/name"));
             }
         }
@@ -204,11 +254,11 @@ impl Reconciler {
                 [] => {}
                 many => {
                     let ids: Vec<&str> = many.iter().map(|j| j.short_id()).collect();
-                    return Err(Error::new(format!("{key:?} matches {} jobs: {}", many.len(), ids.join(", ")))
+                    return Err(Error::conflict(format!("{key:?} matches {} jobs: {}", many.len(), ids.join(", ")))
                         .with_hint("give more characters of the id, or the job's name"));
                 }
             }
         }
-        Err(Error::new(format!("no job named or with id {key:?}")).with_hint("`bgrun list` shows every job"))
+        Err(Error::not_found(format!("no job named or with id {key:?}")).with_hint("`bgrun list` shows every job"))
     }
 }

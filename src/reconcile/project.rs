@@ -146,7 +146,7 @@ impl Reconciler {
     }
 
     pub(super) fn create(&mut self, spec: JobSpec) -> String {
-        let id = super::edits::new_id();
+        let id = crate::job::new_id();
         self.jobs.insert(
             id.clone(),
             Job {

@@ -48,6 +48,8 @@ pub struct ExitFile {
     pub unix_ms: u64,
 }
 
+const SHIM_LOCK: &str = "shim.lock";
+const SHIM: &str = "shim.json";
 const SPAWN: &str = "spawn.json";
 const CHILD: &str = "child.json";
 const EXIT: &str = "exit.json";
@@ -61,8 +63,22 @@ pub fn unix_ms() -> u64 {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
+    // Created afresh (never through a link planted in its place), then renamed over the target:
+    // rename replaces a link itself, not what it points to.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
     std::fs::rename(&tmp, path)
 }
 
@@ -76,14 +92,74 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
 
 /// Prepares a job directory for a new run: the spec to spawn, and no leftovers of the last run.
 pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for stale in [CHILD, EXIT, STOP, READY] {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    if !std::fs::symlink_metadata(dir)?.is_dir() {
+        return Err(io::Error::other(format!("{} is not a directory", dir.display())));
+    }
+    for stale in [SHIM, CHILD, EXIT, STOP, READY] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
     }
     write_json(&dir.join(SPAWN), spawn)
+}
+
+/// The shim of a job directory, as it announces itself once it holds the directory's lock.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShimFile {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+/// Taken by a shim for its whole life: a lock the kernel releases the instant the shim dies, so
+/// a daemon can tell whether a directory has a live shim even if no record names it (the daemon
+/// that launched it died first). The lock file is close-on-exec: the job never holds it.
+pub fn lock_shim(dir: &Path, me: ShimFile) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir.join(SHIM_LOCK))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| io::Error::other(format!("another supervisor runs this job already ({e})")))?;
+    write_json(&dir.join(SHIM), &me)?;
+    Ok(lock)
+}
+
+/// The shim that holds `dir`'s lock, if one is alive.
+pub fn live_shim(dir: &Path) -> Option<ShimFile> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir.join(SHIM_LOCK))
+        .ok()?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
+        // Nobody holds it: no shim lives here (the lock is released when dropped).
+        Ok(_) => None,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            // The shim writes its file right after taking the lock; give it a moment.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                if let Ok(shim) = read_json::<ShimFile>(&dir.join(SHIM)) {
+                    return Some(shim);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Err(_) => None,
+    }
 }
 
 pub fn read_spawn(dir: &Path) -> io::Result<SpawnFile> {
@@ -128,7 +204,9 @@ pub fn open_stdin_fifo(dir: &Path) -> io::Result<OwnedFd> {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&path)?;
     Ok(file.into())
 }
 

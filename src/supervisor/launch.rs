@@ -2,6 +2,7 @@
 //! (by pidfd, so adopted shims that are not our children are watched the same way), and signal it.
 
 use super::files::{self, ChildFile, Handshake, SpawnFile};
+
 use super::procfs;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -105,25 +106,27 @@ pub fn request_stop(dir: &Path, shim_pid: i32, grace: Duration) -> io::Result<()
     Ok(())
 }
 
-/// The safety net when a shim does not finish a stop in time: kill the shim, the job's group
-/// and whatever still descends from them.
-pub fn force_kill(shim_pid: i32, shim_start: u64, job_pid: i32) {
+/// The safety net when a shim does not finish a stop in time: SIGKILL to every process of the
+/// job, found without the shim's help. The shim is asked to finish at once (SIGUSR2) the first
+/// time; a shim that still has not exited by the next try (stopped, say) is killed too.
+pub fn force_kill(job_id: &str, shim_pid: i32, shim_start: u64, job_pid: i32, kill_shim: bool) {
     if procfs::is_same_process(shim_pid, shim_start) {
-        signal(shim_pid, Signal::SIGUSR2);
+        signal(shim_pid, if kill_shim { Signal::SIGKILL } else { Signal::SIGUSR2 });
         for pid in procfs::descendants(shim_pid) {
             signal(pid, Signal::SIGKILL);
         }
     }
+    kill_job_processes(job_id, job_pid);
+}
+
+/// SIGKILL to every process of a job: its process group, its session, and every process that
+/// carries its id (those that escaped into sessions of their own). For a job whose shim is gone.
+pub fn kill_job_processes(job_id: &str, job_pid: i32) {
     if job_pid > 0 {
         let _ = kill(Pid::from_raw(-job_pid), Signal::SIGKILL);
     }
-}
-
-/// Kills a job whose shim is gone (its output can no longer be captured), by its process group.
-pub fn kill_orphaned_job(job: &ChildFile) {
-    if procfs::is_same_process(job.pid, job.start_time) {
-        let _ = kill(Pid::from_raw(-job.pid), Signal::SIGKILL);
-        let _ = kill(Pid::from_raw(job.pid), Signal::SIGKILL);
+    for pid in procfs::job_processes(job_id, job_pid) {
+        signal(pid, Signal::SIGKILL);
     }
 }
 

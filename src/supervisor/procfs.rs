@@ -78,6 +78,39 @@ pub fn descendants_in(parents: &HashMap<i32, i32>, root: i32) -> Vec<i32> {
     out
 }
 
+/// The environment variable every process of a job inherits, naming the job. It finds the job's
+/// processes even after its supervisor died and they were reparented, including ones that started
+/// sessions of their own.
+pub const JOB_ID_ENV: &str = "BGRUN_JOB_ID";
+
+/// Every process of job `id` still alive: those in the job's session (`sid`, the pid of its first
+/// process) and those carrying the job's id in their environment. Reads all of /proc, so it is for
+/// the rare moments that need it (a supervisor died, or did not finish a stop).
+pub fn job_processes(id: &str, sid: i32) -> Vec<i32> {
+    let marker = format!("{JOB_ID_ENV}={id}");
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let mut buf = [0; 1024];
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        // state, ppid, pgrp, session
+        let in_session = sid > 0
+            && stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3))).is_some_and(|s| s == sid);
+        let marked = || {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+        };
+        if in_session || marked() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// User + system CPU time of the processes, in clock ticks (processes that are gone count 0).
 pub fn cpu_ticks(pids: &[i32]) -> u64 {
     let mut buf = [0; 1024];

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(50);
 const READ_CHUNK: usize = 512 * 1024;
 const PIPE_SIZE: i32 = 1024 * 1024;
+const EXIT_FILE_PATIENCE: Duration = Duration::from_secs(10);
 
 pub fn main(dir: &Path) -> i32 {
     match run(dir) {
@@ -41,13 +42,16 @@ pub fn main(dir: &Path) -> i32 {
                 "{}",
                 serde_json::to_string(&Handshake::Error { error: msg.clone() }).unwrap_or_default()
             );
-            eprintln!("bgrun shim {}: {msg}", dir.display());
+            crate::warn!("bgrun shim {}: {msg}", dir.display());
             1
         }
     }
 }
 
 fn run(dir: &Path) -> Result<(), String> {
+    let me = std::process::id() as i32;
+    let _lock = files::lock_shim(dir, files::ShimFile { pid: me, start_time: procfs::start_time(me).unwrap_or(0) })
+        .map_err(|e| format!("cannot take the job's lock: {e}"))?;
     let spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
     // Our own session: the daemon's death, or a signal to its group, must not reach the job.
     let _ = nix::unistd::setsid();
@@ -64,10 +68,7 @@ fn run(dir: &Path) -> Result<(), String> {
 
     let log_path = dir.join(crate::logs::LOG_FILE);
     let next_line = crate::logs::reader::last_line_number(&log_path).unwrap_or(0) + 1;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
+    let log = crate::home::Home::open_private(&log_path)
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let mut writer = LogWriter::new(log, next_line);
 
@@ -191,7 +192,9 @@ fn run(dir: &Path) -> Result<(), String> {
         } else {
             partial_since = None;
         }
-        writer.flush().map_err(|e| format!("cannot write log: {e}"))?;
+        // A write that fails (a full disk) drops and counts what it could not write, and the
+        // loop goes on reading: the job must never block on its output, nor die with us.
+        let _ = writer.flush();
 
         if sup.leader.is_some() && sup.childless {
             // Nobody in the job's tree is left to hold the pipes: take what is buffered and stop.
@@ -201,15 +204,24 @@ fn run(dir: &Path) -> Result<(), String> {
             break;
         }
     }
-    writer.finish(files::unix_ms()).map_err(|e| format!("cannot write log: {e}"))?;
+    let _ = writer.finish(files::unix_ms());
     let status = sup.leader.unwrap_or(WaitStatus::StillAlive);
     let (code, signal) = match status {
         WaitStatus::Exited(_, code) => (Some(code), None),
         WaitStatus::Signaled(_, sig, _) => (None, Some(sig as i32)),
         _ => (None, None),
     };
-    files::write_exit(dir, &ExitFile { code, signal, stopped: sup.stop_requested, unix_ms: files::unix_ms() })
-        .map_err(|e| format!("cannot write exit.json: {e}"))
+    let exit = ExitFile { code, signal, stopped: sup.stop_requested, unix_ms: files::unix_ms() };
+    // How the job ended is what the daemon needs most: on a full disk, keep trying for a while
+    // (the file is a few dozen bytes) before giving up.
+    let deadline = Instant::now() + EXIT_FILE_PATIENCE;
+    loop {
+        match files::write_exit(dir, &exit) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(format!("cannot write exit.json: {e}")),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Reads once from a ready pipe. Returns false at end of file.

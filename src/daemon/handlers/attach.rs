@@ -69,7 +69,8 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
             return send(&mut wr, Response::End { state: "ended".into() }).await;
         }
         tokio::select! {
-            frame = protocol::read_frame_async(&mut rd) => {
+            // Keystrokes and resizes are small; a bigger frame is not a terminal's.
+            frame = protocol::read_frame_async_limited(&mut rd, 1024 * 1024, Some(super::super::conn::SLOW_FRAME)) => {
                 let Ok(Some(bytes)) = frame else { return Ok(()) };  // detached
                 match serde_json::from_slice::<RequestFrame>(&bytes).map(|f| f.request) {
                     Ok(Request::AttachInput { data }) => {

@@ -12,5 +12,6 @@ pub async fn handle(ctx: &Ctx) -> Result<Response> {
         socket: ctx.home.socket().display().to_string(),
         home: ctx.home.root().display().to_string(),
         jobs,
+        problems: crate::reconcile::problems::snapshot().describe(),
     }))
 }

@@ -47,15 +47,48 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Diff(req) => diff::handle(ctx, req).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,
-        Request::Wait { job, timeout_ms } => wait::handle(ctx, job, Duration::from_millis(timeout_ms)).await,
+        Request::Wait { job, timeout_ms } => {
+            match unless_client_leaves(stream, wait::handle(ctx, job, Duration::from_millis(timeout_ms))).await {
+                Some(result) => result,
+                None => return Ok(()),
+            }
+        }
         Request::Expect { job, pattern, regex, timeout_ms } => {
-            expect::handle(ctx, job, pattern, regex, Duration::from_millis(timeout_ms)).await
+            let search = expect::handle(ctx, job, pattern, regex, Duration::from_millis(timeout_ms));
+            match unless_client_leaves(stream, search).await {
+                Some(result) => result,
+                None => return Ok(()),
+            }
         }
         Request::DaemonStatus => daemon_status::handle(ctx).await,
         // Answered here; the connection loop then shuts the daemon down.
         Request::DaemonStop => Ok(Response::Ok),
     };
     send(stream, result.unwrap_or_else(error)).await
+}
+
+/// Runs a request that may wait long until it answers, or until the client goes away: then the
+/// wait is dropped with it (its log watch and readiness subscription too), and None is returned.
+async fn unless_client_leaves<T>(stream: &UnixStream, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        result = work => Some(result),
+        _ = client_gone(stream) => None,
+    }
+}
+
+/// Resolves once the client has closed its end. A client sends nothing while it waits for an
+/// answer, so anything readable is its end of file (or a protocol error, which ends it all the same).
+pub async fn client_gone(stream: &UnixStream) {
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        let mut byte = [0u8; 1];
+        match stream.try_read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            _ => return,
+        }
+    }
 }
 
 /// The log file of a job, found by id, name or prefix.

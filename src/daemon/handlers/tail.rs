@@ -88,6 +88,7 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         tokio::select! {
             _ = wake.changed() => {}
             _ = changes.changed() => {}
+            _ = super::client_gone(stream) => return Ok(()),
         }
     }
 }

@@ -36,6 +36,9 @@ fn outcome(job: &Job, wait: WaitFor) -> Option<bool> {
 /// Applies the project, then (as asked) waits for its jobs, streaming their progress.
 pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::io::Result<()> {
     let started = Instant::now();
+    if let Err(e) = crate::spec::validate_project(&req.project, &req.jobs) {
+        return send(stream, crate::daemon::conn::error(e)).await;
+    }
     let (project, only, revive, jobs) = (req.project.clone(), req.only.clone(), req.revive, req.jobs);
     let applied = match ctx.handle.edit(|reply| Edit::Apply { project, jobs, only, revive, reply }).await {
         Ok(a) => a,
@@ -66,8 +69,11 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
             let view = UpView { project: req.project, ok, elapsed_ms: started.elapsed().as_millis() as u64, jobs };
             return send(stream, Response::Up(view)).await;
         }
-        if changes.changed().await.is_err() {
-            return Ok(());
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() {
+                return Ok(());
+            },
+            _ = super::client_gone(stream) => return Ok(()),
         }
     }
 }
