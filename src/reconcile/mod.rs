@@ -57,6 +57,9 @@ pub struct Reconciler {
     unsaved: std::collections::BTreeSet<String>,
 }
 
+/// Rounds of plan-and-apply in one pass (a stop, then the wake-up for its deadline).
+const MAX_ROUNDS: usize = 4;
+
 /// What request handlers hold: a way to send the reconciler edits and reads.
 #[derive(Clone)]
 pub struct Handle {
@@ -189,9 +192,19 @@ impl Reconciler {
 
     /// One level-triggered pass: plan from scratch, apply, then answer whoever waits.
     fn pass(&mut self) {
-        let plan = crate::plan::plan(&self.jobs, Instant::now());
-        for action in plan.actions {
-            self.apply(action);
+        let now = Instant::now();
+        let mut plan = crate::plan::plan(&self.jobs, now);
+        // Applying actions sets new deadlines (a stop's SIGKILL fallback): plan again until
+        // nothing is left to do, so the wake-up for them is known. Applying a plan and planning
+        // again asks for nothing new, so this ends after a round or two.
+        for _ in 0..MAX_ROUNDS {
+            if plan.actions.is_empty() {
+                break;
+            }
+            for action in std::mem::take(&mut plan.actions) {
+                self.apply(action);
+            }
+            plan = crate::plan::plan(&self.jobs, now);
         }
         self.wake_at = plan.wake_at;
         let mut waiters = std::mem::take(&mut self.waiters);
