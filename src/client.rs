@@ -123,7 +123,8 @@ impl Client {
     /// What a failed read or write of the connection means for the person waiting.
     fn lost(&self, e: std::io::Error) -> Error {
         if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
-            let waited = self.deadline.map_or_else(String::new, |d| format!(" within {}", humantime::format_duration(d)));
+            let waited =
+                self.deadline.map_or_else(String::new, |d| format!(" within {}", humantime::format_duration(d)));
             let message = format!("the daemon is not answering (no answer{waited})");
             return Error::of(ErrorKind::Timeout, message).with_hint(format!(
                 "see what it is doing in {}; `bgrun daemon stop` restarts it (jobs keep running); \

@@ -91,7 +91,10 @@ fn os_limit_hint(message: &str) -> Option<String> {
     // inotify reports running out of watches as ENOSPC, the same words as a full disk.
     if lower.contains("inotify") || (lower.contains("watch") && lower.contains("no space left")) {
         Some("the limit on inotify watches was reached: raise fs.inotify.max_user_watches".into())
-    } else if lower.contains("no space left") || lower.contains("disk is full") || lower.contains("database or disk is full") {
+    } else if lower.contains("no space left")
+        || lower.contains("disk is full")
+        || lower.contains("database or disk is full")
+    {
         Some("the disk is full: free some space; running jobs keep running meanwhile".into())
     } else if lower.contains("too many open files") {
         Some("the limit on open files was reached: raise it with `ulimit -n`, or run fewer jobs".into())

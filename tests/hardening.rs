@@ -79,13 +79,14 @@ fn a_full_disk_kills_neither_jobs_nor_the_daemon() {
         return;
     }
     let b = Bgrun::new(SECS(120));
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=24m,mode=0700"]).arg("tmpfs").arg(&b.home).status();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=24m,mode=0700"]).arg("tmpfs").arg(&b.home).status();
     if !mounted.is_ok_and(|s| s.success()) {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     }
     let _unmount = Unmount(b.home.clone());
-    let writer = b.json(&["run", "--name", "writer", "sh -c 'i=0; while :; do i=$((i+1)); echo line $i; done'"]);
+    let writer = b.json(&["run", "--name", "writer", "sh", "-c", "i=0; while :; do i=$((i+1)); echo line $i; done"]);
     let quiet = b.json(&["run", "--name", "quiet", "sleep", "600"]);
     let daemon = b.daemon_pid().unwrap();
     // Fill what the writer leaves with ballast, so the disk stays full until the test frees it.
@@ -99,8 +100,8 @@ fn a_full_disk_kills_neither_jobs_nor_the_daemon() {
     // The writer keeps running (and writing: its CPU time grows) while nothing can be stored.
     let writer_pid = writer["pid"].as_i64().unwrap() as i32;
     assert!(cpu_ticks_over(writer_pid, Duration::from_millis(500)) > 0, "the writer is blocked");
-    assert_eq!(b.state("writer"), "running");
-    assert_eq!(b.state("quiet"), "running");
+    assert_eq!(b.state("writer"), "ready");
+    assert_eq!(b.state("quiet"), "ready");
     // A run that cannot be recorded is refused, and leaves nothing behind.
     let refused = b.run_raw(&["run", "--name", "newcomer", "sleep", "600"]);
     assert_eq!(exit_code(&refused), 1, "{}", String::from_utf8_lossy(&refused.stderr));
@@ -158,16 +159,19 @@ fn a_daemon_killed_during_run_leaves_no_untracked_job() {
             failed += 1;
         }
     }
-    let list = b.json(&["daemon", "status"]);
-    let jobs = list.as_array().unwrap();
+    let out = b.run_raw(&["list"]);
+    assert!(out.status.success());
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let jobs: Vec<Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     for id in &succeeded {
         assert_eq!(ids.iter().filter(|i| *i == id).count(), 1, "job {id} reported created must exist once");
     }
     assert_eq!(ids.len(), succeeded.len(), "a run that failed ({failed} did) must have created nothing: {list}");
     // Every shim belongs to a listed, running job: none runs untracked.
-    let running = jobs.iter().filter(|j| j["state"] == "running").count();
-    assert_eq!(running, succeeded.len(), "{list}");
+    let running = jobs.iter().filter(|j| j["state"] == "ready").count();
+    let states: Vec<&str> = jobs.iter().map(|j| j["state"].as_str().unwrap()).collect();
+    assert_eq!(running, succeeded.len(), "{states:?} {list}");
     let shims = wait_until("leftover shims to stop", SECS(20), || {
         let n = shims_of(&b).len();
         (n == running).then_some(n)
@@ -296,7 +300,7 @@ fn kill_answers_when_the_job_is_run_again_during_its_grace() {
     b.json(&["run", "--name", "stubborn", "sh", "-c", cmd]);
     let out = kill.wait_with_output().unwrap();
     assert!(out.status.success());
-    wait_until("the new run", SECS(10), || (b.state("stubborn") == "running").then_some(()));
+    wait_until("the new run", SECS(10), || (b.state("stubborn") == "ready").then_some(()));
     b.json(&["kill", "stubborn", "--grace", "100ms"]);
 }
 
@@ -430,7 +434,10 @@ fn the_daemon_refuses_requests_the_file_loader_would_refuse() {
     let up = raw_call(&b, &up_frame(vec![job_spec("healthy", serde_json::json!(["sleep", "600"]))])).unwrap();
     assert_eq!(up["response"]["type"], "up", "{up}");
     let mut bad_cases = vec![
-        ("duplicate name", vec![job_spec("a", serde_json::json!(["true"])), job_spec("a", serde_json::json!(["true"]))]),
+        (
+            "duplicate name",
+            vec![job_spec("a", serde_json::json!(["true"])), job_spec("a", serde_json::json!(["true"]))],
+        ),
         ("NUL in cmd", vec![job_spec("healthy", serde_json::json!(["sleep\u{0}", "1"]))]),
     ];
     let mut regex = job_spec("healthy", serde_json::json!(["sleep", "600"]));
@@ -464,8 +471,8 @@ fn hostile_frames_never_crash_the_daemon() {
     let b = Bgrun::new(SECS(180));
     let pid = healthy(&b);
     let daemon = b.daemon_pid().unwrap();
-    let golden_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/golden/v{}", bgrun::protocol::VERSION));
+    let golden_dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/v{}", bgrun::protocol::VERSION));
     let goldens: Vec<Vec<u8>> = std::fs::read_dir(golden_dir)
         .unwrap()
         .flatten()

@@ -175,7 +175,13 @@ impl<W: Write> LogWriter<W> {
         );
         let mut out = Vec::new();
         let n = self.next_line;
-        write_record(&mut out, itoa::Buffer::new().format(now).as_bytes(), n, Stream::Stderr.tag(true), text.as_bytes());
+        write_record(
+            &mut out,
+            itoa::Buffer::new().format(now).as_bytes(),
+            n,
+            Stream::Stderr.tag(true),
+            text.as_bytes(),
+        );
         (out, n)
     }
 

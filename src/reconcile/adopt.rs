@@ -30,6 +30,22 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Reports the job's process once a shim that was still starting it writes `child.json`. A rare
+    /// path (a daemon died within the few milliseconds of a launch), so a short poll bounded by
+    /// the shim's life is enough.
+    fn await_child_file(&self, id: &str, dir: std::path::PathBuf, run: RunIds) {
+        let (tx, id) = (self.tx.clone(), id.to_string());
+        tokio::spawn(async move {
+            while procfs::is_same_process(run.shim_pid, run.shim_start) {
+                if let Some(child) = files::read_child(&dir) {
+                    let _ = tx.send(super::Msg::Event(super::Event::Spawned { id, attempt: 1, result: Ok(child) }));
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        });
+    }
+
     /// A job directory the database does not know (its record was never committed, or was
     /// forgotten while its removal failed) is removed; a shim still running in one is asked to
     /// stop its job, and the daemon log says so.
@@ -90,8 +106,7 @@ impl Reconciler {
             // tells. Without one, the run never started and the plan starts it like any other.
             (None, JobState::Starting) => match files::live_shim(&dir) {
                 Some(shim) => {
-                    let run =
-                        RunIds { shim_pid: shim.pid, shim_start: shim.start_time, ..RunIds::default() };
+                    let run = RunIds { shim_pid: shim.pid, shim_start: shim.start_time, ..RunIds::default() };
                     job.obs.run = Some(run);
                     run
                 }
@@ -100,11 +115,15 @@ impl Reconciler {
             (None, _) => return,
         };
         if procfs::is_same_process(run.shim_pid, run.shim_start) {
-            if job.obs.state == JobState::Starting
-                && let Some(child) = files::read_child(&dir)
-            {
-                // The handshake was lost with the old daemon; the shim's file tells the same.
-                self.on_event(super::Event::Spawned { id: id.to_string(), attempt: 1, result: Ok(child) });
+            if job.obs.state == JobState::Starting {
+                // The handshake was lost with the old daemon; the shim's file tells the same,
+                // once the shim has written it (it may still be starting the job).
+                match files::read_child(&dir) {
+                    Some(child) => {
+                        self.on_event(super::Event::Spawned { id: id.to_string(), attempt: 1, result: Ok(child) })
+                    }
+                    None => self.await_child_file(id, dir.clone(), run),
+                }
             }
             let run = self.jobs[id].obs.run.unwrap_or(run);
             self.watch(id, 1, run);

@@ -180,7 +180,10 @@ impl Reconciler {
             return Ok(job.id.clone());
         }
         if !spec.cwd.is_dir() {
-            return Err(Error::bad_input(format!("working directory {} does not exist (or is not a directory)", spec.cwd.display())));
+            return Err(Error::bad_input(format!(
+                "working directory {} does not exist (or is not a directory)",
+                spec.cwd.display()
+            )));
         }
         for dep in &spec.after {
             if spec.name.as_ref() == Some(dep) {
@@ -318,4 +321,3 @@ pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, unstarted: &s
     }
     true
 }
-

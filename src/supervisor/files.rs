@@ -205,8 +205,7 @@ pub fn open_stdin_fifo(dir: &Path) -> io::Result<OwnedFd> {
         Err(e) => return Err(e.into()),
     }
     use std::os::unix::fs::OpenOptionsExt;
-    let file =
-        std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&path)?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&path)?;
     Ok(file.into())
 }
 

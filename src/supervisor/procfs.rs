@@ -98,8 +98,8 @@ pub fn job_processes(id: &str, sid: i32) -> Vec<i32> {
             continue;
         }
         // state, ppid, pgrp, session
-        let in_session = sid > 0
-            && stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3))).is_some_and(|s| s == sid);
+        let in_session =
+            sid > 0 && stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3))).is_some_and(|s| s == sid);
         let marked = || {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))

@@ -68,8 +68,8 @@ fn run(dir: &Path) -> Result<(), String> {
 
     let log_path = dir.join(crate::logs::LOG_FILE);
     let next_line = crate::logs::reader::last_line_number(&log_path).unwrap_or(0) + 1;
-    let log = crate::home::Home::open_private(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let log =
+        crate::home::Home::open_private(&log_path).map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let mut writer = LogWriter::new(log, next_line);
 
     let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
