@@ -237,3 +237,48 @@ fn write_record(buf: &mut Vec<u8>, unix_ms: &[u8], number: u64, tag: u8, content
     buf.extend_from_slice(content);
     buf.push(b'\n');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that fails every write while `full` is set, as a full disk does.
+    struct Disk {
+        data: Vec<u8>,
+        full: bool,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.full {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.data.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_drops_and_counts_then_says_so() {
+        let mut w = LogWriter::new(Disk { data: Vec::new(), full: false }, 1);
+        w.push(Stream::Stdout, b"one\n", 1);
+        w.flush().unwrap();
+        w.out.full = true;
+        w.push(Stream::Stdout, b"two\nthree\n", 2);
+        assert!(w.flush().is_err());
+        assert!(w.dropped() > 0, "what could not be written is counted");
+        assert!(w.buf.is_empty(), "and not kept: memory stays bounded");
+        w.out.full = false;
+        w.push(Stream::Stdout, b"four\n", 3);
+        w.flush().unwrap();
+        assert_eq!(w.dropped(), 0);
+        let text = String::from_utf8(w.out.data.clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with(" 1 o one"), "{text}");
+        assert!(lines[1].ends_with(" 4 o four"), "{text}");
+        assert!(lines[2].contains(" 5 e [bgrun] ") && lines[2].contains("bytes of output were lost"), "{text}");
+    }
+}
