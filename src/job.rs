@@ -1,10 +1,10 @@
 //! A job as the reconciler holds it: the desired half (spec, run or stop, generation) and the
-//! observed half (state, process, exit, counters).
+//! observed half (its lifecycle and counters).
 
 use crate::spec::JobSpec;
-use crate::state::JobState;
+use crate::state::{Ending, JobState, Lifecycle, RunIds, Then, Why};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -13,126 +13,24 @@ pub enum Desired {
     Stopped,
 }
 
-/// The processes of one run: the job's own and its shim's, each with its start time so a
-/// reused pid is never mistaken for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct RunIds {
-    pub pid: i32,
-    pub start_time: u64,
-    pub shim_pid: i32,
-    pub shim_start: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "StoredObserved")]
 pub struct Observed {
-    pub state: JobState,
+    pub life: Lifecycle,
     /// The generation of the spec the current or last run was started from (0: never started).
     pub generation: u64,
-    pub run: Option<RunIds>,
-    pub exit_code: Option<i32>,
-    pub exit_signal: Option<i32>,
-    /// Why the job is in its state, in words.
-    pub reason: String,
-    pub started_ms: Option<u64>,
-    pub ready_ms: Option<u64>,
-    pub ended_ms: Option<u64>,
     pub restart_count: u32,
     pub diff_cursor: u64,
     /// Set once the job has run at all; a first spawn that fails leaves no job behind.
     pub ever_spawned: bool,
     /// Crashes in a row without a stable run between them (drives the backoff).
-    #[serde(default)]
     pub crash_streak: u32,
-    /// The readiness checks of the current run gave up.
-    #[serde(default)]
-    pub ready_timed_out: bool,
-    /// When a restart by policy is due (unix ms), so a new daemon honours the backoff.
-    #[serde(default)]
-    pub restart_at_ms: Option<u64>,
     /// Where the current run's output starts in the log.
-    #[serde(default)]
     pub log_offset: u64,
     /// Ports allocated for `--allocate-port`, kept across restarts while they stay free.
-    #[serde(default)]
     pub allocated_ports: std::collections::BTreeMap<String, u16>,
     /// The job was removed from its file: forget it once it has stopped.
-    #[serde(default)]
     pub remove_when_stopped: bool,
-}
-
-impl Default for Observed {
-    fn default() -> Self {
-        Observed {
-            state: JobState::Starting,
-            generation: 0,
-            run: None,
-            exit_code: None,
-            exit_signal: None,
-            reason: String::new(),
-            started_ms: None,
-            ready_ms: None,
-            ended_ms: None,
-            restart_count: 0,
-            diff_cursor: 0,
-            ever_spawned: false,
-            crash_streak: 0,
-            ready_timed_out: false,
-            restart_at_ms: None,
-            log_offset: 0,
-            allocated_ports: Default::default(),
-            remove_when_stopped: false,
-        }
-    }
-}
-
-/// Why bgrun stops a run. Only `Requested` is a kill; the others end the run as a crash, so a
-/// restart policy brings the job back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cause {
-    Requested,
-    MaxRuntime(Duration),
-    MaxRss {
-        rss_mb: u64,
-        limit_mb: u64,
-    },
-    Unhealthy {
-        failures: u32,
-        last: String,
-    },
-    /// `up` changed something that shapes the process.
-    Replaced,
-}
-
-impl Cause {
-    pub fn describe(&self) -> String {
-        match self {
-            Cause::Requested => "killed on request".into(),
-            Cause::MaxRuntime(d) => format!("killed: ran longer than --max-runtime {}", humantime::format_duration(*d)),
-            Cause::MaxRss { rss_mb, limit_mb } => format!("killed: memory {rss_mb} MB over --max-rss {limit_mb} MB"),
-            Cause::Unhealthy { failures, last } => {
-                format!("killed: unhealthy ({failures} failed health checks, last: {last})")
-            }
-            Cause::Replaced => "replaced by a new spec".into(),
-        }
-    }
-}
-
-/// A stop the reconciler has asked a shim for (in memory only: a new daemon simply asks again).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stopping {
-    /// When the daemon stops trusting the shim to finish the stop and kills everything itself.
-    pub force_at: Instant,
-    pub cause: Cause,
-    /// How many times the daemon has had to kill the job's processes itself.
-    pub forced: u32,
-}
-
-/// Moments that matter to the plan, as values (time is data: the plan compares them to `now`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Timers {
-    pub run_started: Option<Instant>,
-    pub restart_at: Option<Instant>,
-    pub ready_deadline: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,29 +46,59 @@ pub struct Job {
     pub obs: Observed,
     /// Increments with every launch; events from older launches are ignored.
     pub attempt: u64,
-    pub stopping: Option<Stopping>,
-    pub timers: Timers,
-    /// A probe (memory, health) asked for this run to end.
-    pub evict: Option<Cause>,
 }
 
 impl Job {
+    pub fn new(id: String, spec: JobSpec, created_ms: u64) -> Job {
+        Job {
+            id,
+            spec,
+            desired: Desired::Running,
+            generation: 1,
+            created_ms,
+            stop_grace: None,
+            obs: Observed::default(),
+            attempt: 0,
+        }
+    }
+
+    pub fn life(&self) -> &Lifecycle {
+        &self.obs.life
+    }
+
+    pub fn state(&self) -> JobState {
+        self.obs.life.state()
+    }
+
     pub fn display_name(&self) -> &str {
-        self.spec.name.as_deref().unwrap_or(&self.id[..8.min(self.id.len())])
+        self.spec.name.as_deref().unwrap_or(self.short_id())
     }
 
     pub fn short_id(&self) -> &str {
         &self.id[..8.min(self.id.len())]
     }
 
+    /// `project/name` for a job of a project, the name (or short id) otherwise.
+    pub fn qualified_name(&self) -> String {
+        match &self.spec.project {
+            Some(p) => format!("{p}/{}", self.display_name()),
+            None => self.display_name().to_string(),
+        }
+    }
+
     pub fn grace(&self) -> Duration {
         self.stop_grace.unwrap_or(self.spec.grace)
     }
 
-    /// Cancels a restart the policy had scheduled; true if one was pending.
-    pub fn cancel_restart(&mut self) -> bool {
-        self.obs.restart_at_ms = None;
-        self.timers.restart_at.take().is_some()
+    /// A newer spec than the one of the current or last run is waiting to run.
+    pub fn has_new_generation(&self) -> bool {
+        self.desired == Desired::Running && self.obs.generation < self.generation
+    }
+
+    /// Ended, and nothing will start it again by itself: no restart by policy is due and no
+    /// newer spec waits to run. What `wait`, `expect`, `tail --follow` and `clean` look for.
+    pub fn is_finished(&self) -> bool {
+        self.obs.life.is_over() && !self.has_new_generation()
     }
 
     /// A fresh start of the current spec asked for on purpose (run again, restart, up): a new
@@ -180,7 +108,132 @@ impl Job {
         self.generation += 1;
         self.stop_grace = None;
         self.obs.crash_streak = 0;
-        self.cancel_restart();
+        if let Lifecycle::BackingOff { end, .. } = &self.obs.life {
+            self.obs.life = Lifecycle::Ended { end: end.clone(), then: Then::Stays };
+        }
+    }
+}
+
+/// The stored shape of the observed half: today's, or the flat one of protocol 1 and 2 daemons,
+/// which is read once and converted (a job is never lost to an upgrade).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredObserved {
+    Current(CurrentObserved),
+    Flat(FlatObserved),
+}
+
+#[derive(Deserialize)]
+struct CurrentObserved {
+    life: Lifecycle,
+    generation: u64,
+    restart_count: u32,
+    diff_cursor: u64,
+    ever_spawned: bool,
+    crash_streak: u32,
+    log_offset: u64,
+    #[serde(default)]
+    allocated_ports: std::collections::BTreeMap<String, u16>,
+    #[serde(default)]
+    remove_when_stopped: bool,
+}
+
+#[derive(Deserialize)]
+struct FlatObserved {
+    state: JobState,
+    generation: u64,
+    run: Option<RunIds>,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    reason: String,
+    started_ms: Option<u64>,
+    ready_ms: Option<u64>,
+    ended_ms: Option<u64>,
+    restart_count: u32,
+    diff_cursor: u64,
+    ever_spawned: bool,
+    #[serde(default)]
+    crash_streak: u32,
+    #[serde(default)]
+    ready_timed_out: bool,
+    #[serde(default)]
+    restart_at_ms: Option<u64>,
+    #[serde(default)]
+    log_offset: u64,
+    #[serde(default)]
+    allocated_ports: std::collections::BTreeMap<String, u16>,
+    #[serde(default)]
+    remove_when_stopped: bool,
+}
+
+impl From<StoredObserved> for Observed {
+    fn from(stored: StoredObserved) -> Self {
+        match stored {
+            StoredObserved::Current(c) => Observed {
+                life: c.life,
+                generation: c.generation,
+                restart_count: c.restart_count,
+                diff_cursor: c.diff_cursor,
+                ever_spawned: c.ever_spawned,
+                crash_streak: c.crash_streak,
+                log_offset: c.log_offset,
+                allocated_ports: c.allocated_ports,
+                remove_when_stopped: c.remove_when_stopped,
+            },
+            StoredObserved::Flat(f) => Observed {
+                life: flat_life(&f),
+                generation: f.generation,
+                restart_count: f.restart_count,
+                diff_cursor: f.diff_cursor,
+                ever_spawned: f.ever_spawned,
+                crash_streak: f.crash_streak,
+                log_offset: f.log_offset,
+                allocated_ports: f.allocated_ports,
+                remove_when_stopped: f.remove_when_stopped,
+            },
+        }
+    }
+}
+
+/// The lifecycle a flat record describes. Its free-text reason is kept to be shown, not read.
+fn flat_life(f: &FlatObserved) -> Lifecycle {
+    use crate::state::Checks;
+    let since_ms = f.started_ms.unwrap_or(0);
+    match (f.state, f.run) {
+        (JobState::Starting, shim) => Lifecycle::Starting { shim },
+        (JobState::Running, Some(run)) => {
+            let checks = if f.ready_timed_out {
+                Checks::GaveUp { timeout_ms: 0 }
+            } else {
+                // The new daemon restarts the checks; their deadline is not known, so they get
+                // a fresh one from the spec once they run again.
+                Checks::Until { deadline_ms: u64::MAX }
+            };
+            Lifecycle::Running { run, since_ms, checks, evict: None }
+        }
+        (JobState::Ready, Some(run)) => Lifecycle::Ready {
+            run,
+            since_ms,
+            ready_ms: f.ready_ms.unwrap_or(since_ms),
+            checked: f.reason == "ready",
+            evict: None,
+        },
+        (state, _) => {
+            let outcome = if state.is_alive() { JobState::Crashed } else { state };
+            let reason = f.reason.split("; restarting").next().unwrap_or_default().to_string();
+            let end = Ending {
+                why: Why::Recorded { outcome, reason },
+                code: f.exit_code,
+                signal: f.exit_signal,
+                at_ms: f.ended_ms.unwrap_or(0),
+                started_ms: f.started_ms,
+                ready_ms: f.ready_ms,
+            };
+            match f.restart_at_ms {
+                Some(until_ms) => Lifecycle::BackingOff { end, until_ms, delay_ms: 0 },
+                None => Lifecycle::Ended { end, then: Then::Stays },
+            }
+        }
     }
 }
 
@@ -191,11 +244,30 @@ pub fn new_id() -> String {
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
     if n != b.len() as isize {
         // Practically unreachable; fall back to time and pid rather than fail a `run`.
-        let seed = crate::supervisor::files::unix_ms() as u128 ^ ((std::process::id() as u128) << 64);
+        let seed = crate::clock::unix_ms() as u128 ^ ((std::process::id() as u128) << 64);
         b = seed.to_le_bytes();
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flat_record_of_an_earlier_daemon_is_read() {
+        let flat = r#"{"state":"crashed","generation":2,"run":null,"exit_code":1,"exit_signal":null,
+            "reason":"exited with code 1; restarting in 2s","started_ms":5,"ready_ms":null,"ended_ms":9,
+            "restart_count":1,"diff_cursor":0,"ever_spawned":true,"crash_streak":1,"restart_at_ms":11}"#;
+        let obs: Observed = serde_json::from_str(flat).unwrap();
+        assert_eq!(obs.generation, 2);
+        assert_eq!(obs.life.state(), JobState::Crashed);
+        assert!(matches!(obs.life, Lifecycle::BackingOff { until_ms: 11, .. }));
+        assert_eq!(obs.life.ending().unwrap().describe(), "exited with code 1");
+        let again: Observed = serde_json::from_str(&serde_json::to_string(&obs).unwrap()).unwrap();
+        assert_eq!(again, obs);
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod daemon;
 pub mod error;
 pub mod graph;

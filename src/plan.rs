@@ -3,10 +3,10 @@
 //! each job's timers), so it is tested without processes, and applying its answer and planning
 //! again asks for nothing new.
 
-use crate::job::{Cause, Desired, Job};
-use crate::state::JobState;
+use crate::job::{Desired, Job};
+use crate::state::{Blocked, Cause, Checks, Holdup, Lifecycle};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the daemon trusts a shim to finish a stop beyond the job's grace.
 pub const FORCE_MARGIN: Duration = Duration::from_secs(1);
@@ -25,111 +25,129 @@ pub enum Action {
     Stop(String, Cause),
     /// The shim did not finish the stop in time: kill everything directly.
     ForceKill(String),
-    /// The job cannot start yet; the reason says why.
-    Wait(String, String),
+    /// The job cannot start yet: a dependency holds it back.
+    Wait(String, Blocked),
     /// The readiness checks ran out of time; the job keeps running, not ready.
     ReadyTimeout(String),
+}
+
+impl Action {
+    /// The job the action is for.
+    pub fn job(&self) -> &str {
+        match self {
+            Action::Spawn(id) | Action::Stop(id, _) | Action::ForceKill(id) | Action::Wait(id, _) => id,
+            Action::ReadyTimeout(id) => id,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     pub actions: Vec<Action>,
-    /// When to plan again even if nothing else happens.
-    pub wake_at: Option<Instant>,
+    /// When to plan again even if nothing else happens (unix ms).
+    pub wake_at: Option<u64>,
 }
 
 impl Plan {
-    fn wake(&mut self, at: Instant) {
+    fn wake(&mut self, at: u64) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 }
 
-pub fn plan(jobs: &BTreeMap<String, Job>, now: Instant) -> Plan {
+pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
     let mut plan = Plan::default();
     let mut blocked = Vec::new();
     for job in jobs.values() {
-        let state = job.obs.state;
         let id = || job.id.clone();
-        if state.is_alive() && job.obs.run.is_some() {
-            if let Some(stopping) = &job.stopping {
-                if now >= stopping.force_at {
+        match job.life() {
+            Lifecycle::Stopping { until_ms, .. } => {
+                if now >= *until_ms {
                     plan.actions.push(Action::ForceKill(id()));
                 } else {
-                    plan.wake(stopping.force_at);
+                    plan.wake(*until_ms);
                 }
-                continue;
             }
-            if state == JobState::Starting {
-                // A run being launched is dealt with once its pid is known.
-                continue;
-            }
-            if job.desired == Desired::Stopped {
-                // Dependents stop first: a job waits while one that starts after it is stopping.
-                if !has_stopping_dependent(job, jobs) {
-                    plan.actions.push(Action::Stop(id(), Cause::Requested));
+            // A run being launched is dealt with once its pid is known.
+            Lifecycle::Starting { .. } => {}
+            Lifecycle::Running { since_ms, evict, .. } | Lifecycle::Ready { since_ms, evict, .. } => {
+                if let Some(stop) = plan_running(job, jobs, *since_ms, evict.as_ref(), now, &mut plan) {
+                    plan.actions.push(Action::Stop(id(), stop));
+                } else if let Lifecycle::Running { checks: Checks::Until { deadline_ms }, .. } = job.life() {
+                    if now >= *deadline_ms {
+                        plan.actions.push(Action::ReadyTimeout(id()));
+                    } else {
+                        plan.wake(*deadline_ms);
+                    }
                 }
-                continue;
             }
-            // A new spec that shapes the process: the old run ends, then the plan starts the new.
-            if job.obs.generation < job.generation {
-                plan.actions.push(Action::Stop(id(), Cause::Replaced));
-                continue;
-            }
-            if let Some(cause) = &job.evict {
-                plan.actions.push(Action::Stop(id(), cause.clone()));
-                continue;
-            }
-            if let (Some(limit), Some(started)) = (job.spec.max_runtime, job.timers.run_started) {
-                if now >= started + limit {
-                    plan.actions.push(Action::Stop(id(), Cause::MaxRuntime(limit)));
+            // No process: start one if the job wants to run, a spec that has not run yet waits,
+            // or a restart by policy is due.
+            life @ (Lifecycle::Waiting { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Ended { .. }) => {
+                if job.desired != Desired::Running {
                     continue;
                 }
-                plan.wake(started + limit);
-            }
-            if state == JobState::Running
-                && !job.obs.ready_timed_out
-                && let Some(deadline) = job.timers.ready_deadline
-            {
-                if now >= deadline {
-                    plan.actions.push(Action::ReadyTimeout(id()));
-                } else {
-                    plan.wake(deadline);
+                let due = match life {
+                    Lifecycle::Waiting { .. } => true,
+                    _ if job.has_new_generation() => true,
+                    Lifecycle::BackingOff { until_ms, .. } if now < *until_ms => {
+                        plan.wake(*until_ms);
+                        false
+                    }
+                    Lifecycle::BackingOff { .. } => true,
+                    _ => false,
+                };
+                if due {
+                    match blocked_by(job, jobs, &[]) {
+                        None => plan.actions.push(Action::Spawn(id())),
+                        Some(_) => blocked.push(job),
+                    }
                 }
             }
-            continue;
-        }
-        // No process: start one if the spec has a generation that has not run yet, or a
-        // restart by policy is due.
-        let no_process = state.is_terminal() || (state == JobState::Starting && job.obs.run.is_none());
-        if job.desired != Desired::Running || !no_process {
-            continue;
-        }
-        let new_generation = job.obs.generation < job.generation;
-        if !new_generation && job.timers.restart_at.is_none() {
-            continue;
-        }
-        if !new_generation && let Some(at) = job.timers.restart_at.filter(|at| now < *at) {
-            plan.wake(at);
-            continue;
-        }
-        match blocked_by(job, jobs, &[]) {
-            None => plan.actions.push(Action::Spawn(id())),
-            Some(_) => blocked.push(job),
         }
     }
-    // Reasons for waiting are given as of after this pass's spawns, so they do not change again
-    // the moment those are applied.
-    let spawning: Vec<&str> =
-        plan.actions.iter().filter_map(|a| if let Action::Spawn(id) = a { Some(id.as_str()) } else { None }).collect();
+    // Reasons for waiting are given as of after this pass's spawns and stops, so they do not
+    // change again the moment those are applied.
+    let soon = plan.actions.clone();
     let waits: Vec<Action> = blocked
         .into_iter()
         .filter_map(|job| {
-            let reason = blocked_by(job, jobs, &spawning)?;
-            (reason != job.obs.reason).then(|| Action::Wait(job.id.clone(), reason))
+            let why = blocked_by(job, jobs, &soon)?;
+            let already = matches!(job.life(), Lifecycle::Waiting { blocked: Some(b), .. } if *b == why);
+            (!already).then(|| Action::Wait(job.id.clone(), why))
         })
         .collect();
     plan.actions.extend(waits);
     plan
+}
+
+/// Why a running job must stop now, if it must; arms the wake-up for its runtime limit.
+fn plan_running(
+    job: &Job,
+    jobs: &BTreeMap<String, Job>,
+    since_ms: u64,
+    evict: Option<&Cause>,
+    now: u64,
+    plan: &mut Plan,
+) -> Option<Cause> {
+    if job.desired == Desired::Stopped {
+        // Dependents stop first: a job waits while one that starts after it is stopping.
+        return (!has_stopping_dependent(job, jobs)).then_some(Cause::Requested);
+    }
+    // A new spec that shapes the process: the old run ends, then the plan starts the new.
+    if job.obs.generation < job.generation {
+        return Some(Cause::Replaced);
+    }
+    if let Some(cause) = evict {
+        return Some(cause.clone());
+    }
+    if let Some(limit) = job.spec.max_runtime {
+        let end = since_ms.saturating_add(limit.as_millis() as u64);
+        if now >= end {
+            return Some(Cause::MaxRuntime { limit_ms: limit.as_millis() as u64 });
+        }
+        plan.wake(end);
+    }
+    None
 }
 
 /// The job a dependency name means: the one of that name in the same project.
@@ -142,32 +160,39 @@ fn has_stopping_dependent(job: &Job, jobs: &BTreeMap<String, Job>) -> bool {
     let Some(name) = job.spec.name.as_deref() else { return false };
     jobs.values().any(|d| {
         d.desired == Desired::Stopped
-            && d.obs.state.is_alive()
+            && d.life().has_process()
             && d.spec.after.iter().any(|a| a == name)
             && dependency(d, name, jobs).is_some_and(|dep| dep.id == job.id)
     })
 }
 
-/// Why a job's `after` dependencies do not let it start yet, if they do not. A dependency is
-/// satisfied once Ready, or once it has exited 0 (a one-shot). Jobs in `spawning` are about to
-/// start.
-pub fn blocked_by(job: &Job, jobs: &BTreeMap<String, Job>, spawning: &[&str]) -> Option<String> {
+/// What holds a job back from starting, if its `after` dependencies do. A dependency is
+/// satisfied once Ready, or once it has exited 0 (a one-shot). `soon` are actions about to be
+/// applied: a dependency is judged as of after them.
+pub fn blocked_by(job: &Job, jobs: &BTreeMap<String, Job>, soon: &[Action]) -> Option<Blocked> {
     for name in &job.spec.after {
-        let Some(dep) = dependency(job, name, jobs) else {
-            return Some(format!("waiting for {name}: no such job"));
+        let holdup = match dependency(job, name, jobs) {
+            None => Holdup::NoSuchJob,
+            Some(dep) => match (soon.iter().find(|a| a.job() == dep.id), dep.life()) {
+                (Some(Action::Spawn(_)), _) => Holdup::NotReady,
+                (Some(Action::Stop(..)), _) => Holdup::Stopping,
+                (Some(Action::ReadyTimeout(_)), _) => Holdup::ReadyTimedOut,
+                // Ended, and about to run a newer spec: what it did last says nothing.
+                (_, life) if dep.has_new_generation() && !life.has_process() => Holdup::NotReady,
+                (_, life) => match life {
+                    Lifecycle::Ready { .. } => continue,
+                    Lifecycle::Ended { end, .. } if end.succeeded() => continue,
+                    life if life.readiness_gave_up() => Holdup::ReadyTimedOut,
+                    Lifecycle::BackingOff { .. } | Lifecycle::Waiting { restart: true, .. } => Holdup::Restarting,
+                    Lifecycle::Waiting { .. } | Lifecycle::Starting { .. } | Lifecycle::Running { .. } => {
+                        Holdup::NotReady
+                    }
+                    Lifecycle::Stopping { .. } => Holdup::Stopping,
+                    life => Holdup::Ended { state: life.state() },
+                },
+            },
         };
-        if spawning.contains(&dep.id.as_str()) {
-            return Some(format!("waiting for {name} to be ready"));
-        }
-        let reason = match dep.obs.state {
-            JobState::Ready => continue,
-            JobState::Exited if dep.obs.exit_code == Some(0) => continue,
-            JobState::Running if dep.obs.ready_timed_out => format!("dependency {name} did not become ready in time"),
-            JobState::Starting | JobState::Running => format!("waiting for {name} to be ready"),
-            JobState::Crashed if dep.timers.restart_at.is_some() => format!("waiting for {name} to restart"),
-            other => format!("dependency {name} is {}", other.as_str()),
-        };
-        return Some(reason);
+        return Some(Blocked { on: name.clone(), holdup });
     }
     None
 }
@@ -184,32 +209,41 @@ pub fn backoff_delay(base: Duration, streak: u32, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{Observed, Stopping, Timers};
     use crate::spec::RestartPolicy;
+    use crate::state::{Ending, JobState, RunIds, Then, Why};
     use proptest::prelude::*;
 
-    fn job(id: &str, desired: Desired, generation: u64, state: JobState, obs_gen: u64) -> Job {
+    const NOW: u64 = 1_000_000;
+
+    fn job(id: &str, desired: Desired, generation: u64, life: Lifecycle, obs_gen: u64) -> Job {
         let mut spec = crate::spec::tests::sample();
         spec.name = Some(id.into());
-        Job {
-            id: id.into(),
-            spec,
-            desired,
-            generation,
-            created_ms: 0,
-            stop_grace: None,
-            obs: Observed { state, generation: obs_gen, ..Observed::default() },
-            attempt: 0,
-            stopping: None,
-            timers: Timers::default(),
-            evict: None,
-        }
+        let mut j = Job::new(id.into(), spec, 0);
+        j.desired = desired;
+        j.generation = generation;
+        j.obs.life = life;
+        j.obs.generation = obs_gen;
+        j
+    }
+
+    fn run() -> RunIds {
+        RunIds { pid: 2, start_time: 1, shim_pid: 1, shim_start: 1 }
+    }
+
+    fn running_life(checks: Checks) -> Lifecycle {
+        Lifecycle::Running { run: run(), since_ms: NOW, checks, evict: None }
+    }
+
+    fn ready_life() -> Lifecycle {
+        Lifecycle::Ready { run: run(), since_ms: NOW, ready_ms: NOW, checked: true, evict: None }
+    }
+
+    fn ended(why: Why, code: Option<i32>) -> Lifecycle {
+        Lifecycle::Ended { end: Ending { code, ..Ending::new(why, NOW) }, then: Then::Stays }
     }
 
     fn running(id: &str) -> Job {
-        let mut j = job(id, Desired::Running, 1, JobState::Running, 1);
-        j.obs.run = Some(Default::default());
-        j
+        job(id, Desired::Running, 1, running_life(Checks::Until { deadline_ms: u64::MAX }), 1)
     }
 
     fn jobs(list: Vec<Job>) -> BTreeMap<String, Job> {
@@ -218,100 +252,96 @@ mod tests {
 
     #[test]
     fn a_new_job_is_spawned() {
-        let js = jobs(vec![job("a", Desired::Running, 1, JobState::Starting, 0)]);
-        assert_eq!(plan(&js, Instant::now()).actions, vec![Action::Spawn("a".into())]);
+        let js = jobs(vec![job("a", Desired::Running, 1, Lifecycle::default(), 0)]);
+        assert_eq!(plan(&js, NOW).actions, vec![Action::Spawn("a".into())]);
     }
 
     #[test]
     fn new_generation_spawns_once() {
-        let now = Instant::now();
-        let js = jobs(vec![job("a", Desired::Running, 1, JobState::Exited, 0)]);
-        assert_eq!(plan(&js, now).actions, vec![Action::Spawn("a".into())]);
-        let js = jobs(vec![job("a", Desired::Running, 1, JobState::Exited, 1)]);
-        assert!(plan(&js, now).actions.is_empty(), "a finished run of the same generation stays finished");
+        let exited = ended(Why::OnItsOwn, Some(0));
+        let js = jobs(vec![job("a", Desired::Running, 1, exited.clone(), 0)]);
+        assert_eq!(plan(&js, NOW).actions, vec![Action::Spawn("a".into())]);
+        let js = jobs(vec![job("a", Desired::Running, 1, exited, 1)]);
+        assert!(plan(&js, NOW).actions.is_empty(), "a finished run of the same generation stays finished");
     }
 
     #[test]
     fn stop_then_force_after_deadline() {
-        let now = Instant::now();
         let mut j = running("a");
         j.desired = Desired::Stopped;
-        assert_eq!(plan(&jobs(vec![j.clone()]), now).actions, vec![Action::Stop("a".into(), Cause::Requested)]);
-        j.stopping = Some(Stopping { force_at: now + Duration::from_secs(6), cause: Cause::Requested, forced: 0 });
-        let p = plan(&jobs(vec![j.clone()]), now);
+        assert_eq!(plan(&jobs(vec![j.clone()]), NOW).actions, vec![Action::Stop("a".into(), Cause::Requested)]);
+        j.obs.life = Lifecycle::Stopping {
+            run: run(),
+            since_ms: NOW,
+            ready_ms: None,
+            cause: Cause::Requested,
+            until_ms: NOW + 6000,
+            forced: 0,
+        };
+        let p = plan(&jobs(vec![j.clone()]), NOW);
         assert!(p.actions.is_empty());
-        assert_eq!(p.wake_at, Some(now + Duration::from_secs(6)));
-        let later = now + Duration::from_secs(6);
-        assert_eq!(plan(&jobs(vec![j]), later).actions, vec![Action::ForceKill("a".into())]);
+        assert_eq!(p.wake_at, Some(NOW + 6000));
+        assert_eq!(plan(&jobs(vec![j]), NOW + 6000).actions, vec![Action::ForceKill("a".into())]);
     }
 
     #[test]
     fn starting_jobs_are_not_signalled() {
-        let mut j = job("a", Desired::Stopped, 2, JobState::Starting, 2);
-        j.obs.run = Some(Default::default());
-        assert!(plan(&jobs(vec![j]), Instant::now()).actions.is_empty());
+        let j = job("a", Desired::Stopped, 2, Lifecycle::Starting { shim: Some(run()) }, 2);
+        assert!(plan(&jobs(vec![j]), NOW).actions.is_empty());
     }
 
     #[test]
     fn restart_waits_for_its_backoff() {
-        let now = Instant::now();
-        let mut j = job("a", Desired::Running, 1, JobState::Crashed, 1);
+        let end = Ending { code: Some(1), ..Ending::new(Why::OnItsOwn, NOW) };
+        let mut j =
+            job("a", Desired::Running, 1, Lifecycle::BackingOff { end, until_ms: NOW + 2000, delay_ms: 2000 }, 1);
         j.spec.restart = RestartPolicy::OnCrash;
-        j.timers.restart_at = Some(now + Duration::from_secs(2));
-        let p = plan(&jobs(vec![j.clone()]), now);
+        let p = plan(&jobs(vec![j.clone()]), NOW);
         assert!(p.actions.is_empty());
-        assert_eq!(p.wake_at, Some(now + Duration::from_secs(2)));
-        assert_eq!(plan(&jobs(vec![j.clone()]), now + Duration::from_secs(2)).actions, vec![Action::Spawn("a".into())]);
-        // A kill during the backoff ends the loop.
-        j.desired = Desired::Stopped;
-        assert!(plan(&jobs(vec![j]), now + Duration::from_secs(3)).actions.is_empty());
+        assert_eq!(p.wake_at, Some(NOW + 2000));
+        assert_eq!(plan(&jobs(vec![j.clone()]), NOW + 2000).actions, vec![Action::Spawn("a".into())]);
     }
 
     #[test]
     fn max_runtime_stops_the_run() {
-        let now = Instant::now();
         let mut j = running("a");
         j.spec.max_runtime = Some(Duration::from_secs(30));
-        j.timers.run_started = Some(now);
-        let p = plan(&jobs(vec![j.clone()]), now + Duration::from_secs(29));
+        let p = plan(&jobs(vec![j.clone()]), NOW + 29_000);
         assert!(p.actions.is_empty());
-        assert_eq!(p.wake_at, Some(now + Duration::from_secs(30)));
+        assert_eq!(p.wake_at, Some(NOW + 30_000));
         assert_eq!(
-            plan(&jobs(vec![j]), now + Duration::from_secs(30)).actions,
-            vec![Action::Stop("a".into(), Cause::MaxRuntime(Duration::from_secs(30)))]
+            plan(&jobs(vec![j]), NOW + 30_000).actions,
+            vec![Action::Stop("a".into(), Cause::MaxRuntime { limit_ms: 30_000 })]
         );
     }
 
     #[test]
     fn readiness_times_out_once() {
-        let now = Instant::now();
         let mut j = running("a");
-        j.timers.ready_deadline = Some(now);
-        assert_eq!(plan(&jobs(vec![j.clone()]), now).actions, vec![Action::ReadyTimeout("a".into())]);
-        j.obs.ready_timed_out = true;
-        assert!(plan(&jobs(vec![j]), now).actions.is_empty());
+        j.obs.life = running_life(Checks::Until { deadline_ms: NOW });
+        assert_eq!(plan(&jobs(vec![j.clone()]), NOW).actions, vec![Action::ReadyTimeout("a".into())]);
+        j.obs.life = running_life(Checks::GaveUp { timeout_ms: 1000 });
+        assert!(plan(&jobs(vec![j]), NOW).actions.is_empty());
     }
 
     #[test]
     fn dependents_wait_for_ready_or_a_clean_exit() {
-        let now = Instant::now();
-        let mut app = job("app", Desired::Running, 1, JobState::Starting, 0);
+        let mut app = job("app", Desired::Running, 1, Lifecycle::default(), 0);
         app.spec.after = vec!["db".into()];
         let db = running("db");
-        let p = plan(&jobs(vec![app.clone(), db.clone()]), now);
-        assert_eq!(p.actions, vec![Action::Wait("app".into(), "waiting for db to be ready".into())]);
+        let p = plan(&jobs(vec![app.clone(), db.clone()]), NOW);
+        let waiting = Blocked { on: "db".into(), holdup: Holdup::NotReady };
+        assert_eq!(p.actions, vec![Action::Wait("app".into(), waiting.clone())]);
+        assert_eq!(waiting.describe(), "waiting for db to be ready");
         let mut ready = db.clone();
-        ready.obs.state = JobState::Ready;
-        assert!(plan(&jobs(vec![app.clone(), ready]), now).actions.contains(&Action::Spawn("app".into())));
-        let mut done = job("db", Desired::Running, 1, JobState::Exited, 1);
-        done.obs.exit_code = Some(0);
-        assert!(plan(&jobs(vec![app.clone(), done.clone()]), now).actions.contains(&Action::Spawn("app".into())));
-        done.obs.state = JobState::Crashed;
-        done.obs.exit_code = Some(1);
-        assert_eq!(
-            plan(&jobs(vec![app, done]), now).actions,
-            vec![Action::Wait("app".into(), "dependency db is crashed".into())]
-        );
+        ready.obs.life = ready_life();
+        assert!(plan(&jobs(vec![app.clone(), ready]), NOW).actions.contains(&Action::Spawn("app".into())));
+        let done = job("db", Desired::Running, 1, ended(Why::OnItsOwn, Some(0)), 1);
+        assert!(plan(&jobs(vec![app.clone(), done]), NOW).actions.contains(&Action::Spawn("app".into())));
+        let crashed = job("db", Desired::Running, 1, ended(Why::OnItsOwn, Some(1)), 1);
+        let failed = Blocked { on: "db".into(), holdup: Holdup::Ended { state: JobState::Crashed } };
+        assert_eq!(plan(&jobs(vec![app, crashed]), NOW).actions, vec![Action::Wait("app".into(), failed.clone())]);
+        assert_eq!(failed.describe(), "dependency db is crashed");
     }
 
     #[test]
@@ -326,74 +356,95 @@ mod tests {
     }
 
     /// Applies a plan the way the reconciler would, with every launch and stop succeeding at once.
-    fn apply(js: &mut BTreeMap<String, Job>, p: &Plan, now: Instant) {
+    fn apply(js: &mut BTreeMap<String, Job>, p: &Plan, now: u64) {
         for action in &p.actions {
-            let j = match action {
-                Action::Spawn(id) | Action::Stop(id, _) | Action::ForceKill(id) | Action::Wait(id, _) => {
-                    js.get_mut(id).unwrap()
-                }
-                Action::ReadyTimeout(id) => js.get_mut(id).unwrap(),
-            };
+            let j = js.get_mut(action.job()).unwrap();
             match action {
                 Action::Spawn(_) => {
-                    j.obs.state = JobState::Starting;
-                    j.obs.run = Some(Default::default());
+                    j.obs.life = Lifecycle::Starting { shim: Some(run()) };
                     j.obs.generation = j.generation;
-                    j.timers.restart_at = None;
                 }
                 Action::Stop(_, cause) => {
-                    j.stopping = Some(Stopping { force_at: now + FORCE_MARGIN, cause: cause.clone(), forced: 0 })
+                    j.obs.life = Lifecycle::Stopping {
+                        run: run(),
+                        since_ms: now,
+                        ready_ms: None,
+                        cause: cause.clone(),
+                        until_ms: now + 1000,
+                        forced: 0,
+                    }
                 }
-                Action::ForceKill(_) => j.stopping.as_mut().unwrap().force_at = now + FORCE_MARGIN,
-                Action::Wait(_, reason) => j.obs.reason = reason.clone(),
-                Action::ReadyTimeout(_) => j.obs.ready_timed_out = true,
+                Action::ForceKill(_) => {
+                    if let Lifecycle::Stopping { until_ms, .. } = &mut j.obs.life {
+                        *until_ms = now + 1000;
+                    }
+                }
+                Action::Wait(_, why) => j.obs.life = j.obs.life.held_back(why.clone()),
+                Action::ReadyTimeout(_) => j.obs.life = running_life(Checks::GaveUp { timeout_ms: 1 }),
             }
         }
     }
 
-    fn arb_state() -> impl Strategy<Value = JobState> {
-        prop::sample::select(JobState::ALL.to_vec())
+    fn arb_life() -> impl Strategy<Value = Lifecycle> {
+        prop_oneof![
+            Just(Lifecycle::default()),
+            Just(Lifecycle::Starting { shim: None }),
+            Just(Lifecycle::Starting { shim: Some(run()) }),
+            Just(running_life(Checks::Until { deadline_ms: NOW + 5 })),
+            Just(running_life(Checks::Until { deadline_ms: NOW })),
+            Just(running_life(Checks::GaveUp { timeout_ms: 1 })),
+            Just(ready_life()),
+            Just(Lifecycle::Stopping {
+                run: run(),
+                since_ms: NOW,
+                ready_ms: None,
+                cause: Cause::Requested,
+                until_ms: NOW + 5,
+                forced: 0
+            }),
+            (0i32..3).prop_map(|code| ended(Why::OnItsOwn, Some(code))),
+            Just(ended(Why::Stopped { cause: Cause::Requested }, None)),
+            (0u64..10).prop_map(|d| Lifecycle::BackingOff {
+                end: Ending { code: Some(1), ..Ending::new(Why::OnItsOwn, NOW) },
+                until_ms: NOW + d,
+                delay_ms: d
+            }),
+        ]
     }
 
     fn arb_jobs() -> impl Strategy<Value = BTreeMap<String, Job>> {
-        prop::collection::vec((any::<bool>(), 1u64..4, arb_state(), 0u64..4, any::<bool>(), 0usize..6), 0..8).prop_map(
-            |specs| {
-                let names: Vec<String> = (0..specs.len()).map(|i| format!("j{i}")).collect();
-                jobs(
-                    specs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (run, generation, state, obs_gen, has_run, dep))| {
-                            let desired = if *run { Desired::Running } else { Desired::Stopped };
-                            let mut j = job(&names[i], desired, *generation, *state, (*obs_gen).min(*generation));
-                            if *has_run || state.is_alive() && *state != JobState::Starting {
-                                j.obs.run = Some(Default::default());
-                            }
-                            // Dependencies only on earlier jobs: `after` graphs are acyclic.
-                            if *dep < i {
-                                j.spec.after = vec![names[*dep].clone()];
-                            }
-                            j
-                        })
-                        .collect(),
-                )
-            },
-        )
+        prop::collection::vec((any::<bool>(), 1u64..4, arb_life(), 0u64..4, 0usize..6), 0..8).prop_map(|specs| {
+            let names: Vec<String> = (0..specs.len()).map(|i| format!("j{i}")).collect();
+            jobs(
+                specs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (run, generation, life, obs_gen, dep))| {
+                        let desired = if run { Desired::Running } else { Desired::Stopped };
+                        let mut j = job(&names[i], desired, generation, life, obs_gen.min(generation));
+                        // Dependencies only on earlier jobs: `after` graphs are acyclic.
+                        if dep < i {
+                            j.spec.after = vec![names[dep].clone()];
+                        }
+                        j
+                    })
+                    .collect(),
+            )
+        })
     }
 
     proptest! {
         #[test]
         fn applying_a_plan_leaves_nothing_new_to_do(mut js in arb_jobs()) {
-            let now = Instant::now();
-            let first = plan(&js, now);
-            apply(&mut js, &first, now);
-            let second = plan(&js, now);
+            let first = plan(&js, NOW);
+            apply(&mut js, &first, NOW);
+            let second = plan(&js, NOW);
             prop_assert!(second.actions.is_empty(), "second plan: {:?}", second.actions);
         }
 
         #[test]
         fn nothing_starts_before_its_dependencies(js in arb_jobs()) {
-            for action in plan(&js, Instant::now()).actions {
+            for action in plan(&js, NOW).actions {
                 if let Action::Spawn(id) = action {
                     prop_assert_eq!(blocked_by(&js[&id], &js, &[]), None);
                 }
@@ -402,8 +453,7 @@ mod tests {
 
         #[test]
         fn plan_is_deterministic(js in arb_jobs()) {
-            let now = Instant::now();
-            prop_assert_eq!(plan(&js, now), plan(&js, now));
+            prop_assert_eq!(plan(&js, NOW), plan(&js, NOW));
         }
     }
 }

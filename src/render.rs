@@ -1,15 +1,7 @@
 //! Human-facing formatting: times, durations, colours and tables.
 
 use std::io::IsTerminal;
-use std::time::{Duration, UNIX_EPOCH};
-
-pub fn rfc3339_ms(unix_ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
-}
-
-pub fn rfc3339_s(unix_ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(unix_ms)).to_string()
-}
+use std::time::Duration;
 
 /// `3s`, `4m12s`, `2h5m`, `3d4h`: short enough for a table column.
 pub fn short_duration(d: Duration) -> String {

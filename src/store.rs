@@ -3,21 +3,14 @@
 
 use crate::error::Result;
 use crate::job::{Desired, Job, Observed};
+use crate::protocol::EventView as Event;
 use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 pub struct Store {
     conn: Connection,
     /// Inside a batch, saves join one transaction instead of committing one by one.
     batch: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Event {
-    pub at: String,
-    pub kind: String,
-    pub detail: String,
 }
 
 const SCHEMA: &str = "
@@ -71,7 +64,17 @@ impl Store {
         Ok(Store { conn, batch: false })
     }
 
-    pub fn load(&self) -> Result<Vec<StoredJob>> {
+    /// An empty database in memory, for tests.
+    #[cfg(test)]
+    pub fn in_memory() -> Store {
+        let conn = Connection::open_in_memory().expect("sqlite in memory");
+        conn.execute_batch(SCHEMA).expect("schema");
+        Store { conn, batch: false }
+    }
+
+    /// Every stored job, and the ids of rows this version cannot read (skipped rather than
+    /// taking the daemon down; the caller reports them).
+    pub fn load(&self) -> Result<(Vec<StoredJob>, Vec<String>)> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, spec, desired, generation, observed, created_ms FROM jobs ORDER BY created_ms, id")?;
@@ -85,7 +88,7 @@ impl Store {
                 row.get::<_, i64>(5)?,
             ))
         })?;
-        let mut jobs = Vec::new();
+        let (mut jobs, mut unreadable) = (Vec::new(), Vec::new());
         for row in rows {
             let (id, spec, desired, generation, observed, created_ms) = row?;
             // A row this version cannot read is skipped rather than taking the daemon down.
@@ -94,8 +97,7 @@ impl Store {
                 serde_json::from_value(serde_json::Value::String(desired)),
                 serde_json::from_str(&observed),
             ) else {
-                crate::warn!("bgrun: skipping unreadable job {id} in the state database");
-                crate::reconcile::problems::storage_failed(&format!("job {id} in the state database is unreadable"));
+                unreadable.push(id);
                 continue;
             };
             jobs.push(StoredJob {
@@ -107,7 +109,7 @@ impl Store {
                 obs,
             });
         }
-        Ok(jobs)
+        Ok((jobs, unreadable))
     }
 
     /// Starts a batch: every save until [`Self::end_batch`] commits as one transaction, so a
@@ -172,7 +174,7 @@ impl Store {
             if let Some((kind, detail)) = event {
                 conn.execute(
                     "INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                    params![job.id, crate::supervisor::files::unix_ms() as i64, kind, detail],
+                    params![job.id, crate::clock::unix_ms() as i64, kind, detail],
                 )?;
             }
             Ok(())
@@ -205,7 +207,7 @@ impl Store {
         let mut events = stmt
             .query_map(params![id, limit as i64], |row| {
                 Ok(Event {
-                    at: crate::render::rfc3339_ms(row.get::<_, i64>(0)? as u64),
+                    at: crate::clock::rfc3339_ms(row.get::<_, i64>(0)? as u64),
                     kind: row.get(1)?,
                     detail: row.get(2)?,
                 })

@@ -112,8 +112,11 @@ fn a_full_disk_kills_neither_jobs_nor_the_daemon() {
     assert!(b.fails(&["status", "newcomer"]).contains("no job"));
     // Space returns: the writer's log says what was lost, then goes on.
     std::fs::remove_file(&ballast).unwrap();
+    // The notice is on stderr, which the writer never writes to: found however much it wrote since.
     let notice = wait_until("the log to say what was lost", SECS(20), || {
-        b.tail_text("writer", 2000).into_iter().find(|l| l.starts_with("[bgrun]") && l.contains("bytes of output"))
+        let v = b.json(&["tail", "writer", "--stream", "stderr", "--lines", "5"]);
+        let lines = v["lines"].as_array()?.iter().filter_map(|l| l["content"].as_str()).map(String::from);
+        lines.into_iter().find(|l| l.starts_with("[bgrun]") && l.contains("bytes of output"))
     });
     assert!(notice.contains("No space left"), "{notice}");
     let after = b.tail_text("writer", 1);
@@ -159,10 +162,15 @@ fn a_daemon_killed_during_run_leaves_no_untracked_job() {
             failed += 1;
         }
     }
-    let out = b.run_raw(&["list"]);
-    assert!(out.status.success());
-    let list = String::from_utf8_lossy(&out.stdout).into_owned();
-    let jobs: Vec<Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // A run whose shim was still starting its job when the daemon died is adopted as starting,
+    // and becomes ready once the shim reports the job's process: wait for that to settle.
+    let (list, jobs) = wait_until("adopted runs to finish starting", SECS(20), || {
+        let out = b.run_raw(&["list"]);
+        assert!(out.status.success());
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        let jobs: Vec<Value> = list.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        jobs.iter().all(|j| j["state"] != "starting").then_some((list, jobs))
+    });
     let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     for id in &succeeded {
         assert_eq!(ids.iter().filter(|i| *i == id).count(), 1, "job {id} reported created must exist once");

@@ -188,7 +188,7 @@ fn responses() -> Vec<(&'static str, Response)> {
             "response-plan",
             Response::Plan {
                 project: "shop".into(),
-                changes: vec![bgrun::reconcile::project::Change {
+                changes: vec![bgrun::protocol::Change {
                     job: "web".into(),
                     action: "replace".into(),
                     fields: vec!["cmd".into()],

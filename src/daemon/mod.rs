@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::reconcile::{Edit, Handle, Reconciler};
 use crate::store::Store;
+use crate::supervisor::process::ProcessSupervisor;
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -25,7 +26,7 @@ pub struct Ctx {
     pub started: Instant,
     pub shutdown: Notify,
     pub logs: Arc<crate::logs::watch::LogWatch>,
-    pub ports: crate::reconcile::views::PortCache,
+    pub ports: Arc<crate::reconcile::views::PortCache>,
 }
 
 /// Environment variable naming the fd on which the daemon reports that it is listening.
@@ -46,7 +47,10 @@ pub fn main(home: Home) -> Result<()> {
 
 async fn serve(home: Home, store: Store) -> Result<()> {
     let logs = Arc::new(crate::logs::watch::LogWatch::default());
-    let (rec, handle, rx) = Reconciler::new(home.clone(), store, logs.clone())?;
+    let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
+    let sup = ProcessSupervisor::new(home.clone(), reports_tx, logs.clone());
+    let parts = Reconciler::load(store, Box::new(sup), Arc::new(crate::clock::SystemClock))?;
+    let handle = parts.handle;
     let socket = home.socket();
     // We hold the lock, so a socket file here is a leftover of a daemon that died.
     let _ = std::fs::remove_file(&socket);
@@ -56,7 +60,7 @@ async fn serve(home: Home, store: Store) -> Result<()> {
         .map_err(|e| Error::context("cannot secure the control socket", e))?;
     report_ready();
 
-    let reconciler = tokio::spawn(rec.run(rx));
+    let reconciler = tokio::spawn(parts.reconciler.run(parts.inbox, reports));
     let ctx = Arc::new(Ctx {
         handle: handle.clone(),
         home,

@@ -52,7 +52,7 @@ impl Compiled {
         LineView {
             line_number: line.number,
             content: if self.filter.strip_ansi { strip_ansi(&text) } else { text },
-            timestamp: Some(crate::render::rfc3339_ms(line.unix_ms)),
+            timestamp: Some(crate::clock::rfc3339_ms(line.unix_ms)),
             stream: line.stream,
         }
     }

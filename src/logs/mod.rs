@@ -12,15 +12,7 @@ pub mod terminal;
 pub mod watch;
 pub mod writer;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-    Pty,
-}
+pub use crate::protocol::Stream;
 
 impl Stream {
     fn tag(self, complete: bool) -> u8 {

@@ -159,14 +159,14 @@ impl<W: Write> LogWriter<W> {
         let keep = if self.mid_record { memchr::memchr(b'\n', &self.buf).map_or(self.buf.len(), |i| i + 1) } else { 0 };
         self.dropped += (self.buf.len() - keep) as u64;
         self.buf.truncate(keep);
-        let since = crate::supervisor::files::unix_ms();
+        let since = crate::clock::unix_ms();
         self.dropped_because.get_or_insert_with(|| (e.to_string(), since));
         e
     }
 
     /// A record (on stderr, with a line number of its own) saying how much was lost and why.
     fn drop_notice(&self) -> (Vec<u8>, u64) {
-        let now = crate::supervisor::files::unix_ms();
+        let now = crate::clock::unix_ms();
         let (why, since) = self.dropped_because.clone().unwrap_or_else(|| ("write failed".into(), now));
         let text = format!(
             "[bgrun] {} bytes of output were lost: the log could not be written ({why}) for {} ms",

@@ -1,7 +1,6 @@
 //! Request and response types. Views serialize to the shapes of the CLI contract, so the CLI
 //! prints them as they come.
 
-use crate::logs::Stream;
 use crate::spec::JobSpec;
 use serde::{Deserialize, Serialize};
 
@@ -152,7 +151,7 @@ pub enum Response {
     Up(UpView),
     Plan {
         project: String,
-        changes: Vec<crate::reconcile::project::Change>,
+        changes: Vec<Change>,
     },
     Down {
         stopped: Vec<String>,
@@ -229,7 +228,7 @@ pub struct StatusView {
     pub ports: Vec<u16>,
     /// Ports bgrun allocated for the job (`--allocate-port`), by variable name.
     pub allocated_ports: std::collections::BTreeMap<String, u16>,
-    pub events: Vec<crate::store::Event>,
+    pub events: Vec<EventView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -337,4 +336,31 @@ pub struct StatsView {
     pub rss_mb: u64,
     pub uptime_secs: u64,
     pub processes: usize,
+}
+
+/// One entry of a job's history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventView {
+    pub at: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// What `up` does (or `plan` would do) to one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub job: String,
+    /// create, replace, update, start, unchanged or remove.
+    pub action: String,
+    /// The keys whose change caused a replace or an update.
+    pub fields: Vec<String>,
+}
+
+/// Which output of a job a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    Pty,
 }

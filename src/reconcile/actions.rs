@@ -1,27 +1,11 @@
 //! Applying the plan's actions through the supervisor.
 
-use super::{Msg, Reconciler, events::Event};
-use crate::job::{Cause, Job, RunIds, Stopping};
+use super::Reconciler;
 use crate::plan::{Action, FORCE_MARGIN};
-use crate::state::JobState;
-use crate::supervisor::{files::SpawnFile, launch};
-use std::time::Instant;
-
-/// Moves a job to a new state through the transition table. A move the table does not allow is a
-/// bug in the caller; it is logged and refused rather than taking the daemon down.
-pub(super) fn transition(job: &mut Job, to: JobState, reason: &str) -> bool {
-    if job.obs.state == to {
-        job.obs.reason = reason.to_string();
-        return true;
-    }
-    if !job.obs.state.can_become(to) {
-        super::problems::transition_refused(format!("{:?} -> {to:?} for job {}", job.obs.state, job.id));
-        return false;
-    }
-    job.obs.state = to;
-    job.obs.reason = reason.to_string();
-    true
-}
+use crate::state::{Blocked, Cause, Checks, Lifecycle};
+use crate::supervisor::Report;
+use crate::supervisor::files::SpawnFile;
+use std::collections::BTreeMap;
 
 impl Reconciler {
     pub(super) fn apply(&mut self, action: Action) {
@@ -29,112 +13,91 @@ impl Reconciler {
             Action::Spawn(id) => self.spawn(&id),
             Action::Stop(id, cause) => self.stop(&id, cause),
             Action::ForceKill(id) => self.force_kill(&id),
-            Action::Wait(id, reason) => {
-                if let Some(job) = self.jobs.get_mut(&id) {
-                    job.obs.reason = reason;
-                    self.save(&id, None);
-                }
-            }
-            Action::ReadyTimeout(id) => {
-                if let Some(job) = self.jobs.get_mut(&id) {
-                    job.obs.ready_timed_out = true;
-                    let reason = format!(
-                        "not ready: readiness checks did not pass within {}",
-                        humantime::format_duration(job.spec.ready.timeout)
-                    );
-                    job.obs.reason = reason.clone();
-                    self.save(&id, Some(("ready-timeout", &reason)));
-                }
-            }
+            Action::Wait(id, blocked) => self.hold(&id, blocked),
+            Action::ReadyTimeout(id) => self.readiness_gave_up(&id),
+        }
+    }
+
+    fn hold(&mut self, id: &str, blocked: Blocked) {
+        let Some(job) = self.jobs.get(id) else { return };
+        if self.set_life(id, job.life().held_back(blocked)) {
+            self.save(id, None);
+        }
+    }
+
+    fn readiness_gave_up(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let timeout_ms = job.spec.ready.timeout.as_millis() as u64;
+        if let Lifecycle::Running { checks, .. } = &mut job.obs.life {
+            *checks = Checks::GaveUp { timeout_ms };
+            let reason = job.obs.life.reason();
+            self.save(id, Some(("ready-timeout", &reason)));
         }
     }
 
     fn spawn(&mut self, id: &str) {
-        let log_offset = crate::supervisor::probes::log_end(&self.home.job_dir(id));
+        let log_offset = self.sup.log_end(id);
         let ports = self.allocate_ports(id);
         let Some(job) = self.jobs.get_mut(id) else { return };
-        job.obs.allocated_ports = ports;
-        let restart = job.timers.restart_at.is_some() && job.obs.generation == job.generation;
+        let restart = match job.life() {
+            Lifecycle::BackingOff { .. } | Lifecycle::Waiting { restart: true, .. } => {
+                job.obs.generation == job.generation
+            }
+            _ => false,
+        };
         if restart {
             job.obs.restart_count += 1;
         }
         job.attempt += 1;
-        job.stopping = None;
         job.stop_grace = None;
-        job.evict = None;
-        job.timers = Default::default();
+        job.obs.allocated_ports = ports;
         job.obs.log_offset = log_offset;
-        job.obs.restart_at_ms = None;
-        job.obs.ready_timed_out = false;
         job.obs.generation = job.generation;
-        job.obs.run = None;
-        job.obs.exit_code = None;
-        job.obs.exit_signal = None;
-        job.obs.ready_ms = None;
-        job.obs.ended_ms = None;
-        transition(job, JobState::Starting, "starting");
+        let mut env = job.spec.env.clone();
+        env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
+        env.insert(crate::supervisor::procfs::JOB_ID_ENV.into(), id.to_string());
         let spawn = SpawnFile {
             argv: job.spec.argv(),
             cwd: job.spec.cwd.clone(),
-            env: {
-                let mut env = job.spec.env.clone();
-                env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
-                env.insert(crate::supervisor::procfs::JOB_ID_ENV.into(), id.to_string());
-                env
-            },
+            env,
             grace_ms: job.spec.grace.as_millis() as u64,
             pty: job.spec.pty.clone(),
             notify: job.spec.ready.notify,
         };
         let attempt = job.attempt;
+        if !self.set_life(id, Lifecycle::Starting { shim: None }) {
+            return;
+        }
         // The job and this run are on disk before any process exists: a daemon that dies from
         // here on finds the record, and the shim (by its lock) if it was launched.
         self.save(id, None);
         if let Err(e) = self.checkpoint() {
             let result = Err(format!("cannot record the job before starting it: {}", e.message));
-            return self.on_event(Event::Spawned { id: id.to_string(), attempt, result });
+            return self.on_event(Report::Spawned { id: id.to_string(), attempt, result });
         }
-        let Some(job) = self.jobs.get_mut(id) else { return };
-        match launch::launch(&self.home.job_dir(id), &spawn) {
-            Ok(launched) => {
-                job.obs.run =
-                    Some(RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() });
+        match self.sup.launch(id, attempt, &spawn) {
+            Ok(run) => {
+                self.set_life(id, Lifecycle::Starting { shim: Some(run) });
                 // Saved (and committed) before the handshake, so a daemon that dies right now
                 // still knows the shim by its pid.
                 self.save(id, None);
                 let _ = self.checkpoint();
-                let (tx, id) = (self.tx.clone(), id.to_string());
-                let (shim_pid, shim_start) = (launched.shim_pid, launched.shim_start);
-                tokio::spawn(async move {
-                    let result = launched.handshake().await;
-                    let _ = tx.send(Msg::Event(Event::Spawned { id: id.clone(), attempt, result }));
-                    watch_exit(tx, id, attempt, shim_pid, shim_start).await;
-                });
             }
-            Err(e) => self.on_event(Event::Spawned {
-                id: id.to_string(),
-                attempt,
-                result: Err(format!("cannot start the job's supervisor: {e}")),
-            }),
+            Err(error) => self.on_event(Report::Spawned { id: id.to_string(), attempt, result: Err(error) }),
         }
     }
 
     /// A free TCP port for each `--allocate-port` variable: the job's previous one while it is
     /// still free (so a restart keeps its address), and never one another job of this daemon holds.
-    fn allocate_ports(&self, id: &str) -> std::collections::BTreeMap<String, u16> {
+    fn allocate_ports(&self, id: &str) -> BTreeMap<String, u16> {
         let Some(job) = self.jobs.get(id) else { return Default::default() };
-        let taken: std::collections::HashSet<u16> =
+        let held: std::collections::HashSet<u16> =
             self.jobs.values().filter(|j| j.id != id).flat_map(|j| j.obs.allocated_ports.values().copied()).collect();
-        let mut out = std::collections::BTreeMap::new();
+        let mut out = BTreeMap::new();
         for var in &job.spec.allocate_ports {
-            let previous = job.obs.allocated_ports.get(var).copied().filter(|p| port_is_free(*p));
-            let port = previous.or_else(|| {
-                (0..64).find_map(|_| {
-                    let p = std::net::TcpListener::bind(("0.0.0.0", 0)).ok()?.local_addr().ok()?.port();
-                    (!taken.contains(&p) && !out.values().any(|v| *v == p)).then_some(p)
-                })
-            });
-            if let Some(port) = port {
+            let previous = job.obs.allocated_ports.get(var).copied();
+            let taken = |p: u16| held.contains(&p) || out.values().any(|v| *v == p);
+            if let Some(port) = self.sup.free_port(previous, &taken) {
                 out.insert(var.clone(), port);
             }
         }
@@ -142,27 +105,34 @@ impl Reconciler {
     }
 
     fn stop(&mut self, id: &str, cause: Cause) {
-        let Some(job) = self.jobs.get_mut(id) else { return };
-        let Some(run) = job.obs.run else { return };
+        let now = self.now();
+        let Some(job) = self.jobs.get(id) else { return };
+        let (run, since_ms, ready_ms) = match job.life() {
+            Lifecycle::Running { run, since_ms, .. } => (*run, *since_ms, None),
+            Lifecycle::Ready { run, since_ms, ready_ms, .. } => (*run, *since_ms, Some(*ready_ms)),
+            _ => return,
+        };
         let grace = job.grace();
-        let why = cause.describe();
-        job.stopping = Some(Stopping { force_at: Instant::now() + grace + FORCE_MARGIN, cause, forced: 0 });
-        let detail =
-            format!("{why}: SIGTERM to the process group, SIGKILL after {}", humantime::format_duration(grace));
-        if let Err(e) = launch::request_stop(&self.home.job_dir(id), run.shim_pid, grace) {
-            crate::warn!("bgrun: cannot ask job {id} to stop: {e}");
-        }
+        let detail = format!(
+            "{}: SIGTERM to the process group, SIGKILL after {}",
+            cause.describe(),
+            humantime::format_duration(grace)
+        );
+        let until_ms = now + (grace + FORCE_MARGIN).as_millis() as u64;
+        self.set_life(id, Lifecycle::Stopping { run, since_ms, ready_ms, cause, until_ms, forced: 0 });
+        self.sup.stop(id, &run, grace);
         self.save(id, Some(("stop", &detail)));
     }
 
     fn force_kill(&mut self, id: &str) {
+        let now = self.now();
         let Some(job) = self.jobs.get_mut(id) else { return };
-        let (Some(run), Some(stopping)) = (job.obs.run, job.stopping.as_mut()) else { return };
-        stopping.forced += 1;
+        let Lifecycle::Stopping { run, until_ms, forced, .. } = &mut job.obs.life else { return };
+        *forced += 1;
         // Keep checking until the shim's exit is seen; the second time the shim goes too.
-        stopping.force_at = Instant::now() + FORCE_MARGIN;
-        let kill_shim = stopping.forced > 1;
-        launch::force_kill(id, run.shim_pid, run.shim_start, run.pid, kill_shim);
+        *until_ms = now + FORCE_MARGIN.as_millis() as u64;
+        let (run, kill_shim) = (*run, *forced > 1);
+        self.sup.force_kill(id, &run, kill_shim);
         let detail = if kill_shim {
             "the job's supervisor did not finish the stop; SIGKILL to it and every process of the job"
         } else {
@@ -170,21 +140,4 @@ impl Reconciler {
         };
         self.save(id, Some(("force-kill", detail)));
     }
-
-    /// Watches an adopted or freshly launched shim and reports its exit.
-    pub(super) fn watch(&self, id: &str, attempt: u64, run: RunIds) {
-        let (tx, id) = (self.tx.clone(), id.to_string());
-        tokio::spawn(watch_exit(tx, id, attempt, run.shim_pid, run.shim_start));
-    }
-}
-
-async fn watch_exit(tx: tokio::sync::mpsc::UnboundedSender<Msg>, id: String, attempt: u64, pid: i32, start: u64) {
-    if let Err(e) = launch::wait_exit(pid, start).await {
-        crate::warn!("bgrun: cannot watch the supervisor of job {id}: {e}");
-    }
-    let _ = tx.send(Msg::Event(Event::Exited { id, attempt }));
-}
-
-fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
 }

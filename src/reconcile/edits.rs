@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::job::{Desired, Job};
 use crate::protocol::{JobView, KillTarget};
 use crate::spec::JobSpec;
-use crate::state::JobState;
+use crate::state::{Ending, Lifecycle, StoppedBy, Then, Why};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -33,7 +33,7 @@ pub enum Edit {
     /// Answers once the job is Ready, or has ended for good (no restart coming).
     Wait {
         id: String,
-        reply: oneshot::Sender<crate::job::Job>,
+        reply: oneshot::Sender<Job>,
     },
     /// Converge a project's jobs to its file; answers with what changed, once applied.
     Apply {
@@ -41,7 +41,7 @@ pub enum Edit {
         jobs: Vec<JobSpec>,
         only: Vec<String>,
         revive: bool,
-        reply: oneshot::Sender<Vec<(super::project::Change, String)>>,
+        reply: oneshot::Sender<Vec<(crate::protocol::Change, String)>>,
     },
     /// Stop a project's jobs (or the named ones); answers once they have stopped.
     Down {
@@ -85,7 +85,7 @@ impl Reconciler {
                     let mut reply = Some(reply);
                     self.wait_for(Box::new(move |rec: &mut Reconciler| {
                         let done = runs.iter().all(|(id, attempt)| {
-                            rec.jobs.get(id).is_none_or(|j| j.attempt != *attempt || j.obs.state.is_terminal())
+                            rec.jobs.get(id).is_none_or(|j| j.attempt != *attempt || !j.life().has_process())
                         });
                         if done && let Some(r) = reply.take() {
                             let _ = r.send(Ok(killed.clone()));
@@ -122,11 +122,9 @@ impl Reconciler {
                         return true;
                     }
                     let Some(job) = rec.jobs.get(&id) else { return true };
-                    let settled = job.obs.state == JobState::Ready
-                        || job.obs.ready_timed_out
-                        || (job.obs.state.is_terminal()
-                            && job.timers.restart_at.is_none()
-                            && !(job.desired == Desired::Running && job.obs.generation < job.generation));
+                    let settled = matches!(job.life(), Lifecycle::Ready { .. })
+                        || job.life().readiness_gave_up()
+                        || job.is_finished();
                     if settled && let Some(r) = reply.take() {
                         let _ = r.send(job.clone());
                     }
@@ -140,7 +138,7 @@ impl Reconciler {
                 let ids = self.down_project(&project, &only);
                 let mut reply = Some(reply);
                 self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                    let done = ids.iter().all(|id| rec.jobs.get(id).is_none_or(|j| j.obs.state.is_terminal()));
+                    let done = ids.iter().all(|id| rec.jobs.get(id).is_none_or(|j| !j.life().has_process()));
                     if done && let Some(r) = reply.take() {
                         let _ = r.send(ids.clone());
                     }
@@ -149,8 +147,10 @@ impl Reconciler {
             }
             Edit::Restart { key, reply } => match self.resolve(&key).map(|j| j.id.clone()) {
                 Ok(id) => {
-                    self.jobs.get_mut(&id).expect("resolved").want_new_run();
-                    self.save(&id, Some(("restart", "restart requested")));
+                    if let Some(job) = self.jobs.get_mut(&id) {
+                        job.want_new_run();
+                        self.save(&id, Some(("restart", "restart requested")));
+                    }
                     self.answer_run_when_launched(id, reply);
                 }
                 Err(e) => {
@@ -158,8 +158,8 @@ impl Reconciler {
                 }
             },
             Edit::Resize { id, cols, rows, reply } => {
-                if let Some(run) = self.jobs.get(&id).filter(|j| j.spec.pty.is_some()).and_then(|j| j.obs.run) {
-                    crate::supervisor::launch::resize_pty(&self.home.job_dir(&id), run.shim_pid, cols, rows);
+                if let Some(run) = self.jobs.get(&id).filter(|j| j.spec.pty.is_some()).and_then(|j| j.life().run()) {
+                    self.sup.resize(&id, &run, cols, rows);
                 }
                 let _ = reply.send(());
             }
@@ -199,13 +199,14 @@ impl Reconciler {
         {
             let id = existing.id.clone();
             // `run --name X` while X is alive is idempotent: it answers with the existing job.
-            if existing.obs.state.is_alive() && existing.desired == Desired::Running {
+            if existing.state().is_alive() && existing.desired == Desired::Running {
                 return Ok(id);
             }
-            let job = self.jobs.get_mut(&id).expect("found above");
-            job.spec = spec;
-            job.want_new_run();
-            self.save(&id, Some(("run", "run again on request")));
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.spec = spec;
+                job.want_new_run();
+                self.save(&id, Some(("run", "run again on request")));
+            }
             return Ok(id);
         }
         Ok(self.create(spec))
@@ -222,15 +223,16 @@ impl Reconciler {
                 }
                 return true;
             };
-            let has_run = job.obs.run.is_some();
             // Launching, or an older run still being stopped to make way for this one.
-            let launching = (job.obs.state == JobState::Starting && has_run)
-                || (job.obs.state.is_alive() && has_run && job.obs.generation < job.generation);
+            let launching = matches!(job.life(), Lifecycle::Starting { shim: Some(_) })
+                || (job.life().has_process() && job.obs.generation < job.generation);
             if launching {
                 return false;
             }
-            let answer = if job.obs.state == JobState::Crashed && !job.obs.ever_spawned {
-                let reason = job.obs.reason.clone();
+            let never_ran = matches!(job.life().ending(), Some(Ending { why: Why::SpawnFailed { .. }, .. }))
+                && !job.obs.ever_spawned;
+            let answer = if never_ran {
+                let reason = job.life().reason();
                 rec.forget(&id);
                 Err(Error::new(reason))
             } else {
@@ -246,6 +248,7 @@ impl Reconciler {
     /// Makes the targeted jobs desired-stopped. Returns every targeted id and the ones that
     /// were alive (those `kill` reports).
     fn edit_kill(&mut self, target: &KillTarget, grace: Option<Duration>) -> Result<(Vec<String>, Vec<String>)> {
+        let now = self.now();
         let targets: Vec<String> = match target {
             KillTarget::Job(key) => vec![self.resolve(key)?.id.clone()],
             KillTarget::Workspace(ws) => self
@@ -257,16 +260,11 @@ impl Reconciler {
         };
         let mut killed = Vec::new();
         for id in &targets {
-            let job = self.jobs.get_mut(id).expect("resolved above");
-            if job.obs.state.is_alive() || job.timers.restart_at.is_some() {
+            let Some(job) = self.jobs.get_mut(id) else { continue };
+            if job.state().is_alive() || matches!(job.life(), Lifecycle::BackingOff { .. }) {
                 killed.push(id.clone());
             }
-            // A kill during a restart backoff ends the loop at once.
-            if job.cancel_restart() {
-                job.obs.reason =
-                    format!("{}; restart cancelled by kill", job.obs.reason.split("; restarting").next().unwrap_or(""));
-            }
-            if !want_stopped(job, grace, "killed on request before it started") {
+            if !want_stopped(job, grace, StoppedBy::Kill, now) {
                 continue;
             }
             self.save(id, Some(("kill", "stop requested")));
@@ -280,11 +278,7 @@ impl Reconciler {
             .jobs
             .values()
             .filter(|j| workspace.is_none_or(|ws| j.spec.workspace.as_deref() == Some(ws)))
-            .filter(|j| j.obs.state.is_terminal())
-            // A finished job about to run again (new spec, or a restart by policy) is not finished.
-            .filter(|j| {
-                !(j.desired == Desired::Running && (j.obs.generation < j.generation || j.timers.restart_at.is_some()))
-            })
+            .filter(|j| j.is_finished())
             .map(|j| j.id.clone())
             .collect();
         for id in &removable {
@@ -296,28 +290,31 @@ impl Reconciler {
     /// Removes a job from memory, the database and the disk.
     pub(super) fn forget(&mut self, id: &str) {
         self.jobs.remove(id);
-        for task in self.probes.remove(id).unwrap_or_default() {
-            task.abort();
-        }
+        self.sup.remove(id);
         let result = self.store.delete(id);
         self.note_write(id, result);
-        let _ = std::fs::remove_dir_all(self.home.job_dir(id));
     }
 }
 
-/// Makes a job desired stopped (a new generation, no restart pending). A job that never got a
-/// process has nothing to signal and is Killed at once with `unstarted`. False if it was
-/// desired stopped already.
-pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, unstarted: &str) -> bool {
+/// Makes a job desired stopped (a new generation, no restart pending): a restart backoff ends at
+/// once, and a job that has no process yet ends without one. False if it was desired stopped
+/// already.
+pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, by: StoppedBy, now: u64) -> bool {
     if job.desired == Desired::Stopped {
         return false;
     }
     job.desired = Desired::Stopped;
     job.generation += 1;
     job.stop_grace = grace;
-    job.cancel_restart();
-    if job.obs.state == JobState::Starting && job.obs.run.is_none() {
-        super::actions::transition(job, JobState::Killed, unstarted);
+    // Both moves are in the table: a backoff is an ending already, a waiting job never ran.
+    match job.life() {
+        Lifecycle::BackingOff { end, .. } => {
+            job.obs.life = Lifecycle::Ended { end: end.clone(), then: Then::RestartCancelled };
+        }
+        Lifecycle::Waiting { .. } | Lifecycle::Starting { shim: None } => {
+            job.obs.life = Lifecycle::Ended { end: Ending::new(Why::NeverStarted { by }, now), then: Then::Stays };
+        }
+        _ => {}
     }
     true
 }

@@ -1,66 +1,66 @@
-//! The reconciler: the one actor that changes processes. It owns the jobs, receives edits from
-//! request handlers and events from the supervisor, calls [`crate::plan::plan`] after each, and
-//! applies the actions. Handlers never touch a process; they send an edit and await its answer,
-//! which comes once the edit is applied (a waiter checked after every pass).
+//! The reconciler: the one actor that changes processes. It owns the jobs, receives edits and
+//! queries from request handlers and reports from its [`Supervisor`], calls
+//! [`crate::plan::plan`] after each, and applies the actions. Handlers never touch a process;
+//! they send a typed message and await its typed answer, which for an edit comes once it has
+//! been applied (a waiter checked after every pass).
 
 mod actions;
 mod adopt;
 mod edits;
 mod events;
-pub mod problems;
-pub mod project;
+#[cfg(test)]
+mod fake;
+mod problems;
+mod project;
+mod queries;
+#[cfg(test)]
+mod tests;
 pub mod views;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::home::Home;
 use crate::job::Job;
-use crate::logs::watch::LogWatch;
+use crate::state::Lifecycle;
 use crate::store::Store;
+use crate::supervisor::{Report, Supervisor};
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use edits::Edit;
-pub use events::Event;
+pub use problems::Problems;
+pub use queries::{DaemonState, Query};
 
 pub enum Msg {
     Edit(Edit),
-    /// Runs a read-only closure against the current state (list, status, resolve...).
-    Read(Box<dyn FnOnce(&Reconciler) + Send>),
-    Event(Event),
+    Query(Query),
 }
 
 /// Checked after every pass; returns true once it has answered and can be dropped.
 type Waiter = Box<dyn FnMut(&mut Reconciler) -> bool + Send>;
 
 pub struct Reconciler {
-    pub home: Home,
-    pub store: Store,
-    pub jobs: BTreeMap<String, Job>,
-    pub started: Instant,
-    tx: mpsc::UnboundedSender<Msg>,
+    store: Store,
+    jobs: BTreeMap<String, Job>,
+    sup: Box<dyn Supervisor>,
+    clock: Arc<dyn Clock>,
     waiters: Vec<Waiter>,
-    wake_at: Option<Instant>,
+    /// When to make a pass even if no message comes (unix ms).
+    wake_at: Option<u64>,
     shutting_down: bool,
     /// Bumped after every pass, for those who follow a job until it ends.
     changes: watch::Sender<u64>,
-    pub logs: Arc<LogWatch>,
-    /// Built on first use: an idle daemon loads no TLS roots.
-    http: OnceLock<reqwest::Client>,
-    /// The probe tasks (readiness, health, memory) of each job's current run, to stop them when
-    /// the run ends or its settings change.
-    probes: std::collections::HashMap<String, Vec<tokio::task::AbortHandle>>,
     /// Jobs saved (or forgotten) in the open transaction: if it fails, they are written again.
     in_batch: Vec<String>,
     /// Jobs whose latest state is not in the database because a write failed.
     unsaved: std::collections::BTreeSet<String>,
+    problems: Problems,
 }
 
 /// Rounds of plan-and-apply in one pass (a stop, then the wake-up for its deadline).
 const MAX_ROUNDS: usize = 4;
 
-/// What request handlers hold: a way to send the reconciler edits and reads.
+/// What request handlers hold: a way to send the reconciler edits and queries.
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::UnboundedSender<Msg>,
@@ -77,71 +77,96 @@ impl Handle {
         self.changes.clone()
     }
 
+    /// Sends an edit and waits for its answer (which comes once the edit is applied).
     pub async fn edit<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Edit) -> Result<T> {
+        self.ask(|reply| Msg::Edit(make(reply))).await
+    }
+
+    /// Asks a question about the current state.
+    pub async fn query<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Query) -> Result<T> {
+        self.ask(|reply| Msg::Query(make(reply))).await
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Msg::Edit(make(tx))).map_err(|_| gone())?;
+        self.tx.send(make(tx)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
     }
 
-    pub async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Reconciler) -> T + Send + 'static) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        let msg = Msg::Read(Box::new(move |r| {
-            let _ = tx.send(f(r));
-        }));
-        self.tx.send(msg).map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())
+    /// A snapshot of the job `key` names (id, name, project/name or id prefix).
+    pub async fn job(&self, key: String) -> Result<Job> {
+        self.query(|reply| Query::Job { key, reply }).await?
     }
+
+    /// A snapshot of the job with this id, if it still exists.
+    pub async fn job_by_id(&self, id: &str) -> Result<Option<Job>> {
+        let ids = vec![id.to_string()];
+        Ok(self.query(|reply| Query::ByIds { ids, reply }).await?.pop().flatten())
+    }
+}
+
+/// How the daemon wires a reconciler: its supervisor reports into `reports`.
+pub struct Parts {
+    pub reconciler: Reconciler,
+    pub handle: Handle,
+    pub inbox: mpsc::UnboundedReceiver<Msg>,
 }
 
 impl Reconciler {
     /// Loads the stored jobs and re-adopts the ones still running.
-    pub fn new(
-        home: Home,
-        store: Store,
-        logs: Arc<LogWatch>,
-    ) -> Result<(Reconciler, Handle, mpsc::UnboundedReceiver<Msg>)> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn load(store: Store, sup: Box<dyn Supervisor>, clock: Arc<dyn Clock>) -> Result<Parts> {
+        let (tx, inbox) = mpsc::unbounded_channel();
         let (changes, changes_rx) = watch::channel(0);
         let mut rec = Reconciler {
-            home,
             store,
             jobs: BTreeMap::new(),
-            started: Instant::now(),
-            tx: tx.clone(),
+            sup,
+            clock,
             waiters: Vec::new(),
             wake_at: None,
             shutting_down: false,
             changes,
-            logs,
-            http: OnceLock::new(),
-            probes: Default::default(),
             in_batch: Vec::new(),
             unsaved: Default::default(),
+            problems: Problems::default(),
         };
         rec.adopt_all()?;
-        Ok((rec, Handle { tx, changes: changes_rx }, rx))
+        Ok(Parts { reconciler: rec, handle: Handle { tx, changes: changes_rx }, inbox })
     }
 
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg>, mut reports: mpsc::UnboundedReceiver<Report>) {
         self.in_one_transaction(|_| {});
         while !self.shutting_down {
-            let msg = match self.wake_at {
-                Some(at) => tokio::select! {
-                    msg = rx.recv() => msg,
-                    _ = tokio::time::sleep_until(at.into()) => {
-                        self.in_one_transaction(|_| {});
-                        continue;
-                    }
+            let sleep = self.wake_at.map(|at| std::time::Duration::from_millis(at.saturating_sub(self.now())));
+            tokio::select! {
+                msg = inbox.recv() => match msg {
+                    Some(msg) => self.on_message(msg),
+                    None => break,
                 },
-                None => rx.recv().await,
-            };
-            match msg {
-                None => break,
-                Some(Msg::Read(f)) => f(&self),
-                Some(Msg::Edit(edit)) => self.in_one_transaction(|r| r.on_edit(edit)),
-                Some(Msg::Event(event)) => self.in_one_transaction(|r| r.on_event(event)),
+                Some(report) = reports.recv() => self.on_report(report),
+                _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => self.tick(),
             }
         }
+    }
+
+    pub fn on_message(&mut self, msg: Msg) {
+        match msg {
+            Msg::Query(query) => self.answer(query),
+            Msg::Edit(edit) => self.in_one_transaction(|r| r.on_edit(edit)),
+        }
+    }
+
+    pub fn on_report(&mut self, report: Report) {
+        self.in_one_transaction(|r| r.on_event(report));
+    }
+
+    /// A pass with nothing new but the time.
+    pub fn tick(&mut self) {
+        self.in_one_transaction(|_| {});
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Applies `change` and then a pass, writing everything they save as one transaction.
@@ -162,10 +187,10 @@ impl Reconciler {
         match result {
             Ok(()) => {
                 self.in_batch.clear();
-                problems::storage_ok();
+                self.problems.storage_ok();
             }
             Err(e) => {
-                problems::storage_failed(&e.message);
+                self.problems.storage_failed(&e.message);
                 self.unsaved.extend(self.in_batch.drain(..));
             }
         }
@@ -184,7 +209,7 @@ impl Reconciler {
         match result {
             Ok(()) => self.in_batch.push(id.to_string()),
             Err(e) => {
-                problems::storage_failed(&e.message);
+                self.problems.storage_failed(&e.message);
                 self.unsaved.insert(id.to_string());
             }
         }
@@ -192,7 +217,7 @@ impl Reconciler {
 
     /// One level-triggered pass: plan from scratch, apply, then answer whoever waits.
     fn pass(&mut self) {
-        let now = Instant::now();
+        let now = self.now();
         let mut plan = crate::plan::plan(&self.jobs, now);
         // Applying actions sets new deadlines (a stop's SIGKILL fallback): plan again until
         // nothing is left to do, so the wake-up for them is known. Applying a plan and planning
@@ -212,10 +237,6 @@ impl Reconciler {
         waiters.append(&mut self.waiters);
         self.waiters = waiters;
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    fn http(&self) -> reqwest::Client {
-        self.http.get_or_init(crate::supervisor::probes::http_client).clone()
     }
 
     fn wait_for(&mut self, waiter: Waiter) {
@@ -239,9 +260,23 @@ impl Reconciler {
         result
     }
 
+    /// Moves a job to a new lifecycle through the transition table. A move the table does not
+    /// allow is a bug in the caller: it is refused and counted in the daemon's problems rather
+    /// than taking the daemon down.
+    fn set_life(&mut self, id: &str, life: Lifecycle) -> bool {
+        let Some(job) = self.jobs.get_mut(id) else { return false };
+        let (from, to) = (job.obs.life.phase(), life.phase());
+        if !from.can_become(to) {
+            self.problems.transition_refused(format!("{from:?} -> {to:?} for job {id}"));
+            return false;
+        }
+        job.obs.life = life;
+        true
+    }
+
     /// Finds a job by full id, `project/name`, name, or unique id prefix of at least 4
     /// characters. A name that two projects use is an error, never a guess.
-    pub fn resolve(&self, key: &str) -> Result<&Job> {
+    fn resolve(&self, key: &str) -> Result<&Job> {
         if let Some(job) = self.jobs.get(key) {
             return Ok(job);
         }
@@ -255,7 +290,7 @@ impl Reconciler {
             [one] => return Ok(one),
             [] => {}
             many => {
-                let full: Vec<String> = many.iter().map(|j| views::qualified_name(j)).collect();
+                let full: Vec<String> = many.iter().map(|j| j.qualified_name()).collect();
                 return Err(Error::conflict(format!("{key:?} names {} jobs: {}", many.len(), full.join(", ")))
                     .with_hint("say which one as project/name"));
             }
@@ -273,5 +308,9 @@ impl Reconciler {
             }
         }
         Err(Error::not_found(format!("no job named or with id {key:?}")).with_hint("`bgrun list` shows every job"))
+    }
+
+    fn find(&self, project: Option<&str>, name: &str) -> Option<&Job> {
+        self.jobs.values().find(|j| j.spec.project.as_deref() == project && j.spec.name.as_deref() == Some(name))
     }
 }

@@ -2,8 +2,6 @@
 //! state database and transitions the table refused. Never only logged: `daemon status` shows
 //! them, and a job whose record could not be written is written again once writing works.
 
-use std::sync::Mutex;
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Problems {
     /// Writes of the state database that failed since the daemon started.
@@ -43,41 +41,21 @@ impl Problems {
     }
 }
 
-// One daemon per process: its problems are the process's. A transition is refused deep inside a
-// job's own methods, which have no reconciler to report to.
-static PROBLEMS: Mutex<Problems> = Mutex::new(Problems {
-    storage_failures: 0,
-    storage_failing: false,
-    last_storage_error: None,
-    refused_transitions: 0,
-    last_refused_transition: None,
-});
+impl Problems {
+    pub fn storage_failed(&mut self, error: &str) {
+        crate::warn!("bgrun: cannot write the state database: {error}");
+        self.storage_failures += 1;
+        self.storage_failing = true;
+        self.last_storage_error = Some(error.to_string());
+    }
 
-fn with<T>(f: impl FnOnce(&mut Problems) -> T) -> T {
-    f(&mut PROBLEMS.lock().unwrap_or_else(|e| e.into_inner()))
-}
+    pub fn storage_ok(&mut self) {
+        self.storage_failing = false;
+    }
 
-pub fn storage_failed(error: &str) {
-    crate::warn!("bgrun: cannot write the state database: {error}");
-    with(|p| {
-        p.storage_failures += 1;
-        p.storage_failing = true;
-        p.last_storage_error = Some(error.to_string());
-    });
-}
-
-pub fn storage_ok() {
-    with(|p| p.storage_failing = false);
-}
-
-pub fn transition_refused(what: String) {
-    crate::warn!("bgrun: refused transition {what}");
-    with(|p| {
-        p.refused_transitions += 1;
-        p.last_refused_transition = Some(what);
-    });
-}
-
-pub fn snapshot() -> Problems {
-    with(|p| p.clone())
+    pub fn transition_refused(&mut self, what: String) {
+        crate::warn!("bgrun: refused transition {what}");
+        self.refused_transitions += 1;
+        self.last_refused_transition = Some(what);
+    }
 }

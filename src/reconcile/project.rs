@@ -3,27 +3,13 @@
 
 use super::Reconciler;
 use crate::graph::Graph;
-use crate::job::{Desired, Job, Observed};
+use crate::job::{Desired, Job};
+use crate::protocol::Change;
 use crate::spec::{JobSpec, diff};
-use crate::state::JobState;
-use serde::{Deserialize, Serialize};
+use crate::state::{JobState, StoppedBy};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What `up` does (or `plan` would do) to one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    pub job: String,
-    /// create, replace, update, start, unchanged or remove.
-    pub action: String,
-    /// The keys whose change caused a replace or an update.
-    pub fields: Vec<String>,
-}
-
 impl Reconciler {
-    pub fn find(&self, project: Option<&str>, name: &str) -> Option<&Job> {
-        self.jobs.values().find(|j| j.spec.project.as_deref() == project && j.spec.name.as_deref() == Some(name))
-    }
-
     /// The file's jobs `only` asks for (all when empty), with everything they need.
     fn targets(jobs: &[JobSpec], only: &[String]) -> BTreeSet<String> {
         let deps: BTreeMap<String, Vec<String>> =
@@ -36,7 +22,7 @@ impl Reconciler {
 
     /// What converging to `jobs` would change, without changing anything. `revive` says whether
     /// jobs that were stopped on request (or crashed) start again, as an explicit `up` does.
-    pub fn changes(&self, project: &str, jobs: &[JobSpec], only: &[String], revive: bool) -> Vec<Change> {
+    pub(super) fn changes(&self, project: &str, jobs: &[JobSpec], only: &[String], revive: bool) -> Vec<Change> {
         let targets = Self::targets(jobs, only);
         let mut out = Vec::new();
         for spec in jobs.iter().filter(|j| j.name.as_ref().is_some_and(|n| targets.contains(n))) {
@@ -46,7 +32,7 @@ impl Reconciler {
                 Some(job) => {
                     let d = diff(&job.spec, spec);
                     let stopped = job.desired == Desired::Stopped;
-                    let crashed = job.obs.state == JobState::Crashed && job.timers.restart_at.is_none();
+                    let crashed = job.life().is_over() && job.state() == JobState::Crashed;
                     if stopped && !revive {
                         ("unchanged", vec![])
                     } else if !d.replace.is_empty() {
@@ -93,29 +79,18 @@ impl Reconciler {
         let mut replaced = Vec::new();
         for change in changes {
             let id = match change.action.as_str() {
-                "create" => self.create(specs.remove(&change.job).expect("in the file")),
+                "create" => match specs.remove(&change.job) {
+                    Some(spec) => self.create(spec),
+                    None => continue,
+                },
                 "remove" => self.remove(project, &change.job),
                 "unchanged" => self.find(Some(project), &change.job).map(|j| j.id.clone()).unwrap_or_default(),
                 action => {
-                    let spec = specs.remove(&change.job).expect("in the file");
-                    let id = self.find(Some(project), &change.job).map(|j| j.id.clone()).unwrap_or_default();
-                    let job = self.jobs.get_mut(&id).expect("found above");
-                    if action == "update" {
-                        job.desired = Desired::Running;
-                        job.generation += 1;
-                        job.stop_grace = None;
-                        // bgrun applies these itself: the running process is already this generation.
-                        let env = std::mem::take(&mut job.spec.env);
-                        job.spec = spec;
-                        job.spec.env = env;
-                        job.obs.generation = job.generation;
-                        self.restart_probes(&id);
-                    } else {
-                        job.spec = spec;
-                        job.want_new_run();
-                        if action == "replace" {
-                            replaced.push(change.job.clone());
-                        }
+                    let Some(spec) = specs.remove(&change.job) else { continue };
+                    let Some(id) = self.find(Some(project), &change.job).map(|j| j.id.clone()) else { continue };
+                    self.change_job(&id, action, spec);
+                    if action == "replace" {
+                        replaced.push(change.job.clone());
                     }
                     let detail = format!("{action} by up ({})", change.fields.join(", "));
                     self.save(&id, Some((action, &detail)));
@@ -145,34 +120,39 @@ impl Reconciler {
         out
     }
 
+    /// Replace or start (a new run of the new spec), or update in place: bgrun applies the
+    /// updated settings itself, so the running process is already of the new generation.
+    fn change_job(&mut self, id: &str, action: &str, spec: JobSpec) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        if action != "update" {
+            job.spec = spec;
+            return job.want_new_run();
+        }
+        job.desired = Desired::Running;
+        job.generation += 1;
+        job.stop_grace = None;
+        // The environment is the process's: it changes only with a new run.
+        let env = std::mem::take(&mut job.spec.env);
+        job.spec = spec;
+        job.spec.env = env;
+        job.obs.generation = job.generation;
+        self.restart_probes(id);
+    }
+
     pub(super) fn create(&mut self, spec: JobSpec) -> String {
         let id = crate::job::new_id();
-        self.jobs.insert(
-            id.clone(),
-            Job {
-                id: id.clone(),
-                spec,
-                desired: Desired::Running,
-                generation: 1,
-                created_ms: crate::supervisor::files::unix_ms(),
-                stop_grace: None,
-                obs: Observed::default(),
-                attempt: 0,
-                stopping: None,
-                timers: Default::default(),
-                evict: None,
-            },
-        );
+        self.jobs.insert(id.clone(), Job::new(id.clone(), spec, self.now()));
         id
     }
 
     /// A job gone from the file: stopped, then forgotten.
     fn remove(&mut self, project: &str, name: &str) -> String {
+        let now = self.now();
         let Some(id) = self.find(Some(project), name).map(|j| j.id.clone()) else { return String::new() };
-        let job = self.jobs.get_mut(&id).expect("found above");
-        super::edits::want_stopped(job, None, "removed from the file before it started");
+        let Some(job) = self.jobs.get_mut(&id) else { return id };
+        super::edits::want_stopped(job, None, StoppedBy::Removed, now);
         job.obs.remove_when_stopped = true;
-        if job.obs.state.is_terminal() {
+        if !job.life().has_process() {
             self.forget(&id);
         } else {
             self.save(&id, Some(("remove", "removed from the file")));
@@ -189,12 +169,10 @@ impl Reconciler {
             .filter(|j| only.is_empty() || j.spec.name.as_ref().is_some_and(|n| only.contains(n)))
             .map(|j| j.id.clone())
             .collect();
+        let now = self.now();
         for id in &ids {
-            if !super::edits::want_stopped(
-                self.jobs.get_mut(id).expect("listed above"),
-                None,
-                "stopped by down before it started",
-            ) {
+            let Some(job) = self.jobs.get_mut(id) else { continue };
+            if !super::edits::want_stopped(job, None, StoppedBy::Down, now) {
                 continue;
             }
             self.save(id, Some(("down", "stop requested by down")));

@@ -1,43 +1,34 @@
-//! The shapes jobs are shown in, built from the reconciler's state.
+//! The shapes jobs are shown in, built by handlers from snapshots of the reconciler's jobs.
 
+use crate::clock::{rfc3339_ms, rfc3339_s};
 use crate::job::{Desired, Job};
-use crate::protocol::{JobView, StatusView};
-use crate::render::rfc3339_s;
+use crate::protocol::{EventView, JobView, StatusView};
+use crate::state::Lifecycle;
 use crate::supervisor::procfs;
 
-fn pid(job: &Job) -> Option<i32> {
-    job.obs.run.map(|r| r.pid).filter(|p| *p > 0)
-}
-
-/// `project/name` for a job of a project, the name (or short id) otherwise.
-pub fn qualified_name(job: &Job) -> String {
-    match &job.spec.project {
-        Some(p) => format!("{p}/{}", job.display_name()),
-        None => job.display_name().to_string(),
-    }
-}
-
 pub fn job_view(job: &Job) -> JobView {
+    let life = job.life();
     JobView {
         id: job.id.clone(),
         name: job.spec.name.clone(),
         project: job.spec.project.clone(),
         workspace: job.spec.workspace.clone(),
         cmd: job.spec.cmd.clone(),
-        pid: pid(job),
-        state: job.obs.state.as_str().to_string(),
-        started_at: job.obs.started_ms.map(rfc3339_s),
-        exit_code: job.obs.exit_code,
+        pid: life.pid(),
+        state: life.state().as_str().to_string(),
+        started_at: life.started_ms().map(rfc3339_s),
+        exit_code: life.ending().and_then(|e| e.code),
         restart_count: job.obs.restart_count,
-        reason: job.obs.reason.clone(),
+        reason: life.reason(),
         cwd: job.spec.cwd.display().to_string(),
         ports: Vec::new(),
     }
 }
 
-/// The pids of a job's process tree, if it has one, for finding its ports outside the reconciler.
+/// The root of a job's process tree while it has one, for finding its ports outside the
+/// reconciler.
 pub fn tree_root(job: &Job) -> Option<i32> {
-    job.obs.state.is_alive().then(|| pid(job)).flatten()
+    job.life().pid()
 }
 
 /// How long one look at /proc serves `list`: finding ports means reading every process's
@@ -94,11 +85,14 @@ fn scan_ports(roots: &[i32]) -> PortsByRoot {
         .collect()
 }
 
-pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> StatusView {
+/// `status` of a job; reads /proc for its ports, so it is built outside the reconciler.
+pub fn status_view(job: &Job, log: String, events: Vec<EventView>) -> StatusView {
+    let life = job.life();
+    let end = life.ending();
     StatusView {
-        state: job.obs.state.as_str().to_string(),
-        exit_code: job.obs.exit_code,
-        ready_at: job.obs.ready_ms.map(crate::render::rfc3339_ms),
+        state: life.state().as_str().to_string(),
+        exit_code: end.and_then(|e| e.code),
+        ready_at: life.ready_ms().map(rfc3339_ms),
         restart_count: job.obs.restart_count,
         last_diff_cursor: job.obs.diff_cursor,
         id: job.id.clone(),
@@ -107,11 +101,11 @@ pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> 
         workspace: job.spec.workspace.clone(),
         cmd: job.spec.cmd.clone(),
         cwd: job.spec.cwd.display().to_string(),
-        pid: pid(job),
-        signal: job.obs.exit_signal,
-        reason: job.obs.reason.clone(),
-        started_at: job.obs.started_ms.map(rfc3339_s),
-        ended_at: job.obs.ended_ms.map(rfc3339_s),
+        pid: life.pid(),
+        signal: end.and_then(|e| e.signal),
+        reason: life.reason(),
+        started_at: life.started_ms().map(rfc3339_s),
+        ended_at: end.map(|e| rfc3339_s(e.at_ms)),
         desired: match job.desired {
             Desired::Running => "running".into(),
             Desired::Stopped => "stopped".into(),
@@ -119,7 +113,10 @@ pub fn status_view(job: &Job, log: String, events: Vec<crate::store::Event>) -> 
         generation: job.generation,
         observed_generation: job.obs.generation,
         log,
-        next_restart_at: job.obs.restart_at_ms.map(crate::render::rfc3339_ms),
+        next_restart_at: match life {
+            Lifecycle::BackingOff { until_ms, .. } => Some(rfc3339_ms(*until_ms)),
+            _ => None,
+        },
         ports: tree_root(job).map_or_else(Vec::new, |root| scan_ports(&[root]).remove(&root).unwrap_or_default()),
         allocated_ports: job.obs.allocated_ports.clone(),
         events,

@@ -58,10 +58,6 @@ const STDIN: &str = "stdin";
 const READY: &str = "ready";
 const PTY_SIZE: &str = "pty-size";
 
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

@@ -1,8 +1,84 @@
-//! Real processes. The daemon side launches shims, watches them exit, and signals them; the shim
+//! Real processes, behind the [`Supervisor`] trait the reconciler drives. The daemon side
+//! launches shims, watches them exit, signals them and probes their jobs ([`process`]); the shim
 //! side ([`shim`]) runs inside each job's own supervisor process.
 
 pub mod files;
 pub mod launch;
 pub mod probes;
+pub mod process;
 pub mod procfs;
 pub mod shim;
+
+use crate::spec::{Health, Readiness};
+use crate::state::{Cause, RunIds};
+use files::{ChildFile, ExitFile, SpawnFile};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a supervisor reports back, later, about a run it launched, watches or probes. Each names
+/// the launch (`attempt`) it is about, so a report about an older run is ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// The shim started the job's process, or could not.
+    Spawned { id: String, attempt: u64, result: Result<ChildFile, String> },
+    /// Every readiness check passed.
+    Ready { id: String, attempt: u64 },
+    /// A probe (memory, health) wants the run to end.
+    Evict { id: String, attempt: u64, cause: Cause },
+    /// The shim is gone: the run has ended.
+    Exited { id: String, attempt: u64 },
+}
+
+/// A check run beside a job for one run, reporting back when it has something to say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    /// Reports Ready once every check passes; log checks read from `log_offset`.
+    Readiness { ready: Readiness, cwd: PathBuf, log_offset: u64 },
+    /// Reports Evict once the job is unhealthy.
+    Health(Health),
+    /// Reports Evict once the job's memory goes over the limit.
+    Memory { limit_mb: u64 },
+}
+
+/// Everything the reconciler does to processes goes through here, so its tests use a recording
+/// fake. Methods return at once: anything slow (a handshake, a /proc scan, a probe) happens
+/// elsewhere and comes back as a [`Report`].
+pub trait Supervisor: Send {
+    /// Launches a shim for a run of job `id`; returns the shim's ids. The job's process is
+    /// reported as `Spawned`, the shim's end as `Exited`.
+    fn launch(&mut self, id: &str, attempt: u64, spawn: &SpawnFile) -> Result<RunIds, String>;
+    /// Reports the end of a shim this supervisor did not launch (one a new daemon adopts).
+    fn watch(&mut self, id: &str, attempt: u64, run: RunIds);
+    /// Reports `Spawned` once an adopted shim that was still starting its job has started it.
+    fn await_child(&mut self, id: &str, attempt: u64, run: RunIds);
+    /// The shim of `id` that holds the job's lock, if one is alive.
+    fn live_shim(&self, id: &str) -> Option<RunIds>;
+    /// The job's process as its shim recorded it.
+    fn child(&self, id: &str) -> Option<ChildFile>;
+    /// True while the run's shim is the process it was (pid and start time).
+    fn is_alive(&self, run: &RunIds) -> bool;
+    /// Asks the shim to stop the job: SIGTERM to its processes, SIGKILL after `grace`.
+    fn stop(&mut self, id: &str, run: &RunIds, grace: Duration);
+    /// SIGKILL to every process of the job, found without the shim's help; the shim too when
+    /// `kill_shim`.
+    fn force_kill(&mut self, id: &str, run: &RunIds, kill_shim: bool);
+    /// How the run ended, from the shim's exit file. None when the shim died without one: then
+    /// every process of the job is killed, so none runs unseen.
+    fn exit_of(&mut self, id: &str, run: Option<&RunIds>) -> Option<ExitFile>;
+    /// Starts a probe for the run `attempt` of job `id`, whose process is `child`.
+    fn probe(&mut self, id: &str, attempt: u64, child: &ChildFile, probe: Probe);
+    /// Stops every probe of job `id`.
+    fn stop_probes(&mut self, id: &str);
+    /// The size of the job's log, where a new run's output will start.
+    fn log_end(&self, id: &str) -> u64;
+    /// A free TCP port: `previous` while it is still free, else any other not in `taken`.
+    fn free_port(&self, previous: Option<u16>, taken: &dyn Fn(u16) -> bool) -> Option<u16>;
+    /// Resizes a PTY job's terminal.
+    fn resize(&mut self, id: &str, run: &RunIds, cols: u16, rows: u16);
+    /// Removes everything of job `id` from the disk.
+    fn remove(&mut self, id: &str);
+    /// Jobs that have a directory on disk, known or not.
+    fn job_dirs(&self) -> Vec<String>;
+    /// A job directory nobody knows: its shim (if alive) is asked to stop, or the directory goes.
+    fn stop_stray(&mut self, id: &str);
+}

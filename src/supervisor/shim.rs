@@ -148,7 +148,7 @@ fn run(dir: &Path) -> Result<(), String> {
             fds.iter().map(|p| p.any().unwrap_or(false)).collect::<Vec<_>>()
         };
 
-        let ms = files::unix_ms();
+        let ms = crate::clock::unix_ms();
         let mut idx = 0;
         for pipe in pipes.iter_mut() {
             let Some((fd, stream)) = pipe else { continue };
@@ -204,14 +204,14 @@ fn run(dir: &Path) -> Result<(), String> {
             break;
         }
     }
-    let _ = writer.finish(files::unix_ms());
+    let _ = writer.finish(crate::clock::unix_ms());
     let status = sup.leader.unwrap_or(WaitStatus::StillAlive);
     let (code, signal) = match status {
         WaitStatus::Exited(_, code) => (Some(code), None),
         WaitStatus::Signaled(_, sig, _) => (None, Some(sig as i32)),
         _ => (None, None),
     };
-    let exit = ExitFile { code, signal, stopped: sup.stop_requested, unix_ms: files::unix_ms() };
+    let exit = ExitFile { code, signal, stopped: sup.stop_requested, unix_ms: crate::clock::unix_ms() };
     // How the job ended is what the daemon needs most: on a full disk, keep trying for a while
     // (the file is a few dozen bytes) before giving up.
     let deadline = Instant::now() + EXIT_FILE_PATIENCE;
@@ -242,7 +242,7 @@ fn read_into(fd: &OwnedFd, stream: Stream, buf: &mut [u8], writer: &mut LogWrite
 /// named as NOTIFY_SOCKET expects: `@name`.
 fn notify_socket() -> Result<(std::os::unix::net::UnixDatagram, String), String> {
     use std::os::linux::net::SocketAddrExt;
-    let name = format!("bgrun-notify-{}-{}", std::process::id(), files::unix_ms());
+    let name = format!("bgrun-notify-{}-{}", std::process::id(), crate::clock::unix_ms());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
         .map_err(|e| format!("notify socket: {e}"))?;
     let socket = std::os::unix::net::UnixDatagram::bind_addr(&addr).map_err(|e| format!("notify socket: {e}"))?;

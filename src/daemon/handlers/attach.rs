@@ -13,20 +13,11 @@ use tokio::net::UnixStream;
 /// the client's keystrokes go to the job's terminal and its size follows the client's. Ends when
 /// the job does or the client detaches (closes the connection). The job is never touched.
 pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut UnixStream) -> std::io::Result<()> {
-    let found = ctx
-        .handle
-        .read(move |r| {
-            let job = r.resolve(&key)?;
-            match (job.spec.pty.is_some(), job.obs.state.is_alive(), job.obs.run) {
-                (false, ..) => {
-                    Err(Error::new("the job has no terminal").with_hint("attach works with jobs started with --pty"))
-                }
-                (_, true, Some(run)) if run.pid > 0 => Ok((job.id.clone(), job.obs.log_offset)),
-                _ => Err(Error::new("the job is not running")),
-            }
-        })
-        .await
-        .and_then(|r| r);
+    let found = ctx.handle.job(key).await.and_then(|job| match (job.spec.pty.is_some(), job.life().pid()) {
+        (false, _) => Err(Error::new("the job has no terminal").with_hint("attach works with jobs started with --pty")),
+        (true, Some(_)) => Ok((job.id.clone(), job.obs.log_offset)),
+        (true, None) => Err(Error::new("the job is not running")),
+    });
     let (id, run_offset) = match found {
         Ok(f) => f,
         Err(e) => return send(stream, error(e)).await,
@@ -57,9 +48,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
     loop {
         // Liveness first: once the job has ended its shim has finished the log, so the read below
         // is complete and the last one.
-        let id2 = id.clone();
-        let alive =
-            ctx.handle.read(move |r| r.jobs.get(&id2).is_some_and(|j| j.obs.state.is_alive())).await.unwrap_or(false);
+        let alive = ctx.handle.job_by_id(&id).await.ok().flatten().is_some_and(|j| j.life().has_process());
         let (bytes, next) = reader::terminal_bytes_since(&log, offset)?;
         offset = next;
         if !bytes.is_empty() {

@@ -1,9 +1,10 @@
 use crate::daemon::Ctx;
 use crate::error::Result;
 use crate::protocol::{DaemonInfo, Response, VERSION};
+use crate::reconcile::Query;
 
 pub async fn handle(ctx: &Ctx) -> Result<Response> {
-    let jobs = ctx.handle.read(|r| r.jobs.len()).await?;
+    let state = ctx.handle.query(|reply| Query::Daemon { reply }).await?;
     Ok(Response::Daemon(DaemonInfo {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -11,7 +12,7 @@ pub async fn handle(ctx: &Ctx) -> Result<Response> {
         uptime_secs: ctx.started.elapsed().as_secs(),
         socket: ctx.home.socket().display().to_string(),
         home: ctx.home.root().display().to_string(),
-        jobs,
-        problems: crate::reconcile::problems::snapshot().describe(),
+        jobs: state.jobs,
+        problems: state.problems,
     }))
 }

@@ -12,10 +12,7 @@ pub async fn handle(ctx: &Ctx, req: DiffRequest) -> Result<Response> {
     let filter = Compiled::new(&req.filter)?;
     let (id, path) = log_of(ctx, req.job).await?;
     loop {
-        let from = {
-            let id = id.clone();
-            ctx.handle.read(move |r| r.jobs.get(&id).map_or(0, |j| j.obs.diff_cursor)).await?
-        };
+        let from = ctx.handle.job_by_id(&id).await?.map_or(0, |j| j.obs.diff_cursor);
         let (lines, to) =
             reader::read_from(&path, from).map_err(|e| crate::error::Error::context("cannot read log", e))?;
         let id2 = id.clone();

@@ -33,13 +33,7 @@ pub async fn handle(ctx: &Ctx, key: String, pattern: String, regex: bool, timeou
                     return Ok::<_, Error>(Some(whole));
                 }
             }
-            let id2 = id.clone();
-            let over = ctx
-                .handle
-                .read(move |r| {
-                    r.jobs.get(&id2).is_none_or(|j| j.obs.state.is_terminal() && j.timers.restart_at.is_none())
-                })
-                .await?;
+            let over = ctx.handle.job_by_id(&id).await?.is_none_or(|j| j.is_finished());
             if over {
                 // The last read after the end saw everything the job wrote.
                 let (lines, _) =

@@ -93,7 +93,7 @@ pub async fn client_gone(stream: &UnixStream) {
 
 /// The log file of a job, found by id, name or prefix.
 async fn log_of(ctx: &Ctx, key: String) -> crate::error::Result<(String, std::path::PathBuf)> {
-    let id = ctx.handle.read(move |r| r.resolve(&key).map(|j| j.id.clone())).await??;
+    let id = ctx.handle.job(key).await?.id;
     let path = ctx.home.job_dir(&id).join(crate::logs::LOG_FILE);
     Ok((id, path))
 }

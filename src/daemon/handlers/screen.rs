@@ -7,10 +7,8 @@ use crate::protocol::Response;
 /// output replayed through a terminal emulator, so a program that redraws in place shows its
 /// latest state); for a piped job, its last lines.
 pub async fn handle(ctx: &Ctx, key: String, lines: usize) -> Result<Response> {
-    let (id, pty, offset) = ctx
-        .handle
-        .read(move |r| r.resolve(&key).map(|j| (j.id.clone(), j.spec.pty.clone(), j.obs.log_offset)))
-        .await??;
+    let job = ctx.handle.job(key).await?;
+    let (id, pty, offset) = (job.id, job.spec.pty, job.obs.log_offset);
     let path = ctx.home.job_dir(&id).join(crate::logs::LOG_FILE);
     let read_err = |e| Error::context("cannot read the job's output", e);
     let Some(size) = pty else {

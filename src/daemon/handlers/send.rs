@@ -7,9 +7,9 @@ use std::os::unix::fs::OpenOptionsExt;
 /// Writes to the job's stdin: its FIFO, which the job (or, for a PTY job, its supervisor) reads.
 /// Non-blocking: a job that stopped reading makes `send` fail rather than hang the daemon.
 pub async fn handle(ctx: &Ctx, key: String, data: String) -> Result<Response> {
-    let (id, alive) =
-        ctx.handle.read(move |r| r.resolve(&key).map(|j| (j.id.clone(), j.obs.state.is_alive()))).await??;
-    if !alive {
+    let job = ctx.handle.job(key).await?;
+    let id = job.id.clone();
+    if !job.life().has_process() {
         return Err(Error::new("the job is not running"));
     }
     let fifo = crate::supervisor::files::stdin_path(&ctx.home.job_dir(&id));

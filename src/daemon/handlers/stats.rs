@@ -9,16 +9,10 @@ const SAMPLE: Duration = Duration::from_millis(200);
 
 /// CPU and memory of the job's whole process tree, and its uptime.
 pub async fn handle(ctx: &Ctx, key: String) -> Result<Response> {
-    let (pid, started_ms) = ctx
-        .handle
-        .read(move |r| {
-            let job = r.resolve(&key)?;
-            match (job.obs.state.is_alive(), job.obs.run) {
-                (true, Some(run)) if run.pid > 0 => Ok((run.pid, job.obs.started_ms.unwrap_or(0))),
-                _ => Err(Error::new("the job is not running")),
-            }
-        })
-        .await??;
+    let job = ctx.handle.job(key).await?;
+    let (Some(pid), Some(started_ms)) = (job.life().pid(), job.life().started_ms()) else {
+        return Err(Error::new("the job is not running"));
+    };
     let tree = || {
         let mut pids = procfs::descendants(pid);
         pids.push(pid);
@@ -31,7 +25,7 @@ pub async fn handle(ctx: &Ctx, key: String) -> Result<Response> {
     let after = procfs::cpu_ticks(&pids);
     let ticks_per_sec = procfs::clock_ticks_per_sec() as f64;
     let cpu_pct = (after.saturating_sub(before) as f64 / ticks_per_sec) / t0.elapsed().as_secs_f64() * 100.0;
-    let now = crate::supervisor::files::unix_ms();
+    let now = crate::clock::unix_ms();
     Ok(Response::Stats(StatsView {
         cpu_pct: (cpu_pct * 10.0).round() / 10.0,
         rss_mb: pids.iter().map(|p| procfs::rss_kb(*p)).sum::<u64>() / 1024,

@@ -70,8 +70,7 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
     loop {
         // The state first: once the job has ended its shim has finished the log, so the read
         // below is complete and the last one.
-        let id2 = id.clone();
-        let state = ctx.handle.read(move |r| r.jobs.get(&id2).map(|j| j.obs.state)).await;
+        let job = ctx.handle.job_by_id(&id).await;
         let (lines, next) = reader::read_from(&path, offset).map_err(std::io::Error::other)?;
         offset = next;
         let views: Vec<_> =
@@ -80,9 +79,9 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         if !views.is_empty() {
             send(stream, Response::Lines { lines: views }).await?;
         }
-        match state {
-            Ok(Some(s)) if s.is_alive() => {}
-            Ok(Some(s)) => return send(stream, Response::End { state: s.as_str().into() }).await,
+        match job {
+            Ok(Some(j)) if j.state().is_alive() => {}
+            Ok(Some(j)) => return send(stream, Response::End { state: j.state().as_str().into() }).await,
             _ => return send(stream, Response::End { state: "removed".into() }).await,
         }
         tokio::select! {

@@ -1,34 +1,35 @@
 use crate::daemon::Ctx;
 use crate::daemon::conn::send;
 use crate::job::Job;
-use crate::protocol::{Response, UpJob, UpRequest, UpView, WaitFor};
-use crate::reconcile::Edit;
-use crate::reconcile::project::Change;
-use crate::state::JobState;
+use crate::protocol::{Change, Response, UpJob, UpRequest, UpView, WaitFor};
+use crate::reconcile::{Edit, Query};
+use crate::state::Lifecycle;
 use std::time::Instant;
 use tokio::net::UnixStream;
 
 /// Where a job of an `up` stands: None while it is still on its way.
 fn outcome(job: &Job, wait: WaitFor) -> Option<bool> {
-    let s = job.obs.state;
+    let life = job.life();
     // A job held back by a dependency that failed will not start: it has failed too.
-    if s == JobState::Starting && job.obs.run.is_none() && job.obs.reason.starts_with("dependency") {
+    if let Lifecycle::Waiting { blocked: Some(b), .. } = life
+        && b.is_failed()
+    {
         return Some(false);
     }
     // The old run of a replaced job says nothing about the new spec.
     if job.obs.generation < job.generation && wait != WaitFor::Applied {
         return None;
     }
-    let failed = matches!(s, JobState::Crashed | JobState::Killed)
-        || (s == JobState::Exited && job.obs.exit_code != Some(0))
-        || job.obs.ready_timed_out;
+    let failed = life.ending().is_some_and(|e| !e.succeeded()) || life.readiness_gave_up();
     if failed {
         return Some(false);
     }
-    let done = match wait {
-        WaitFor::Applied => true,
-        WaitFor::Launched => s != JobState::Starting || job.obs.run.is_none(),
-        WaitFor::Ready => s == JobState::Ready || s == JobState::Exited,
+    let done = match (wait, life) {
+        (WaitFor::Applied, _) => true,
+        (WaitFor::Launched, Lifecycle::Starting { shim: Some(_) }) => false,
+        (WaitFor::Launched, _) => true,
+        (WaitFor::Ready, Lifecycle::Ready { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Ended { .. }) => true,
+        (WaitFor::Ready, _) => false,
     };
     done.then_some(true)
 }
@@ -47,12 +48,11 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
     let mut changes = ctx.handle.changes();
     let mut last: Vec<Option<(String, String)>> = vec![None; applied.len()];
     loop {
-        let wait = req.wait;
-        let applied2 = applied.clone();
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let Ok(snap) = ctx.handle.read(move |r| snapshot(r, &applied2, wait, elapsed_ms)).await else {
+        let ids = applied.iter().map(|(_, id)| id.clone()).collect();
+        let Ok(jobs) = ctx.handle.query(|reply| Query::ByIds { ids, reply }).await else {
             return Ok(());
         };
+        let snap = snapshot(&applied, &jobs, req.wait, started.elapsed().as_millis() as u64);
         let settled = snap.iter().all(|(_, outcome)| outcome.is_some());
         let jobs: Vec<UpJob> = snap.into_iter().map(|(j, _)| j).collect();
         if req.progress {
@@ -80,15 +80,16 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
 
 /// Each job of the `up` as it stands, with its outcome (None while still on its way).
 fn snapshot(
-    r: &crate::reconcile::Reconciler,
     applied: &[(Change, String)],
+    jobs: &[Option<Job>],
     wait: WaitFor,
     elapsed_ms: u64,
 ) -> Vec<(UpJob, Option<bool>)> {
     applied
         .iter()
-        .map(|(change, id)| {
-            let job = r.jobs.get(id);
+        .zip(jobs)
+        .map(|((change, id), job)| {
+            let job = job.as_ref();
             // A removed job is done once it has stopped and been forgotten.
             let result = match (change.action.as_str(), job) {
                 ("remove", None) => Some(true),
@@ -101,9 +102,9 @@ fn snapshot(
                 id: id.clone(),
                 action: change.action.clone(),
                 fields: change.fields.clone(),
-                state: job.map_or("removed".into(), |j| j.obs.state.as_str().into()),
-                reason: job.map_or("removed from the file".into(), |j| j.obs.reason.clone()),
-                pid: job.and_then(|j| j.obs.run).map(|r| r.pid).filter(|p| *p > 0),
+                state: job.map_or("removed".into(), |j| j.state().as_str().into()),
+                reason: job.map_or("removed from the file".into(), |j| j.life().reason()),
+                pid: job.and_then(|j| j.life().pid()),
                 ok: result == Some(true),
                 elapsed_ms,
             };

@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 /// Answers when the job is ready, at once if it has already ended for good, or at the timeout.
 pub async fn handle(ctx: &Ctx, key: String, timeout: Duration) -> Result<Response> {
     let started = Instant::now();
-    let id = ctx.handle.read(move |r| r.resolve(&key).map(|j| j.id.clone())).await??;
+    let id = ctx.handle.job(key).await?.id;
     let settled = tokio::time::timeout(timeout, ctx.handle.edit(|reply| Edit::Wait { id, reply })).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let view = match settled {
         Ok(job) => {
             let job = job?;
-            let ready = job.obs.state == JobState::Ready;
+            let ready = job.state() == JobState::Ready;
             WaitView {
                 ready,
                 elapsed_ms,
-                exit_code: if ready { None } else { job.obs.exit_code },
-                state: (!ready).then(|| job.obs.state.as_str().to_string()),
+                exit_code: job.life().ending().and_then(|e| e.code),
+                state: (!ready).then(|| job.state().as_str().to_string()),
             }
         }
         Err(_) => WaitView { ready: false, elapsed_ms, exit_code: None, state: None },

@@ -1,0 +1,83 @@
+//! Questions about the current state, each with its reply type. The answers are snapshots
+//! (clones): handlers build wire views from them outside the actor, so a slow view (one that
+//! reads /proc) never delays an edit.
+
+use super::Reconciler;
+use crate::error::Result;
+use crate::job::Job;
+use crate::protocol::{Change, EventView};
+use crate::spec::JobSpec;
+use tokio::sync::oneshot::Sender;
+
+pub enum Query {
+    /// The job a key names (id, name, project/name, or id prefix).
+    Job {
+        key: String,
+        reply: Sender<Result<Job>>,
+    },
+    /// Jobs by id, in the order asked; None for one that no longer exists.
+    ByIds {
+        ids: Vec<String>,
+        reply: Sender<Vec<Option<Job>>>,
+    },
+    /// Every job (of one workspace), oldest first.
+    Jobs {
+        workspace: Option<String>,
+        reply: Sender<Vec<Job>>,
+    },
+    /// A job and its most recent `events`.
+    History {
+        key: String,
+        events: usize,
+        reply: Sender<Result<(Job, Vec<EventView>)>>,
+    },
+    /// What `up` would change for a project, without changing anything.
+    Plan {
+        project: String,
+        jobs: Vec<JobSpec>,
+        only: Vec<String>,
+        reply: Sender<Vec<Change>>,
+    },
+    Daemon {
+        reply: Sender<DaemonState>,
+    },
+}
+
+/// The reconciler's side of `daemon status`.
+pub struct DaemonState {
+    pub jobs: usize,
+    pub problems: Vec<String>,
+}
+
+impl Reconciler {
+    pub(super) fn answer(&self, query: Query) {
+        match query {
+            Query::Job { key, reply } => {
+                let _ = reply.send(self.resolve(&key).cloned());
+            }
+            Query::ByIds { ids, reply } => {
+                let _ = reply.send(ids.iter().map(|id| self.jobs.get(id).cloned()).collect());
+            }
+            Query::Jobs { workspace, reply } => {
+                let mut jobs: Vec<Job> = self
+                    .jobs
+                    .values()
+                    .filter(|j| workspace.as_ref().is_none_or(|ws| j.spec.workspace.as_ref() == Some(ws)))
+                    .cloned()
+                    .collect();
+                jobs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+                let _ = reply.send(jobs);
+            }
+            Query::History { key, events, reply } => {
+                let answer = self.resolve(&key).and_then(|job| Ok((job.clone(), self.store.events(&job.id, events)?)));
+                let _ = reply.send(answer);
+            }
+            Query::Plan { project, jobs, only, reply } => {
+                let _ = reply.send(self.changes(&project, &jobs, &only, true));
+            }
+            Query::Daemon { reply } => {
+                let _ = reply.send(DaemonState { jobs: self.jobs.len(), problems: self.problems.describe() });
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The reconciler driven by hand: a recording fake supervisor, a paused clock moved by the
+//! test, and reports played as a real supervisor would send them.
+
+use super::fake::{Call, Fake};
+use super::{Edit, Msg, Reconciler};
+use crate::clock::PausedClock;
+use crate::error::Result;
+use crate::job::Job;
+use crate::protocol::{JobView, KillTarget};
+use crate::spec::{JobSpec, RestartPolicy};
+use crate::state::{Checks, JobState, Lifecycle, RunIds, Then};
+use crate::store::Store;
+use crate::supervisor::Report;
+use crate::supervisor::files::{ChildFile, ExitFile};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const T0: u64 = 1_800_000_000_000;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Rig {
+    rec: Reconciler,
+    fake: Fake,
+    clock: PausedClock,
+}
+
+fn rig() -> Rig {
+    rig_with(Store::in_memory(), Fake::default())
+}
+
+fn rig_with(store: Store, fake: Fake) -> Rig {
+    let clock = PausedClock::at(T0);
+    let parts = Reconciler::load(store, Box::new(fake.clone()), Arc::new(clock.clone())).unwrap();
+    Rig { rec: parts.reconciler, fake, clock }
+}
+
+fn spec(name: &str) -> JobSpec {
+    let mut spec = crate::spec::tests::sample();
+    spec.name = Some(name.into());
+    spec.cmd = vec!["server".into()];
+    spec
+}
+
+impl Rig {
+    fn edit<T>(&mut self, make: impl FnOnce(oneshot::Sender<T>) -> Edit) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        self.rec.on_message(Msg::Edit(make(tx)));
+        rx
+    }
+
+    fn run(&mut self, spec: JobSpec) -> oneshot::Receiver<Result<JobView>> {
+        self.edit(|reply| Edit::Run { spec: Box::new(spec), reply })
+    }
+
+    /// A run whose answer nobody waits for.
+    fn start(&mut self, spec: JobSpec) {
+        drop(self.run(spec));
+    }
+
+    fn id(&self, name: &str) -> String {
+        self.rec.find(None, name).map(|j| j.id.clone()).unwrap()
+    }
+
+    fn job(&self, name: &str) -> &Job {
+        self.rec.find(None, name).unwrap()
+    }
+
+    fn report(&mut self, report: Report) {
+        self.rec.on_report(report);
+    }
+
+    /// The shim of the job's current run reports its process.
+    fn spawned(&mut self, name: &str) {
+        let (id, attempt) = (self.id(name), self.job(name).attempt);
+        let child = ChildFile { pid: 4000 + attempt as i32, start_time: 7 };
+        self.report(Report::Spawned { id, attempt, result: Ok(child) });
+    }
+
+    /// The job's current run ends: its shim leaves an exit file (or none) and is gone.
+    fn exits(&mut self, name: &str, code: Option<i32>) {
+        let (id, attempt) = (self.id(name), self.job(name).attempt);
+        let run = self.job(name).life().run().unwrap();
+        {
+            let mut world = self.fake.world();
+            world.alive.retain(|p| *p != run.shim_pid);
+            if let Some(code) = code {
+                let exit = ExitFile { code: Some(code), signal: None, stopped: false, unix_ms: self.clock_ms() };
+                world.exits.insert(id.clone(), exit);
+            }
+        }
+        self.report(Report::Exited { id, attempt });
+    }
+
+    fn clock_ms(&self) -> u64 {
+        use crate::clock::Clock;
+        self.clock.now_ms()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.clock.advance(by);
+        self.rec.tick();
+    }
+
+    fn launches(&self) -> usize {
+        self.fake.calls().iter().filter(|c| matches!(c, Call::Launch { .. })).count()
+    }
+}
+
+#[test]
+fn a_run_is_answered_once_its_process_runs() {
+    let mut r = rig();
+    let mut reply = r.run(spec("web"));
+    assert!(matches!(r.fake.calls()[..], [Call::Launch { attempt: 1, .. }]));
+    assert!(reply.try_recv().is_err(), "answered before the process ran");
+    assert!(matches!(r.job("web").life(), Lifecycle::Starting { shim: Some(_) }));
+    r.spawned("web");
+    let view = reply.try_recv().unwrap().unwrap();
+    assert_eq!(view.state, "ready");
+    assert_eq!(view.reason, "running (no readiness checks)");
+    assert_eq!(view.pid, Some(4001));
+}
+
+#[test]
+fn a_crash_restarts_after_a_backoff_that_doubles() {
+    let mut r = rig();
+    let mut s = spec("worker");
+    s.restart = RestartPolicy::OnCrash;
+    s.backoff = Duration::from_secs(1);
+    r.start(s);
+    r.spawned("worker");
+    r.fake.calls();
+    r.exits("worker", Some(3));
+    let life = r.job("worker").life().clone();
+    let Lifecycle::BackingOff { until_ms, delay_ms, .. } = life else { panic!("{life:?}") };
+    assert!((1000..=1100).contains(&delay_ms), "{delay_ms}");
+    assert_eq!(until_ms, T0 + delay_ms);
+    assert_eq!(r.job("worker").state(), JobState::Crashed);
+    assert!(r.job("worker").life().reason().starts_with("exited with code 3; restarting in 1"));
+    r.advance(ms(delay_ms - 1));
+    assert_eq!(r.launches(), 0, "restarted before its backoff");
+    r.advance(ms(1));
+    assert_eq!(r.launches(), 1);
+    assert_eq!(r.job("worker").obs.restart_count, 1);
+    r.spawned("worker");
+    r.exits("worker", Some(3));
+    let Lifecycle::BackingOff { delay_ms, .. } = r.job("worker").life().clone() else { panic!() };
+    assert!((2000..=2200).contains(&delay_ms), "the second crash in a row doubles: {delay_ms}");
+}
+
+#[test]
+fn quick_crashes_give_up_but_clean_exits_never_do() {
+    let mut r = rig();
+    let mut s = spec("flaky");
+    s.restart = RestartPolicy::Always;
+    s.backoff = Duration::ZERO;
+    r.start(s.clone());
+    for _ in 0..crate::plan::BURST_LIMIT {
+        r.spawned("flaky");
+        r.exits("flaky", Some(1));
+        r.advance(ms(1));
+    }
+    let life = r.job("flaky").life().clone();
+    assert!(matches!(life, Lifecycle::Ended { then: Then::GaveUp { crashes: 10 }, .. }), "{life:?}");
+    assert!(life.reason().contains("not restarting after 10 crashes"));
+
+    s.name = Some("tidy".into());
+    r.start(s);
+    for _ in 0..(2 * crate::plan::BURST_LIMIT) {
+        r.spawned("tidy");
+        r.exits("tidy", Some(0));
+        r.advance(ms(1));
+    }
+    assert_eq!(r.job("tidy").obs.crash_streak, 0);
+    assert!(matches!(r.job("tidy").life(), Lifecycle::Starting { .. }), "clean exits keep restarting");
+}
+
+#[test]
+fn a_stop_escalates_on_timers_of_its_own() {
+    let mut r = rig();
+    r.start(spec("db"));
+    r.spawned("db");
+    r.fake.calls();
+    let target = KillTarget::Job("db".into());
+    let mut reply = r.edit(|reply| Edit::Kill { target, grace: Some(Duration::from_secs(1)), reply });
+    assert_eq!(r.fake.calls(), vec![Call::Stop { id: r.id("db"), grace: Duration::from_secs(1) }]);
+    assert!(r.job("db").life().reason().starts_with("stopping: killed on request"));
+    // Grace plus the margin the shim gets to finish the stop itself.
+    r.advance(ms(1999));
+    assert!(r.fake.calls().is_empty());
+    r.advance(ms(1));
+    assert_eq!(r.fake.calls(), vec![Call::ForceKill { id: r.id("db"), kill_shim: false }]);
+    // A shim that still has not ended (stopped, say) is killed itself next time.
+    r.advance(ms(1000));
+    assert_eq!(r.fake.calls(), vec![Call::ForceKill { id: r.id("db"), kill_shim: true }]);
+    assert!(reply.try_recv().is_err());
+    r.exits("db", None);
+    assert_eq!(reply.try_recv().unwrap().unwrap(), vec![r.id("db")]);
+    assert_eq!(r.job("db").state(), JobState::Killed);
+}
+
+#[test]
+fn a_kill_during_the_backoff_cancels_the_restart() {
+    let mut r = rig();
+    let mut s = spec("loop");
+    s.restart = RestartPolicy::OnCrash;
+    r.start(s);
+    r.spawned("loop");
+    r.exits("loop", Some(1));
+    r.fake.calls();
+    let target = KillTarget::Job("loop".into());
+    let mut reply = r.edit(|reply| Edit::Kill { target, grace: None, reply });
+    assert_eq!(reply.try_recv().unwrap().unwrap(), vec![r.id("loop")], "answered at once: nothing to stop");
+    assert_eq!(r.job("loop").life().reason(), "exited with code 1; restart cancelled by kill");
+    r.advance(Duration::from_secs(600));
+    assert_eq!(r.launches(), 0);
+}
+
+#[test]
+fn a_dependent_starts_once_its_dependency_is_ready() {
+    let mut r = rig();
+    let mut db = spec("db");
+    db.ready.log_contains = vec!["accepting connections".into()];
+    db.ready.timeout = Duration::from_secs(30);
+    r.start(db);
+    r.spawned("db");
+    let mut app = spec("app");
+    app.after = vec!["db".into()];
+    r.start(app);
+    let calls = r.fake.calls();
+    assert!(calls.iter().any(|c| matches!(c, Call::Probe { probe: crate::supervisor::Probe::Readiness { .. }, .. })));
+    assert!(!calls.iter().any(|c| matches!(c, Call::Launch { id, .. } if *id == r.id("app"))));
+    assert_eq!(r.job("app").life().reason(), "waiting for db to be ready");
+    let (id, attempt) = (r.id("db"), r.job("db").attempt);
+    r.report(Report::Ready { id, attempt });
+    assert_eq!(r.job("db").life().reason(), "ready");
+    assert!(r.fake.calls().iter().any(|c| matches!(c, Call::Launch { id, .. } if *id == r.id("app"))));
+}
+
+#[test]
+fn readiness_gives_up_at_its_deadline_and_wait_answers() {
+    let mut r = rig();
+    let mut s = spec("slow");
+    s.ready.port = Some(1);
+    s.ready.timeout = Duration::from_secs(5);
+    r.start(s);
+    r.spawned("slow");
+    let id = r.id("slow");
+    let mut waited = r.edit(|reply| Edit::Wait { id, reply });
+    r.advance(ms(4999));
+    assert!(waited.try_recv().is_err());
+    r.advance(ms(1));
+    let job = waited.try_recv().unwrap();
+    assert!(matches!(job.life(), Lifecycle::Running { checks: Checks::GaveUp { timeout_ms: 5000 }, .. }));
+    assert_eq!(job.life().reason(), "not ready: readiness checks did not pass within 5s");
+}
+
+#[test]
+fn a_shim_that_dies_without_a_word_crashes_the_job() {
+    let mut r = rig();
+    r.start(spec("lost"));
+    r.spawned("lost");
+    r.exits("lost", None);
+    let job = r.job("lost");
+    assert_eq!(job.state(), JobState::Crashed);
+    assert!(job.life().reason().contains("supervisor process died unexpectedly"));
+}
+
+#[test]
+fn reports_about_an_older_run_are_ignored() {
+    let mut r = rig();
+    let mut s = spec("web");
+    s.restart = RestartPolicy::OnCrash;
+    s.backoff = Duration::ZERO;
+    r.start(s);
+    r.spawned("web");
+    r.exits("web", Some(1));
+    r.advance(ms(1));
+    r.spawned("web");
+    let id = r.id("web");
+    r.report(Report::Exited { id: id.clone(), attempt: 1 });
+    r.report(Report::Evict { id, attempt: 1, cause: crate::state::Cause::Replaced });
+    assert!(matches!(r.job("web").life(), Lifecycle::Ready { evict: None, .. }));
+}
+
+#[test]
+fn a_refused_transition_is_counted_and_changes_nothing() {
+    let mut r = rig();
+    r.start(spec("web"));
+    let id = r.id("web");
+    let ready = Lifecycle::Ready { run: RunIds::default(), since_ms: 0, ready_ms: 0, checked: false, evict: None };
+    let waiting = Lifecycle::Waiting { blocked: None, restart: false };
+    r.rec.jobs.get_mut(&id).unwrap().obs.life = waiting;
+    assert!(!r.rec.set_life(&id, ready), "a job cannot be ready before it was started");
+    assert_eq!(r.rec.problems.refused_transitions, 1);
+    assert!(matches!(r.job("web").life(), Lifecycle::Waiting { .. }));
+}
+
+#[test]
+fn a_run_recorded_but_never_launched_is_launched_by_the_next_daemon() {
+    let mut r = rig();
+    r.start(spec("web"));
+    let id = r.id("web");
+    // The daemon died between committing the run and launching its shim.
+    r.rec.jobs.get_mut(&id).unwrap().obs.life = Lifecycle::Starting { shim: None };
+    r.rec.save(&id, None);
+    let store = std::mem::replace(&mut r.rec.store, Store::in_memory());
+    let mut next = rig_with(store, Fake::default());
+    next.rec.tick();
+    assert_eq!(next.launches(), 1, "no shim holds the job's lock: it is launched again");
+    assert!(matches!(next.job("web").life(), Lifecycle::Starting { shim: Some(_) }));
+}
+
+#[test]
+fn a_live_run_is_adopted_and_a_dead_one_recorded() {
+    let fake = Fake::default();
+    let mut r = rig_with(Store::in_memory(), fake.clone());
+    r.start(spec("alive"));
+    r.spawned("alive");
+    r.start(spec("dead"));
+    r.spawned("dead");
+    let dead_run = r.job("dead").life().run().unwrap();
+    fake.world().alive.retain(|p| *p != dead_run.shim_pid);
+    let id = r.id("dead");
+    fake.world().exits.insert(id, ExitFile { code: Some(0), signal: None, stopped: false, unix_ms: T0 });
+    let store = std::mem::replace(&mut r.rec.store, Store::in_memory());
+    let next = rig_with(store, fake);
+    assert!(matches!(next.job("alive").life(), Lifecycle::Ready { .. }));
+    assert_eq!(next.job("dead").state(), JobState::Exited);
+    assert_eq!(next.job("dead").life().reason(), "exited with code 0");
+}

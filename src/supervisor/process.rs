@@ -1,0 +1,203 @@
+//! The supervisor of real processes: shims launched from this binary, watched through pidfds,
+//! signalled directly; probes as tasks of their own. What scans /proc runs on the blocking pool,
+//! never on the reconciler's thread.
+
+use super::files::{self, ChildFile, ExitFile, SpawnFile};
+use super::{Probe, Report, Supervisor, launch, probes, procfs};
+use crate::home::Home;
+use crate::logs::watch::LogWatch;
+use crate::state::{Cause, RunIds};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
+
+pub struct ProcessSupervisor {
+    home: Home,
+    reports: UnboundedSender<Report>,
+    logs: Arc<LogWatch>,
+    /// Built on first use: an idle daemon loads no TLS roots.
+    http: OnceLock<reqwest::Client>,
+    /// The probe tasks of each job's current run, to stop them when the run ends or its
+    /// settings change.
+    probes: HashMap<String, Vec<AbortHandle>>,
+}
+
+impl ProcessSupervisor {
+    pub fn new(home: Home, reports: UnboundedSender<Report>, logs: Arc<LogWatch>) -> ProcessSupervisor {
+        ProcessSupervisor { home, reports, logs, http: OnceLock::new(), probes: HashMap::new() }
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http.get_or_init(probes::http_client).clone()
+    }
+
+    fn report_later(&mut self, id: &str, task: impl Future<Output = Option<Report>> + Send + 'static) {
+        let reports = self.reports.clone();
+        let handle = tokio::spawn(async move {
+            if let Some(report) = task.await {
+                let _ = reports.send(report);
+            }
+        });
+        self.probes.entry(id.to_string()).or_default().push(handle.abort_handle());
+    }
+}
+
+async fn watch_exit(reports: UnboundedSender<Report>, id: String, attempt: u64, run: RunIds) {
+    if let Err(e) = launch::wait_exit(run.shim_pid, run.shim_start).await {
+        crate::warn!("bgrun: cannot watch the supervisor of job {id}: {e}");
+    }
+    let _ = reports.send(Report::Exited { id, attempt });
+}
+
+impl Supervisor for ProcessSupervisor {
+    fn launch(&mut self, id: &str, attempt: u64, spawn: &SpawnFile) -> Result<RunIds, String> {
+        let launched = launch::launch(&self.home.job_dir(id), spawn)
+            .map_err(|e| format!("cannot start the job's supervisor: {e}"))?;
+        let run = RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() };
+        let (reports, id) = (self.reports.clone(), id.to_string());
+        tokio::spawn(async move {
+            let result = launched.handshake().await;
+            let _ = reports.send(Report::Spawned { id: id.clone(), attempt, result });
+            watch_exit(reports, id, attempt, run).await;
+        });
+        Ok(run)
+    }
+
+    fn watch(&mut self, id: &str, attempt: u64, run: RunIds) {
+        tokio::spawn(watch_exit(self.reports.clone(), id.to_string(), attempt, run));
+    }
+
+    fn await_child(&mut self, id: &str, attempt: u64, run: RunIds) {
+        // A rare path (a daemon died within the few milliseconds of a launch), so a short poll
+        // bounded by the shim's life is enough.
+        let (reports, id, dir) = (self.reports.clone(), id.to_string(), self.home.job_dir(id));
+        tokio::spawn(async move {
+            while procfs::is_same_process(run.shim_pid, run.shim_start) {
+                if let Some(child) = files::read_child(&dir) {
+                    let _ = reports.send(Report::Spawned { id, attempt, result: Ok(child) });
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
+
+    fn live_shim(&self, id: &str) -> Option<RunIds> {
+        let shim = files::live_shim(&self.home.job_dir(id))?;
+        Some(RunIds { shim_pid: shim.pid, shim_start: shim.start_time, ..RunIds::default() })
+    }
+
+    fn child(&self, id: &str) -> Option<ChildFile> {
+        files::read_child(&self.home.job_dir(id))
+    }
+
+    fn is_alive(&self, run: &RunIds) -> bool {
+        procfs::is_same_process(run.shim_pid, run.shim_start)
+    }
+
+    fn stop(&mut self, id: &str, run: &RunIds, grace: Duration) {
+        if let Err(e) = launch::request_stop(&self.home.job_dir(id), run.shim_pid, grace) {
+            crate::warn!("bgrun: cannot ask job {id} to stop: {e}");
+        }
+    }
+
+    fn force_kill(&mut self, id: &str, run: &RunIds, kill_shim: bool) {
+        let (id, run) = (id.to_string(), *run);
+        tokio::task::spawn_blocking(move || {
+            launch::force_kill(&id, run.shim_pid, run.shim_start, run.pid, kill_shim);
+        });
+    }
+
+    fn exit_of(&mut self, id: &str, run: Option<&RunIds>) -> Option<ExitFile> {
+        let dir = self.home.job_dir(id);
+        if let Some(exit) = files::read_exit(&dir) {
+            return Some(exit);
+        }
+        // The shim died without a word (SIGKILLed, say). Its job can no longer be supervised or
+        // logged, so none of its processes is left running unseen.
+        let job_pid = files::read_child(&dir).map_or(run.map_or(0, |r| r.pid), |c| c.pid);
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || launch::kill_job_processes(&id, job_pid));
+        None
+    }
+
+    fn probe(&mut self, id: &str, attempt: u64, child: &ChildFile, probe: Probe) {
+        let (key, child) = (id.to_string(), child.clone());
+        match probe {
+            Probe::Readiness { ready, cwd, log_offset } => {
+                let (http, logs, dir) = (self.http(), self.logs.clone(), self.home.job_dir(id));
+                self.report_later(id, async move {
+                    probes::readiness(logs, http, dir, cwd, ready, log_offset).await;
+                    Some(Report::Ready { id: key, attempt })
+                });
+            }
+            Probe::Health(health) => {
+                let http = self.http();
+                self.report_later(id, async move {
+                    let (failures, last) = probes::health(http, health, child.pid, child.start_time).await?;
+                    Some(Report::Evict { id: key, attempt, cause: Cause::Unhealthy { failures, last } })
+                });
+            }
+            Probe::Memory { limit_mb } => self.report_later(id, async move {
+                let rss_mb = probes::memory(child.pid, child.start_time, limit_mb).await?;
+                Some(Report::Evict { id: key, attempt, cause: Cause::MaxRss { rss_mb, limit_mb } })
+            }),
+        }
+    }
+
+    fn stop_probes(&mut self, id: &str) {
+        for task in self.probes.remove(id).unwrap_or_default() {
+            task.abort();
+        }
+    }
+
+    fn log_end(&self, id: &str) -> u64 {
+        probes::log_end(&self.home.job_dir(id))
+    }
+
+    fn free_port(&self, previous: Option<u16>, taken: &dyn Fn(u16) -> bool) -> Option<u16> {
+        let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
+        previous.filter(|p| free(*p)).or_else(|| {
+            (0..64).find_map(|_| {
+                let p = std::net::TcpListener::bind(("0.0.0.0", 0)).ok()?.local_addr().ok()?.port();
+                (!taken(p)).then_some(p)
+            })
+        })
+    }
+
+    fn resize(&mut self, id: &str, run: &RunIds, cols: u16, rows: u16) {
+        launch::resize_pty(&self.home.job_dir(id), run.shim_pid, cols, rows);
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.stop_probes(id);
+        let _ = std::fs::remove_dir_all(self.home.job_dir(id));
+    }
+
+    fn job_dirs(&self) -> Vec<String> {
+        let Ok(dirs) = std::fs::read_dir(self.home.root().join("jobs")) else { return Vec::new() };
+        dirs.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect()
+    }
+
+    fn stop_stray(&mut self, id: &str) {
+        let dir = self.home.job_dir(id);
+        match files::live_shim(&dir) {
+            Some(shim) => {
+                crate::warn!(
+                    "bgrun: job directory {} has no record; stopping its supervisor (pid {}) and job",
+                    dir.display(),
+                    shim.pid
+                );
+                if procfs::is_same_process(shim.pid, shim.start_time) {
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim.pid), nix::sys::signal::Signal::SIGTERM);
+                }
+            }
+            None => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
