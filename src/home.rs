@@ -69,6 +69,30 @@ impl Home {
             .open(path)
     }
 
+    /// Takes an exclusive lock on `path` (created private to its owner, never through a link
+    /// planted in its place), or None when another process holds it. The kernel releases the
+    /// lock once every descriptor of the file is closed, including copies a child inherited, so
+    /// "lock held" means "its holder is alive".
+    pub fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?;
+        // SAFETY: flock takes a descriptor we own and plain integer flags.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(file));
+        }
+        match std::io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            e => Err(e),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

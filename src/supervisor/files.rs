@@ -112,22 +112,35 @@ pub struct ShimFile {
     pub start_time: u64,
 }
 
-/// Taken by a shim for its whole life: a lock the kernel releases the instant the shim dies, so
-/// a daemon can tell whether a directory has a live shim even if no record names it (the daemon
-/// that launched it died first). The lock file is close-on-exec: the job never holds it.
-pub fn lock_shim(dir: &Path, me: ShimFile) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(SHIM_LOCK))?;
-    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| io::Error::other(format!("another supervisor runs this job already ({e})")))?;
+/// The descriptor on which a shim receives its job directory's lock.
+pub const SHIM_LOCK_FD: i32 = 3;
+
+/// Taken by the daemon before it launches a shim, and handed to the shim as its descriptor
+/// [`SHIM_LOCK_FD`]: a lock the kernel releases the instant the shim dies, held from before the
+/// shim exists, so a daemon can always tell whether a directory has a live shim, even one no
+/// record names (the daemon that launched it died first). None if a shim holds it already.
+pub fn lock_for_shim(dir: &Path) -> io::Result<Option<std::fs::File>> {
+    crate::home::Home::try_lock(&dir.join(SHIM_LOCK))
+}
+
+/// The shim's side: the lock the daemon handed over (checked to be this directory's), made
+/// close-on-exec so the job never holds it; then the shim announces itself.
+pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let expected = std::fs::symlink_metadata(dir.join(SHIM_LOCK))?;
+    // SAFETY: only borrowed for fstat, which fails cleanly (EBADF) if the descriptor is not open.
+    let handed = unsafe { std::os::fd::BorrowedFd::borrow_raw(SHIM_LOCK_FD) };
+    let held = nix::sys::stat::fstat(handed).map_err(io::Error::from)?;
+    if held.st_dev != expected.dev() || held.st_ino != expected.ino() {
+        return Err(io::Error::other("launched without the job's lock"));
+    }
+    // SAFETY: the descriptor was handed to this process for it to own, and is checked above to be
+    // the lock file; nothing else in the shim uses it.
+    let file = unsafe { std::fs::File::from_raw_fd(SHIM_LOCK_FD) };
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
     write_json(&dir.join(SHIM), &me)?;
-    Ok(lock)
+    Ok(file)
 }
 
 /// The shim that holds `dir`'s lock, if one is alive.

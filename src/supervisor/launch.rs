@@ -2,12 +2,12 @@
 //! (by pidfd, so adopted shims that are not our children are watched the same way), and signal it.
 
 use super::files::{self, ChildFile, Handshake, SpawnFile};
-
 use super::procfs;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,14 +23,28 @@ pub struct Launched {
 /// Starts the shim for one run. Returns as soon as the shim process exists.
 pub fn launch(dir: &Path, spawn: &SpawnFile) -> io::Result<Launched> {
     files::prepare_run(dir, spawn)?;
+    let lock = files::lock_for_shim(dir)?
+        .ok_or_else(|| io::Error::other("another supervisor runs this job already (its lock is held)"))?;
+    let lock_fd = lock.as_raw_fd();
     // /proc/self/exe still works after the binary on disk was replaced by an upgrade.
-    let mut child = Command::new("/proc/self/exe")
-        .arg("__shim")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut command = Command::new("/proc/self/exe");
+    command.arg("__shim").arg(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe. The copy it makes
+    // is not close-on-exec, so the shim is born holding the lock.
+    unsafe {
+        command.pre_exec(move || {
+            let ok = if lock_fd == files::SHIM_LOCK_FD {
+                // Already in place: dup2 would change nothing, so clear close-on-exec directly.
+                libc::fcntl(lock_fd, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(lock_fd, files::SHIM_LOCK_FD) >= 0
+            };
+            if ok { Ok(()) } else { Err(io::Error::last_os_error()) }
+        });
+    }
+    let mut child = command.spawn()?;
+    // The shim holds the lock now; closing our descriptor leaves it held.
+    drop(lock);
     let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
     nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
     let shim_pid = child.id() as i32;

@@ -50,8 +50,9 @@ pub fn main(dir: &Path) -> i32 {
 
 fn run(dir: &Path) -> Result<(), String> {
     let me = std::process::id() as i32;
-    let _lock = files::lock_shim(dir, files::ShimFile { pid: me, start_time: procfs::start_time(me).unwrap_or(0) })
-        .map_err(|e| format!("cannot take the job's lock: {e}"))?;
+    let _lock =
+        files::keep_shim_lock(dir, files::ShimFile { pid: me, start_time: procfs::start_time(me).unwrap_or(0) })
+            .map_err(|e| format!("cannot take the job's lock: {e}"))?;
     let spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
     // Our own session: the daemon's death, or a signal to its group, must not reach the job.
     let _ = nix::unistd::setsid();
