@@ -47,14 +47,6 @@ impl<'a> Graph<'a> {
         toposort(&self.g, None).ok()
     }
 
-    /// Dependents before dependencies.
-    pub fn stop_order(&self) -> Option<Vec<&'a str>> {
-        self.start_order().map(|mut o| {
-            o.reverse();
-            o
-        })
-    }
-
     /// The named jobs and everything they need, transitively.
     pub fn with_dependencies(&self, names: &[String]) -> BTreeSet<&'a str> {
         let mut out = BTreeSet::new();
@@ -65,14 +57,6 @@ impl<'a> Graph<'a> {
             }
         }
         out
-    }
-
-    /// The jobs that wait for `name`, directly.
-    pub fn dependents(&self, name: &str) -> Vec<&'a str> {
-        match self.g.nodes().find(|n| *n == name) {
-            Some(n) => self.g.neighbors_directed(n, petgraph::Direction::Outgoing).collect(),
-            None => vec![],
-        }
     }
 }
 
@@ -92,10 +76,7 @@ mod tests {
         let order = g.start_order().unwrap();
         let pos = |n: &str| order.iter().position(|x| *x == n).unwrap();
         assert!(pos("db") < pos("api") && pos("cache") < pos("api") && pos("api") < pos("web"));
-        let stop = g.stop_order().unwrap();
-        assert!(stop.iter().position(|x| *x == "web") < stop.iter().position(|x| *x == "db"));
         assert_eq!(g.with_dependencies(&["api".into()]), ["api", "cache", "db"].into_iter().collect());
-        assert_eq!(g.dependents("api"), vec!["web"]);
         assert!(g.cycles().is_empty());
     }
 

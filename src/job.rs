@@ -75,7 +75,7 @@ impl Job {
     }
 
     pub fn short_id(&self) -> &str {
-        &self.id[..8.min(self.id.len())]
+        crate::protocol::short_id(&self.id)
     }
 
     /// `project/name` for a job of a project, the name (or short id) otherwise.

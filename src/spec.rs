@@ -345,6 +345,24 @@ pub mod opt_duration_ms {
     }
 }
 
+/// Megabytes from `512`, `512MB`, `1.5GB`, `256M`, `2G`.
+pub fn parse_size_mb(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_uppercase();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size; use e.g. 512, 512MB or 1GB"))?;
+    let mb = match unit.trim() {
+        "" | "M" | "MB" | "MIB" => n,
+        "G" | "GB" | "GIB" => n * 1024.0,
+        "K" | "KB" | "KIB" => n / 1024.0,
+        _ => return Err(format!("{s:?} has an unknown unit; use MB or GB")),
+    };
+    if mb < 1.0 {
+        return Err(format!("{s:?} is less than 1 MB"));
+    }
+    Ok(mb.round() as u64)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -380,6 +398,17 @@ pub(crate) mod tests {
         assert!(err.contains("empty"), "{err}");
         assert!(err.contains("bad name"), "{err}");
         assert!(err.contains("regex"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mb("512"), Ok(512));
+        assert_eq!(parse_size_mb("512MB"), Ok(512));
+        assert_eq!(parse_size_mb("1GB"), Ok(1024));
+        assert_eq!(parse_size_mb("1.5g"), Ok(1536));
+        assert!(parse_size_mb("lots").is_err());
+        assert!(parse_size_mb("5TB").is_err());
+        assert!(parse_size_mb("0").is_err());
     }
 
     pub(crate) fn sample() -> JobSpec {

@@ -181,6 +181,11 @@ fn down_stops_dependents_first() {
     let b = Bgrun::new(SECS(60));
     let p = Project::new(&b, "shop", THREE);
     up(&b, &p);
+    // A name that is not a job of the file is refused (exit 3, not found) and stops nothing.
+    let typo = in_dir(&b, &p.dir, &["down", "wroker"]);
+    assert_eq!(typo.status.code(), Some(3), "{}", String::from_utf8_lossy(&typo.stderr));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("no job \"wroker\""));
+    assert_eq!(pids(&b).len(), 3, "a refused down stopped something");
     let out = in_dir(&b, &p.dir, &["down"]);
     assert!(out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -63,7 +63,7 @@ pub fn exec(args: Args, client: &mut Client, _out: &Output) -> Result<i32> {
                 None
             }
             Response::End { .. } => Some("the job has exited".into()),
-            _ => Some("unexpected answer from the daemon".into()),
+            other => Some(crate::client::unexpected(&other).message),
         }
     };
     let mut why = show(first, &mut stdout);

@@ -1,7 +1,6 @@
 use super::Output;
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::error::Result;
 use std::io::{BufRead, IsTerminal, Write};
 
 #[derive(clap::Args, Debug)]
@@ -27,9 +26,7 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
             return Ok(1);
         }
     }
-    let Response::Removed { removed } = client.call(Request::Clean { workspace: args.workspace })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let removed = client.clean(args.workspace)?;
     if out.json {
         out.json_line(&serde_json::json!({ "removed": removed }));
     } else {

@@ -2,7 +2,7 @@ use super::Output;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::protocol::{Request, Response};
+use crate::protocol::short_id;
 use clap::CommandFactory;
 use clap_complete::Shell;
 use std::io::Write;
@@ -33,17 +33,15 @@ pub fn exec(args: Args, home: &Home, _out: &Output) -> Result<i32> {
     }
     // Completion must never start a daemon: with none running there is nothing to complete.
     let Some(mut client) = Client::connect_running(home)? else { return Ok(0) };
-    let Response::Jobs { jobs } = client.call(Request::List { workspace: None })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let jobs = client.list(None)?;
     let live = jobs.iter().filter(|j| matches!(j.state.as_str(), "starting" | "running" | "ready"));
     let mut text = String::new();
     if args.active_ids {
         for j in live {
             let name = j.name.as_deref().unwrap_or("-");
-            text.push_str(&format!("{}\t{name} {}\n", &j.id[..8], j.state));
+            text.push_str(&format!("{}\t{name} {}\n", short_id(&j.id), j.state));
             if let Some(n) = &j.name {
-                text.push_str(&format!("{n}\t{} {}\n", &j.id[..8], j.state));
+                text.push_str(&format!("{n}\t{} {}\n", short_id(&j.id), j.state));
             }
         }
     } else if args.workspaces {

@@ -1,8 +1,8 @@
 use super::Output;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
-use crate::protocol::{Request, Response};
+use crate::protocol::Request;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,9 +21,7 @@ pub enum DaemonCommand {
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     match args.command {
         DaemonCommand::Status => {
-            let Response::Daemon(info) = Client::connect(home)?.call(Request::DaemonStatus)? else {
-                return Err(Error::new("unexpected answer from the daemon"));
-            };
+            let info = Client::connect(home)?.daemon_status()?;
             if out.json {
                 out.json_line(&info);
             } else {
@@ -43,9 +41,7 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
         DaemonCommand::Stop => {
             let stopped = match Client::connect_running(home)? {
                 Some(mut client) => {
-                    let Response::Daemon(info) = client.call(Request::DaemonStatus)? else {
-                        return Err(Error::new("unexpected answer from the daemon"));
-                    };
+                    let info = client.daemon_status()?;
                     let exited = PidFd::open(info.pid as i32);
                     client.call(Request::DaemonStop)?;
                     if let Some(pidfd) = exited {

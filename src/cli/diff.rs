@@ -1,8 +1,8 @@
 use super::tail::{FilterArgs, print_lines};
 use super::{JobArg, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{DiffRequest, Request, Response};
+use crate::error::Result;
+use crate::protocol::DiffRequest;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,9 +17,7 @@ pub struct Args {
 
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     let req = DiffRequest { job: args.job.key()?, lines: args.lines, filter: args.filter.to_filter(None) };
-    let Response::Diff { cursor, lines } = client.call(Request::Diff(req))? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let (cursor, lines) = client.diff(req)?;
     if out.json {
         out.json_line(&serde_json::json!({ "cursor": cursor, "lines": lines }));
     } else {

@@ -1,7 +1,8 @@
 use super::{JobArg, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{KillTarget, Request, Response};
+use crate::error::Result;
+use crate::protocol::KillTarget;
+use crate::protocol::short_id;
 use crate::spec::parse_duration;
 use std::time::Duration;
 
@@ -23,15 +24,13 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
         None => KillTarget::Job(args.job.key()?),
     };
     let grace_ms = args.grace.map(|g| g.as_millis() as u64);
-    let Response::Killed { killed } = client.call(Request::Kill { target, grace_ms })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let killed = client.kill(target, grace_ms)?;
     if out.json {
         out.json_line(&serde_json::json!({ "killed": killed }));
     } else if killed.is_empty() {
         out.text("nothing was running");
     } else {
-        out.text(&format!("killed {}", killed.iter().map(|id| &id[..8]).collect::<Vec<_>>().join(", ")));
+        out.text(&format!("killed {}", killed.iter().map(|id| short_id(id)).collect::<Vec<_>>().join(", ")));
     }
     Ok(0)
 }

@@ -1,7 +1,8 @@
 use super::Output;
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{JobView, Request, Response};
+use crate::error::Result;
+use crate::protocol::JobView;
+use crate::protocol::short_id;
 use crate::render::{Colour, paint, short_duration, state_colour, table};
 
 #[derive(clap::Args, Debug, Default)]
@@ -12,9 +13,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let Response::Jobs { jobs } = client.call(Request::List { workspace: args.workspace })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let jobs = client.list(args.workspace)?;
     if out.json {
         // One object per line (NDJSON), as the contract says.
         for job in &jobs {
@@ -41,7 +40,7 @@ fn render(jobs: &[JobView], colour: bool) -> String {
                 .and_then(|t| now.duration_since(t).ok())
                 .map_or("-".into(), short_duration);
             vec![
-                j.id[..8].to_string(),
+                short_id(&j.id).to_string(),
                 j.name.clone().unwrap_or_else(|| "-".into()),
                 j.workspace.clone().unwrap_or_else(|| "-".into()),
                 paint(&j.state, state_colour(&j.state), colour),

@@ -3,9 +3,10 @@
 
 use super::{JobArg, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
-use crate::protocol::{JobView, Request, Response};
+use crate::protocol::JobView;
+use crate::protocol::short_id;
 use std::io::{BufRead, Write};
 
 const ENTRIES: [&str; 6] = [
@@ -28,10 +29,7 @@ fn prompt(text: &str) -> Option<String> {
 }
 
 fn jobs(home: &Home) -> Result<Vec<JobView>> {
-    match Client::connect(home)?.call(Request::List { workspace: None })? {
-        Response::Jobs { jobs } => Ok(jobs),
-        _ => Err(Error::new("unexpected answer from the daemon")),
-    }
+    Client::connect(home)?.list(None)
 }
 
 /// Lets the user pick a job by number; None when there is none or the choice is empty.
@@ -43,7 +41,7 @@ fn pick(home: &Home) -> Result<Option<String>> {
     }
     for (i, j) in jobs.iter().enumerate() {
         let name = j.name.as_deref().unwrap_or("-");
-        crate::outln!("  {:>2}) {}  {name:<16} {:<8} {}", i + 1, &j.id[..8], j.state, j.cmd.join(" "));
+        crate::outln!("  {:>2}) {}  {name:<16} {:<8} {}", i + 1, short_id(&j.id), j.state, j.cmd.join(" "));
     }
     let Some(choice) = prompt(&format!("Job [1-{}]: ", jobs.len())) else { return Ok(None) };
     Ok(choice.parse::<usize>().ok().and_then(|n| jobs.get(n.wrapping_sub(1))).map(|j| j.id.clone()))

@@ -22,7 +22,6 @@ mod send;
 mod skill;
 pub use skill::SKILL;
 mod stats;
-pub use run::parse_size_mb;
 mod status;
 mod tail;
 mod up;

@@ -1,9 +1,8 @@
 use super::Output;
-use super::project::{FileArg, check_names};
+use super::project::FileArg;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
-use crate::protocol::{Request, Response};
 use crate::render::{Colour, paint};
 
 #[derive(clap::Args, Debug)]
@@ -16,12 +15,9 @@ pub struct Args {
 
 /// What `up` would do to each job and why. Changes nothing.
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some(project) = args.file.load(out)? else { return Ok(1) };
-    check_names(&project, &args.names)?;
-    let req = Request::Plan { project: project.name.clone(), jobs: project.jobs.clone(), only: args.names };
-    let Response::Plan { project, changes } = Client::connect(home)?.call(req)? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
+    let changes = Client::connect(home)?.plan(project.name.clone(), project.jobs.clone(), args.names)?;
+    let project = project.name;
     if out.json {
         out.json_line(&serde_json::json!({ "project": project, "changes": changes }));
         return Ok(0);

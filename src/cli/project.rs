@@ -27,11 +27,12 @@ impl FileArg {
         }
     }
 
-    /// The project, or None after its problems were printed.
-    pub fn load(&self, out: &Output) -> Result<Option<Project>> {
+    /// The project, or None after its problems were printed. `names` given on the command line
+    /// must be jobs of the file (all of them are meant when none is given).
+    pub fn load(&self, out: &Output, names: &[String]) -> Result<Option<Project>> {
         let path = self.path()?;
         match load::load(&path, &inherited_env()) {
-            Ok(p) => Ok(Some(p)),
+            Ok(p) => check_names(&p, names).map(|()| Some(p)),
             Err(problems) => {
                 print_problems(&problems, out);
                 Ok(None)
@@ -54,11 +55,11 @@ pub fn inherited_env() -> BTreeMap<String, String> {
     std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
 }
 
-/// Names given on the command line must be jobs of the file.
-pub fn check_names(project: &Project, names: &[String]) -> Result<()> {
+fn check_names(project: &Project, names: &[String]) -> Result<()> {
     for name in names {
         if !project.jobs.iter().any(|j| j.name.as_ref() == Some(name)) {
-            return Err(Error::new(format!("there is no job {name:?} in {}", project.file.display())));
+            return Err(Error::not_found(format!("there is no job {name:?} in {}", project.file.display()))
+                .with_hint("`bgrun plan` lists the file's jobs"));
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 use super::Output;
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{Request, Response};
+use crate::protocol::short_id;
 use crate::spec::{Health, JobSpec, Pty, Readiness, RestartPolicy, parse_duration};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub backoff: Duration,
     /// Kill the job when its processes use more memory than this (MB, or e.g. 512MB, 1GB).
-    #[arg(long, value_parser = parse_size_mb)]
+    #[arg(long, value_parser = crate::spec::parse_size_mb)]
     pub max_rss: Option<u64>,
     /// Kill the job after it has run this long.
     #[arg(long, value_parser = parse_duration)]
@@ -95,24 +95,6 @@ fn parse_env(s: &str) -> std::result::Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
-}
-
-/// Megabytes from `512`, `512MB`, `1.5GB`, `256M`, `2G`.
-pub fn parse_size_mb(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim().to_ascii_uppercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size; use e.g. 512, 512MB or 1GB"))?;
-    let mb = match unit.trim() {
-        "" | "M" | "MB" | "MIB" => n,
-        "G" | "GB" | "GIB" => n * 1024.0,
-        "K" | "KB" | "KIB" => n / 1024.0,
-        _ => return Err(format!("{s:?} has an unknown unit; use MB or GB")),
-    };
-    if mb < 1.0 {
-        return Err(format!("{s:?} is less than 1 MB"));
-    }
-    Ok(mb.round() as u64)
 }
 
 impl Args {
@@ -249,22 +231,18 @@ pub fn exec(mut spec: JobSpec, home: &crate::home::Home, out: &Output) -> Result
     // the next daemon then answers with the job the first try created, never a second one.
     spec.request_id = Some(crate::job::new_id());
     let mut tries = 0;
-    let answer = loop {
-        let result = Client::connect(home).and_then(|mut c| c.call(Request::Run { spec: Box::new(spec.clone()) }));
-        match result {
+    let job = loop {
+        match Client::connect(home).and_then(|mut c| c.run(spec.clone())) {
             Err(e) if e.kind == ErrorKind::Unreachable && tries < RETRIES => tries += 1,
             other => break other?,
         }
     };
-    let Response::Job(job) = answer else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
     if out.json {
         out.json_line(&job);
     } else {
-        let name = job.name.clone().unwrap_or_else(|| job.id[..8].to_string());
+        let name = job.display_name();
         let pid = job.pid.map_or(String::new(), |p| format!(", pid {p}"));
-        out.text(&format!("{name} ({}){pid}: {}", &job.id[..8], job.state));
+        out.text(&format!("{name} ({}){pid}: {}", short_id(&job.id), job.state));
     }
     Ok(0)
 }
@@ -272,17 +250,6 @@ pub fn exec(mut spec: JobSpec, home: &crate::home::Home, out: &Output) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_mb("512"), Ok(512));
-        assert_eq!(parse_size_mb("512MB"), Ok(512));
-        assert_eq!(parse_size_mb("1GB"), Ok(1024));
-        assert_eq!(parse_size_mb("1.5g"), Ok(1536));
-        assert!(parse_size_mb("lots").is_err());
-        assert!(parse_size_mb("5TB").is_err());
-        assert!(parse_size_mb("0").is_err());
-    }
 
     #[test]
     fn env_pairs() {

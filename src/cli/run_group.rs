@@ -1,5 +1,5 @@
 use super::Output;
-use super::project::{FileArg, check_names};
+use super::project::FileArg;
 use crate::error::Result;
 use crate::home::Home;
 use crate::protocol::WaitFor;
@@ -16,8 +16,7 @@ pub struct Args {
 /// Starts the named jobs of the file in parallel, each once its dependencies are ready; answers
 /// once each has a process (or waits for its dependencies).
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some(project) = args.file.load(out)? else { return Ok(1) };
-    check_names(&project, &args.names)?;
+    let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
     let view = super::up::converge(home, &project, &args.names, WaitFor::Launched, true, None)?;
     // The contract's shape: an array of jobs.
     let jobs: Vec<serde_json::Value> = view

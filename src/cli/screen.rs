@@ -1,7 +1,6 @@
 use super::Output;
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -14,9 +13,7 @@ pub struct Args {
 
 /// The job's current screen: the rendered terminal of a PTY job, the last lines of another.
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let Response::Screen { lines } = client.call(Request::Screen { job: args.id, lines: args.lines })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let lines = client.screen(args.id, args.lines)?;
     if out.json {
         out.json_line(&lines);
     } else {

@@ -1,7 +1,6 @@
 use super::Output;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,9 +24,7 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     if data.is_empty() {
         return Err(Error::new("nothing to send").with_hint("give DATA, or --enter to press Enter"));
     }
-    let Response::Ok = client.call(Request::Send { job: args.id, data })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    client.send_input(args.id, data)?;
     if out.json {
         out.json_line(&serde_json::json!({ "ok": true }));
     }

@@ -1,7 +1,6 @@
 use super::Output;
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::error::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -11,9 +10,7 @@ pub struct Args {
 
 /// CPU (measured over 200 ms) and memory of the job's whole process tree, and its uptime.
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let Response::Stats(s) = client.call(Request::Stats { job: args.id })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let s = client.stats(args.id)?;
     if out.json {
         out.json_line(&s);
     } else {

@@ -1,7 +1,6 @@
 use super::{JobArg, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::error::Result;
 use crate::render::{paint, state_colour};
 
 #[derive(clap::Args, Debug)]
@@ -11,9 +10,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let Response::Status(s) = client.call(Request::Status { job: args.job.key()? })? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let s = client.status(args.job.key()?)?;
     if out.json {
         out.json_line(&s);
         return Ok(0);

@@ -1,6 +1,6 @@
 use super::{JobArg, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::logs::Stream;
 use crate::logs::filter::line_level;
 use crate::protocol::{Level, LineFilter, LineView, Request, Response, TailRequest};
@@ -74,7 +74,7 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
             match client.receive()? {
                 Response::Lines { lines } => print_lines(&lines, out, true),
                 Response::End { .. } => return Ok(0),
-                _ => return Err(Error::new("unexpected answer from the daemon")),
+                other => return Err(crate::client::unexpected(&other)),
             }
         }
     }
@@ -89,7 +89,7 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
             paint(&d.warnings.to_string(), Colour::Yellow, out.colour && d.warnings > 0),
             d.last_error.as_deref().unwrap_or("-")
         )),
-        _ => return Err(Error::new("unexpected answer from the daemon")),
+        other => return Err(crate::client::unexpected(&other)),
     }
     Ok(0)
 }

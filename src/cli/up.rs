@@ -1,7 +1,7 @@
 use super::Output;
-use super::project::{FileArg, check_names};
+use super::project::FileArg;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::home::Home;
 use crate::protocol::{Request, Response, UpJob, UpRequest, UpView, WaitFor};
 use crate::render::{Colour, paint, state_colour};
@@ -21,8 +21,7 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some(project) = args.file.load(out)? else { return Ok(1) };
-    check_names(&project, &args.names)?;
+    let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
     let wait = if args.no_wait { WaitFor::Applied } else { WaitFor::Ready };
     let view = converge(home, &project, &args.names, wait, true, Some(out))?;
     print(&view, out);
@@ -63,7 +62,7 @@ pub fn converge(
                 }
             }
             Response::Up(view) => return Ok(view),
-            _ => return Err(Error::new("unexpected answer from the daemon")),
+            other => return Err(crate::client::unexpected(&other)),
         }
     }
 }

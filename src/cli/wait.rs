@@ -1,7 +1,6 @@
 use super::{JobArg, Output};
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::protocol::{Request, Response};
+use crate::error::Result;
 use crate::spec::parse_duration;
 use std::time::Duration;
 
@@ -16,10 +15,7 @@ pub struct Args {
 
 /// Exit code 0 once the job is ready; 1 if it ended first or the timeout passed.
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let req = Request::Wait { job: args.job.key()?, timeout_ms: args.timeout.as_millis() as u64 };
-    let Response::Wait(w) = client.call(req)? else {
-        return Err(Error::new("unexpected answer from the daemon"));
-    };
+    let w = client.wait(args.job.key()?, args.timeout.as_millis() as u64)?;
     if out.json {
         out.json_line(&w);
     } else if w.ready {

@@ -292,7 +292,7 @@ impl Checker {
         let max_rss_mb = match &t.max_rss {
             None => None,
             Some(Size::Megabytes(mb)) => Some(*mb),
-            Some(Size::Text(text)) => match crate::cli::parse_size_mb(text) {
+            Some(Size::Text(text)) => match crate::spec::parse_size_mb(text) {
                 Ok(mb) => Some(mb),
                 Err(e) => {
                     self.problem(spans.value("max-rss"), format!("`max-rss`: {e}"), None);

@@ -178,6 +178,19 @@ pub enum Response {
     },
 }
 
+/// The first 8 characters of a job id: what people see and type (any unique prefix of 4 or more
+/// characters finds the job).
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+impl JobView {
+    /// The job's name, or its short id when it has none.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(short_id(&self.id))
+    }
+}
+
 /// A job as `run` and `list` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobView {

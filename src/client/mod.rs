@@ -1,6 +1,10 @@
 //! Talking to the daemon: connect (starting it if needed), send a request, read the answer.
 //! Blocking std I/O: a CLI call makes one round trip, and a runtime would only cost start-up time.
 
+mod api;
+
+pub use api::unexpected;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::home::Home;
 use crate::protocol::{self, Request, RequestFrame, Response, ResponseFrame, VERSION};

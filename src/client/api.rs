@@ -1,0 +1,94 @@
+//! The typed face of [`Client`]: one method per request, returning what that request answers.
+//! What the CLI uses, and what a program driving bgrun would.
+
+use super::Client;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Change, DaemonInfo, DiffRequest, ExpectView, JobView, KillTarget, LineView, Request, Response, StatsView,
+    StatusView, WaitView,
+};
+use crate::spec::JobSpec;
+
+/// Takes apart the one kind of answer a request expects.
+macro_rules! answer {
+    ($response:expr, $kind:pat => $value:expr) => {
+        match $response {
+            $kind => Ok($value),
+            other => Err(unexpected(&other)),
+        }
+    };
+}
+
+/// An answer of a kind the request does not have: a daemon of another version, most likely.
+pub fn unexpected(answer: &Response) -> Error {
+    let debug = format!("{answer:?}");
+    let kind = debug.split(|c: char| !c.is_alphanumeric()).next().unwrap_or_default();
+    Error::new(format!("unexpected answer from the daemon ({kind})"))
+        .with_hint("`bgrun daemon status` shows the daemon's version; `bgrun daemon stop` restarts it")
+}
+
+impl Client {
+    pub fn run(&mut self, spec: JobSpec) -> Result<JobView> {
+        answer!(self.call(Request::Run { spec: Box::new(spec) })?, Response::Job(job) => job)
+    }
+
+    pub fn list(&mut self, workspace: Option<String>) -> Result<Vec<JobView>> {
+        answer!(self.call(Request::List { workspace })?, Response::Jobs { jobs } => jobs)
+    }
+
+    pub fn status(&mut self, job: String) -> Result<StatusView> {
+        answer!(self.call(Request::Status { job })?, Response::Status(status) => *status)
+    }
+
+    pub fn restart(&mut self, job: String) -> Result<JobView> {
+        answer!(self.call(Request::Restart { job })?, Response::Job(job) => job)
+    }
+
+    pub fn stats(&mut self, job: String) -> Result<StatsView> {
+        answer!(self.call(Request::Stats { job })?, Response::Stats(stats) => stats)
+    }
+
+    /// The ids of the jobs that were running and are now stopped.
+    pub fn kill(&mut self, target: KillTarget, grace_ms: Option<u64>) -> Result<Vec<String>> {
+        answer!(self.call(Request::Kill { target, grace_ms })?, Response::Killed { killed } => killed)
+    }
+
+    /// The ids of the finished jobs removed.
+    pub fn clean(&mut self, workspace: Option<String>) -> Result<Vec<String>> {
+        answer!(self.call(Request::Clean { workspace })?, Response::Removed { removed } => removed)
+    }
+
+    pub fn wait(&mut self, job: String, timeout_ms: u64) -> Result<WaitView> {
+        answer!(self.call(Request::Wait { job, timeout_ms })?, Response::Wait(wait) => wait)
+    }
+
+    pub fn expect(&mut self, job: String, pattern: String, regex: bool, timeout_ms: u64) -> Result<ExpectView> {
+        answer!(self.call(Request::Expect { job, pattern, regex, timeout_ms })?, Response::Expect(found) => found)
+    }
+
+    /// New lines since the job's cursor, and the cursor after them.
+    pub fn diff(&mut self, request: DiffRequest) -> Result<(u64, Vec<LineView>)> {
+        answer!(self.call(Request::Diff(request))?, Response::Diff { cursor, lines } => (cursor, lines))
+    }
+
+    pub fn screen(&mut self, job: String, lines: usize) -> Result<Vec<String>> {
+        answer!(self.call(Request::Screen { job, lines })?, Response::Screen { lines } => lines)
+    }
+
+    pub fn send_input(&mut self, job: String, data: String) -> Result<()> {
+        answer!(self.call(Request::Send { job, data })?, Response::Ok => ())
+    }
+
+    pub fn plan(&mut self, project: String, jobs: Vec<JobSpec>, only: Vec<String>) -> Result<Vec<Change>> {
+        answer!(self.call(Request::Plan { project, jobs, only })?, Response::Plan { changes, .. } => changes)
+    }
+
+    /// The ids of the project's jobs that were stopped.
+    pub fn down(&mut self, project: String, only: Vec<String>) -> Result<Vec<String>> {
+        answer!(self.call(Request::Down { project, only })?, Response::Down { stopped } => stopped)
+    }
+
+    pub fn daemon_status(&mut self) -> Result<DaemonInfo> {
+        answer!(self.call(Request::DaemonStatus)?, Response::Daemon(info) => info)
+    }
+}
