@@ -53,28 +53,19 @@ fn run(dir: &Path) -> Result<(), String> {
     let _lock =
         files::keep_shim_lock(dir, files::ShimFile { pid: me, start_time: procfs::start_time(me).unwrap_or(0) })
             .map_err(|e| format!("cannot take the job's lock: {e}"))?;
-    let spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
+    let mut spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
     // Our own session: the daemon's death, or a signal to its group, must not reach the job.
     let _ = nix::unistd::setsid();
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-
-    let mut mask = SigSet::empty();
-    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
-        mask.add(sig);
-    }
-    mask.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| format!("signalfd: {e}"))?;
+    let signals = block_signals()?;
 
     let log_path = dir.join(crate::logs::LOG_FILE);
     let next_line = crate::logs::reader::last_line_number(&log_path).unwrap_or(0) + 1;
     let log =
         crate::home::Home::open_private(&log_path).map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let mut writer = LogWriter::new(log, next_line);
+    let writer = LogWriter::new(log, next_line);
 
-    let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
-    let mut spawn = spawn;
     let notify = if spawn.notify {
         let (socket, name) = notify_socket()?;
         spawn.env.insert("NOTIFY_SOCKET".into(), name);
@@ -82,137 +73,31 @@ fn run(dir: &Path) -> Result<(), String> {
     } else {
         None
     };
-
-    // A PTY job reads and writes its terminal; the shim copies the stdin FIFO into it. A piped
-    // job gets the FIFO itself as stdin, and two pipes.
-    let (child, mut pipes, pty) = match &spawn.pty {
-        Some(size) => {
-            let pty =
-                nix::pty::openpty(Some(&winsize(size.cols, size.rows)), None).map_err(|e| format!("openpty: {e}"))?;
-            let _ = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-            let io = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pty: {e}"));
-            let child = spawn_child(&spawn, io(&pty.slave)?, io(&pty.slave)?, pty.slave, true)?;
-            let master_out = pty.master.try_clone().map_err(|e| format!("pty: {e}"))?;
-            let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-            (child, [Some((master_out, Stream::Pty)), None], Some((pty.master, stdin)))
-        }
-        None => {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            let child = spawn_child(&spawn, stdin, out_w, err_w, false)?;
-            (child, [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))], None)
-        }
-    };
+    let (child, outputs, pty) = start_job(dir, &spawn)?;
     let child_pid = Pid::from_raw(child.id() as i32);
     let start_time = procfs::start_time(child_pid.as_raw()).unwrap_or(0);
     files::write_child(dir, &ChildFile { pid: child_pid.as_raw(), start_time })
         .map_err(|e| format!("cannot write child.json: {e}"))?;
     handshake(&Handshake::Ok { pid: child_pid.as_raw(), start_time });
 
-    let mut sup = Supervision {
-        dir,
-        child: child_pid,
-        grace: Duration::from_millis(spawn.grace_ms),
-        leader: None,
-        stop_requested: false,
-        kill_at: None,
-        childless: false,
+    let mut shim = Shim {
+        io: Io { outputs, signals, notify, pty },
+        writer,
+        sup: Supervision {
+            dir,
+            child: child_pid,
+            grace: Duration::from_millis(spawn.grace_ms),
+            leader: None,
+            stop_requested: false,
+            kill_at: None,
+            childless: false,
+        },
+        buf: vec![0u8; READ_CHUNK],
+        partial_since: None,
     };
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut partial_since: Option<Instant> = None;
-
-    loop {
-        let now = Instant::now();
-        let mut wake: Option<Duration> = sup.kill_at.map(|t| t.saturating_duration_since(now));
-        if let Some(since) = partial_since {
-            let left = (since + PARTIAL_LINE_DELAY).saturating_duration_since(now);
-            wake = Some(wake.map_or(left, |w| w.min(left)));
-        }
-        let timeout = match wake {
-            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
-        };
-        let ready = {
-            let mut fds: Vec<PollFd> =
-                pipes.iter().flatten().map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
-            fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
-            if let Some(n) = &notify {
-                fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
-            }
-            if let Some((_, fifo)) = &pty {
-                fds.push(PollFd::new(fifo.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(format!("poll: {e}")),
-            }
-            fds.iter().map(|p| p.any().unwrap_or(false)).collect::<Vec<_>>()
-        };
-
-        let ms = crate::clock::unix_ms();
-        let mut idx = 0;
-        for pipe in pipes.iter_mut() {
-            let Some((fd, stream)) = pipe else { continue };
-            if ready[idx] && !read_into(fd, *stream, &mut buf, &mut writer, ms) {
-                *pipe = None;
-            }
-            idx += 1;
-        }
-        if ready[idx] {
-            while let Ok(Some(info)) = sigfd.read_signal() {
-                if info.ssi_signo as i32 == Signal::SIGUSR1 as i32 {
-                    if let (Some((master, _)), Some((cols, rows))) = (&pty, files::read_pty_size(dir)) {
-                        resize(master, cols, rows);
-                    }
-                } else {
-                    sup.on_signal(info.ssi_signo as i32);
-                }
-            }
-        }
-        let mut next = idx + 1;
-        if let Some(n) = &notify {
-            if ready.get(next) == Some(&true) {
-                read_notifications(n, dir);
-            }
-            next += 1;
-        }
-        if let Some((master, fifo)) = &pty
-            && ready.get(next) == Some(&true)
-        {
-            forward_input(fifo, master, &mut buf);
-        }
-        sup.reap();
-        sup.escalate();
-
-        if writer.has_partial() {
-            let since = *partial_since.get_or_insert(Instant::now());
-            if since.elapsed() >= PARTIAL_LINE_DELAY {
-                writer.flush_partial(ms);
-                partial_since = None;
-            }
-        } else {
-            partial_since = None;
-        }
-        // A write that fails (a full disk) drops and counts what it could not write, and the
-        // loop goes on reading: the job must never block on its output, nor die with us.
-        let _ = writer.flush();
-
-        if sup.leader.is_some() && sup.childless {
-            // Nobody in the job's tree is left to hold the pipes: take what is buffered and stop.
-            for (fd, stream) in pipes.iter_mut().flatten() {
-                while read_into(fd, *stream, &mut buf, &mut writer, ms) {}
-            }
-            break;
-        }
-    }
-    let _ = writer.finish(crate::clock::unix_ms());
-    let status = sup.leader.unwrap_or(WaitStatus::StillAlive);
-    let (code, signal) = match status {
-        WaitStatus::Exited(_, code) => (Some(code), None),
-        WaitStatus::Signaled(_, sig, _) => (None, Some(sig as i32)),
-        _ => (None, None),
-    };
-    let exit = ExitFile { code, signal, stopped: sup.stop_requested, unix_ms: crate::clock::unix_ms() };
+    while shim.step()? {}
+    let _ = shim.writer.finish(crate::clock::unix_ms());
+    let exit = exit_file(shim.sup.leader, shim.sup.stop_requested, crate::clock::unix_ms());
     // How the job ended is what the daemon needs most: on a full disk, keep trying for a while
     // (the file is a few dozen bytes) before giving up.
     let deadline = Instant::now() + EXIT_FILE_PATIENCE;
@@ -223,6 +108,183 @@ fn run(dir: &Path) -> Result<(), String> {
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
+}
+
+/// The signals the shim acts on, read from a descriptor instead of interrupting it.
+fn block_signals() -> Result<SignalFd, String> {
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        mask.add(sig);
+    }
+    mask.thread_block().map_err(|e| format!("sigprocmask: {e}"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))
+}
+
+/// The job's outputs, read until their end of file.
+type Outputs = [Option<(OwnedFd, Stream)>; 2];
+/// A PTY job's terminal master and the stdin FIFO the shim copies into it.
+type Terminal = (OwnedFd, OwnedFd);
+
+/// Starts the job. A PTY job reads and writes its terminal, and the shim copies the stdin FIFO
+/// into it; a piped job gets the FIFO itself as stdin, and two pipes.
+fn start_job(dir: &Path, spawn: &SpawnFile) -> Result<(std::process::Child, Outputs, Option<Terminal>), String> {
+    let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
+    match &spawn.pty {
+        Some(size) => {
+            let pty =
+                nix::pty::openpty(Some(&winsize(size.cols, size.rows)), None).map_err(|e| format!("openpty: {e}"))?;
+            let _ = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            let io = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pty: {e}"));
+            let child = spawn_child(spawn, io(&pty.slave)?, io(&pty.slave)?, pty.slave, true)?;
+            let master_out = pty.master.try_clone().map_err(|e| format!("pty: {e}"))?;
+            let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+            Ok((child, [Some((master_out, Stream::Pty)), None], Some((pty.master, stdin))))
+        }
+        None => {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let child = spawn_child(spawn, stdin, out_w, err_w, false)?;
+            Ok((child, [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))], None))
+        }
+    }
+}
+
+/// Everything the shim waits on.
+struct Io {
+    outputs: Outputs,
+    signals: SignalFd,
+    notify: Option<std::os::unix::net::UnixDatagram>,
+    pty: Option<Terminal>,
+}
+
+/// Which of [`Io`]'s descriptors have something to read.
+#[derive(Default)]
+struct Readable {
+    outputs: [bool; 2],
+    signals: bool,
+    notify: bool,
+    input: bool,
+}
+
+impl Io {
+    fn wait(&self, timeout: Option<Duration>) -> Result<Readable, String> {
+        let timeout = match timeout {
+            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let outputs = self.outputs.iter().map(|o| o.as_ref().map(|(fd, _)| fd.as_fd()));
+        let others = [
+            Some(self.signals.as_fd()),
+            self.notify.as_ref().map(|n| n.as_fd()),
+            self.pty.as_ref().map(|(_, fifo)| fifo.as_fd()),
+        ];
+        // One slot per descriptor that exists, remembered by position.
+        let slots: Vec<Option<std::os::fd::BorrowedFd>> = outputs.chain(others).collect();
+        let mut fds: Vec<PollFd> = slots.iter().flatten().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let mut results = fds.iter().map(|p| p.any().unwrap_or(false));
+        let ready: Vec<bool> = slots.iter().map(|s| s.is_some() && results.next().unwrap_or(false)).collect();
+        Ok(Readable { outputs: [ready[0], ready[1]], signals: ready[2], notify: ready[3], input: ready[4] })
+    }
+}
+
+/// The shim's state while the job runs.
+struct Shim<'a> {
+    io: Io,
+    writer: LogWriter<File>,
+    sup: Supervision<'a>,
+    buf: Vec<u8>,
+    /// Since when an unfinished line has been waiting for its end.
+    partial_since: Option<Instant>,
+}
+
+impl Shim<'_> {
+    /// Waits for something to happen and deals with it. False once the job is over and its
+    /// output is all read.
+    fn step(&mut self) -> Result<bool, String> {
+        let wake = next_wake(self.sup.kill_at, self.partial_since, Instant::now());
+        let ready = self.io.wait(wake)?;
+        let ms = crate::clock::unix_ms();
+        for (output, readable) in self.io.outputs.iter_mut().zip(ready.outputs) {
+            if let Some((fd, stream)) = output
+                && readable
+                && !read_into(fd, *stream, &mut self.buf, &mut self.writer, ms)
+            {
+                *output = None;
+            }
+        }
+        if ready.signals {
+            self.on_signals();
+        }
+        if let (Some(n), true) = (&self.io.notify, ready.notify) {
+            read_notifications(n, self.sup.dir);
+        }
+        if let (Some((master, fifo)), true) = (&self.io.pty, ready.input) {
+            forward_input(fifo, master, &mut self.buf);
+        }
+        self.sup.reap();
+        self.sup.escalate();
+        self.flush_partial_line(ms);
+        // A write that fails (a full disk) drops and counts what it could not write, and the
+        // loop goes on reading: the job must never block on its output, nor die with us.
+        let _ = self.writer.flush();
+        if self.sup.leader.is_some() && self.sup.childless {
+            // Nobody in the job's tree is left to hold the pipes: take what is buffered and stop.
+            for (fd, stream) in self.io.outputs.iter_mut().flatten() {
+                while read_into(fd, *stream, &mut self.buf, &mut self.writer, ms) {}
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn on_signals(&mut self) {
+        while let Ok(Some(info)) = self.io.signals.read_signal() {
+            if info.ssi_signo as i32 == Signal::SIGUSR1 as i32 {
+                if let (Some((master, _)), Some((cols, rows))) = (&self.io.pty, files::read_pty_size(self.sup.dir)) {
+                    resize(master, cols, rows);
+                }
+            } else {
+                self.sup.on_signal(info.ssi_signo as i32);
+            }
+        }
+    }
+
+    /// An unfinished line (a prompt) is written as a fragment once it has waited long enough.
+    fn flush_partial_line(&mut self, ms: u64) {
+        if !self.writer.has_partial() {
+            self.partial_since = None;
+            return;
+        }
+        let since = *self.partial_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= PARTIAL_LINE_DELAY {
+            self.writer.flush_partial(ms);
+            self.partial_since = None;
+        }
+    }
+}
+
+/// How long the shim may sleep: until the SIGKILL of a stop, or until an unfinished line is due.
+fn next_wake(kill_at: Option<Instant>, partial_since: Option<Instant>, now: Instant) -> Option<Duration> {
+    let kill = kill_at.map(|t| t.saturating_duration_since(now));
+    let partial = partial_since.map(|since| (since + PARTIAL_LINE_DELAY).saturating_duration_since(now));
+    match (kill, partial) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How the job ended, from its leader's wait status.
+fn exit_file(leader: Option<WaitStatus>, stopped: bool, unix_ms: u64) -> ExitFile {
+    let (code, signal) = match leader {
+        Some(WaitStatus::Exited(_, code)) => (Some(code), None),
+        Some(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
+        _ => (None, None),
+    };
+    ExitFile { code, signal, stopped, unix_ms }
 }
 
 /// Reads once from a ready pipe. Returns false at end of file.
@@ -432,5 +494,29 @@ impl Supervision<'_> {
         for pid in procfs::descendants(std::process::id() as i32) {
             let _ = kill(Pid::from_raw(pid), sig);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shim_sleeps_until_its_next_deadline() {
+        let now = Instant::now();
+        assert_eq!(next_wake(None, None, now), None);
+        let kill = now + Duration::from_secs(3);
+        assert_eq!(next_wake(Some(kill), None, now), Some(Duration::from_secs(3)));
+        assert_eq!(next_wake(Some(kill), Some(now), now), Some(PARTIAL_LINE_DELAY));
+        assert_eq!(next_wake(Some(now), Some(now), now + Duration::from_secs(1)), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_exit_file_says_how_the_leader_ended() {
+        let pid = Pid::from_raw(7);
+        assert_eq!(exit_file(Some(WaitStatus::Exited(pid, 3)), false, 5).code, Some(3));
+        let killed = exit_file(Some(WaitStatus::Signaled(pid, Signal::SIGTERM, false)), true, 5);
+        assert_eq!((killed.code, killed.signal, killed.stopped), (None, Some(15), true));
+        assert_eq!(exit_file(None, false, 5), ExitFile { code: None, signal: None, stopped: false, unix_ms: 5 });
     }
 }
