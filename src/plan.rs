@@ -4,6 +4,7 @@
 //! again asks for nothing new.
 
 use crate::job::{Desired, Job};
+use crate::spec::Condition;
 use crate::state::{Blocked, Cause, Checks, Holdup, Lifecycle};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub enum Action {
     ForceKill(String),
     /// The job cannot start yet: a dependency holds it back.
     Wait(String, Blocked),
+    /// The job will not start: a dependency ended without meeting its condition.
+    Fail(String, Blocked),
     /// The readiness checks ran out of time; the job keeps running, not ready.
     ReadyTimeout(String),
 }
@@ -35,7 +38,8 @@ impl Action {
     /// The job the action is for.
     pub fn job(&self) -> &str {
         match self {
-            Action::Spawn(id) | Action::Stop(id, _) | Action::ForceKill(id) | Action::Wait(id, _) => id,
+            Action::Spawn(id) | Action::Stop(id, _) | Action::ForceKill(id) => id,
+            Action::Wait(id, _) | Action::Fail(id, _) => id,
             Action::ReadyTimeout(id) => id,
         }
     }
@@ -105,13 +109,26 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
             }
         }
     }
-    // Reasons for waiting are given as of after this pass's spawns and stops, so they do not
-    // change again the moment those are applied.
-    let soon = plan.actions.clone();
+    // Reasons for waiting are given as of after this pass's spawns, stops and failures, so they
+    // do not change again the moment those are applied. A failure can fail a dependent in turn:
+    // failures are found until there are no more (one round per link of the chain).
+    loop {
+        let before = plan.actions.len();
+        blocked.retain(|job| match blocked_by(job, jobs, &plan.actions) {
+            Some(why) if why.is_failed() => {
+                plan.actions.push(Action::Fail(job.id.clone(), why));
+                false
+            }
+            _ => true,
+        });
+        if plan.actions.len() == before {
+            break;
+        }
+    }
     let waits: Vec<Action> = blocked
         .into_iter()
         .filter_map(|job| {
-            let why = blocked_by(job, jobs, &soon)?;
+            let why = blocked_by(job, jobs, &plan.actions)?;
             let already = matches!(job.life(), Lifecycle::Waiting { blocked: Some(b), .. } if *b == why);
             (!already).then(|| Action::Wait(job.id.clone(), why))
         })
@@ -161,40 +178,52 @@ fn has_stopping_dependent(job: &Job, jobs: &BTreeMap<String, Job>) -> bool {
     jobs.values().any(|d| {
         d.desired == Desired::Stopped
             && d.life().has_process()
-            && d.spec.after.iter().any(|a| a == name)
+            && d.spec.after.iter().any(|a| a.job == name)
             && dependency(d, name, jobs).is_some_and(|dep| dep.id == job.id)
     })
 }
 
-/// What holds a job back from starting, if its `after` dependencies do. A dependency is
-/// satisfied once Ready, or once it has exited 0 (a one-shot). `soon` are actions about to be
-/// applied: a dependency is judged as of after them.
+/// What holds a job back from starting, if its `after` dependencies do: each is judged on its
+/// current run against its condition. `soon` are actions about to be applied: a dependency is
+/// judged as of after them.
 pub fn blocked_by(job: &Job, jobs: &BTreeMap<String, Job>, soon: &[Action]) -> Option<Blocked> {
-    for name in &job.spec.after {
-        let holdup = match dependency(job, name, jobs) {
+    for dep_of in &job.spec.after {
+        let holdup = match dependency(job, &dep_of.job, jobs) {
             None => Holdup::NoSuchJob,
             Some(dep) => match (soon.iter().find(|a| a.job() == dep.id), dep.life()) {
                 (Some(Action::Spawn(_)), _) => Holdup::NotReady,
                 (Some(Action::Stop(..)), _) => Holdup::Stopping,
                 (Some(Action::ReadyTimeout(_)), _) => Holdup::ReadyTimedOut,
+                (Some(Action::Fail(..)), _) => Holdup::Failed { how: "a dependency failed".into() },
                 // Ended, and about to run a newer spec: what it did last says nothing.
                 (_, life) if dep.has_new_generation() && !life.has_process() => Holdup::NotReady,
-                (_, life) => match life {
-                    Lifecycle::Ready { .. } => continue,
-                    Lifecycle::Ended { end, .. } if end.succeeded() => continue,
-                    life if life.readiness_gave_up() => Holdup::ReadyTimedOut,
-                    Lifecycle::BackingOff { .. } | Lifecycle::Waiting { restart: true, .. } => Holdup::Restarting,
-                    Lifecycle::Waiting { .. } | Lifecycle::Starting { .. } | Lifecycle::Running { .. } => {
-                        Holdup::NotReady
-                    }
-                    Lifecycle::Stopping { .. } => Holdup::Stopping,
-                    life => Holdup::Ended { state: life.state() },
+                (_, life) => match holdup(dep, life, dep_of.condition) {
+                    None => continue,
+                    Some(h) => h,
                 },
             },
         };
-        return Some(Blocked { on: name.clone(), holdup });
+        return Some(Blocked { on: dep_of.job.clone(), condition: dep_of.condition, holdup });
     }
     None
+}
+
+/// What keeps the current run of `dep` from meeting `condition`, if anything.
+fn holdup(dep: &Job, life: &Lifecycle, condition: Condition) -> Option<Holdup> {
+    let oneshot = dep.spec.oneshot;
+    match (life, condition) {
+        (Lifecycle::BackingOff { .. } | Lifecycle::Waiting { restart: true, .. }, _) => Some(Holdup::Restarting),
+        (Lifecycle::Waiting { .. } | Lifecycle::Starting { .. }, _) => Some(Holdup::NotReady),
+        (Lifecycle::Running { .. } | Lifecycle::Ready { .. } | Lifecycle::Stopping { .. }, Condition::Started) => None,
+        (Lifecycle::Stopping { .. }, _) => Some(Holdup::Stopping),
+        (Lifecycle::Ready { .. }, Condition::Ready | Condition::ReadyOrEnded) if !oneshot => None,
+        (life, Condition::Ready | Condition::ReadyOrEnded) if life.readiness_gave_up() => Some(Holdup::ReadyTimedOut),
+        (Lifecycle::Running { .. } | Lifecycle::Ready { .. }, _) => Some(Holdup::NotReady),
+        (Lifecycle::Ended { .. }, Condition::ReadyOrEnded) => None,
+        (Lifecycle::Ended { end, .. }, Condition::Started) if end.started_ms.is_some() => None,
+        (Lifecycle::Ended { end, .. }, Condition::Ready | Condition::Completed) if end.succeeded() => None,
+        (Lifecycle::Ended { end, .. }, _) => Some(Holdup::Failed { how: end.short() }),
+    }
 }
 
 /// The delay before restart number `streak` (1 for the first crash in a row): `base` doubled per
@@ -210,7 +239,7 @@ pub fn backoff_delay(base: Duration, streak: u32, jitter: f64) -> Duration {
 mod tests {
     use super::*;
     use crate::spec::RestartPolicy;
-    use crate::state::{Ending, JobState, RunIds, Then, Why};
+    use crate::state::{Ending, RunIds, Then, Why};
     use proptest::prelude::*;
 
     const NOW: u64 = 1_000_000;
@@ -324,13 +353,17 @@ mod tests {
         assert!(plan(&jobs(vec![j]), NOW).actions.is_empty());
     }
 
+    fn after(app: &mut Job, dep: &str, condition: Condition) {
+        app.spec.after = vec![crate::spec::Dependency::new(dep, condition)];
+    }
+
     #[test]
     fn dependents_wait_for_ready_or_a_clean_exit() {
         let mut app = job("app", Desired::Running, 1, Lifecycle::default(), 0);
-        app.spec.after = vec!["db".into()];
+        after(&mut app, "db", Condition::Ready);
         let db = running("db");
         let p = plan(&jobs(vec![app.clone(), db.clone()]), NOW);
-        let waiting = Blocked { on: "db".into(), holdup: Holdup::NotReady };
+        let waiting = Blocked { on: "db".into(), condition: Condition::Ready, holdup: Holdup::NotReady };
         assert_eq!(p.actions, vec![Action::Wait("app".into(), waiting.clone())]);
         assert_eq!(waiting.describe(), "waiting for db to be ready");
         let mut ready = db.clone();
@@ -338,10 +371,46 @@ mod tests {
         assert!(plan(&jobs(vec![app.clone(), ready]), NOW).actions.contains(&Action::Spawn("app".into())));
         let done = job("db", Desired::Running, 1, ended(Why::OnItsOwn, Some(0)), 1);
         assert!(plan(&jobs(vec![app.clone(), done]), NOW).actions.contains(&Action::Spawn("app".into())));
-        let crashed = job("db", Desired::Running, 1, ended(Why::OnItsOwn, Some(1)), 1);
-        let failed = Blocked { on: "db".into(), holdup: Holdup::Ended { state: JobState::Crashed } };
-        assert_eq!(plan(&jobs(vec![app, crashed]), NOW).actions, vec![Action::Wait("app".into(), failed.clone())]);
-        assert_eq!(failed.describe(), "dependency db is crashed");
+        // A dependency that ended for good without meeting the condition fails the dependent.
+        let crashed = job("db", Desired::Running, 1, ended(Why::OnItsOwn, Some(3)), 1);
+        let failed =
+            Blocked { on: "db".into(), condition: Condition::Ready, holdup: Holdup::Failed { how: "exit 3".into() } };
+        assert_eq!(plan(&jobs(vec![app, crashed]), NOW).actions, vec![Action::Fail("app".into(), failed.clone())]);
+        assert_eq!(failed.describe(), "dependency db failed (exit 3)");
+    }
+
+    #[test]
+    fn each_condition_releases_at_its_moment() {
+        let mut app = job("app", Desired::Running, 1, Lifecycle::default(), 0);
+        let spawns = |app: &Job, dep: &Job| {
+            plan(&jobs(vec![app.clone(), dep.clone()]), NOW).actions.contains(&Action::Spawn("app".into()))
+        };
+        let running_db = running("db");
+        let mut oneshot_ready = job("db", Desired::Running, 1, ready_life(), 1);
+        oneshot_ready.spec.oneshot = true;
+        let killed = job("db", Desired::Running, 1, ended(Why::Stopped { cause: Cause::Requested }, None), 1);
+        let exited = job("db", Desired::Running, 1, ended(Why::OnItsOwn, Some(0)), 1);
+        after(&mut app, "db", Condition::Started);
+        assert!(spawns(&app, &running_db));
+        after(&mut app, "db", Condition::Completed);
+        assert!(!spawns(&app, &running_db) && spawns(&app, &exited) && !spawns(&app, &killed));
+        after(&mut app, "db", Condition::Ready);
+        assert!(!spawns(&app, &oneshot_ready), "a one-shot is ready only once it exited 0");
+        assert!(spawns(&app, &exited));
+        after(&mut app, "db", Condition::ReadyOrEnded);
+        assert!(spawns(&app, &killed), "the CLI's --after releases on any ending");
+        assert!(!spawns(&app, &running_db));
+    }
+
+    #[test]
+    fn a_previous_runs_success_does_not_release_a_dependent() {
+        let mut app = job("app", Desired::Running, 1, Lifecycle::default(), 0);
+        after(&mut app, "migrate", Condition::Completed);
+        // Completed last time, and asked to run again (down, then up): its old exit 0 says nothing.
+        let migrate = job("migrate", Desired::Running, 3, ended(Why::OnItsOwn, Some(0)), 1);
+        let p = plan(&jobs(vec![app, migrate]), NOW);
+        assert!(p.actions.contains(&Action::Spawn("migrate".into())));
+        assert!(!p.actions.contains(&Action::Spawn("app".into())), "{:?}", p.actions);
     }
 
     #[test]
@@ -380,6 +449,10 @@ mod tests {
                     }
                 }
                 Action::Wait(_, why) => j.obs.life = j.obs.life.held_back(why.clone()),
+                Action::Fail(_, why) => {
+                    j.obs.generation = j.generation;
+                    j.obs.life = ended(Why::DependencyFailed { blocked: why.clone() }, None);
+                }
                 Action::ReadyTimeout(_) => j.obs.life = running_life(Checks::GaveUp { timeout_ms: 1 }),
             }
         }
@@ -424,7 +497,8 @@ mod tests {
                         let mut j = job(&names[i], desired, generation, life, obs_gen.min(generation));
                         // Dependencies only on earlier jobs: `after` graphs are acyclic.
                         if dep < i {
-                            j.spec.after = vec![names[dep].clone()];
+                            let condition = Condition::ALL[dep % 4];
+                            j.spec.after = vec![crate::spec::Dependency::new(names[dep].clone(), condition)];
                         }
                         j
                     })

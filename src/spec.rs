@@ -15,6 +15,134 @@ pub enum RestartPolicy {
     Always,
 }
 
+/// When a dependency (`after`) lets a job start. compose's `service_started`, `service_healthy`
+/// and `service_completed_successfully` are `started`, `ready` and `completed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// It has a process (its current run was started).
+    Started,
+    /// Its readiness checks passed, or it exited 0 (a one-shot: only once it exited 0).
+    #[default]
+    Ready,
+    /// It exited 0.
+    Completed,
+    /// It is ready, or its run has ended, however it ended (`bgrun run --after NAME`).
+    ReadyOrEnded,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 4] =
+        [Condition::Started, Condition::Ready, Condition::Completed, Condition::ReadyOrEnded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Completed => "completed",
+            Condition::ReadyOrEnded => "ready-or-ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Condition> {
+        Condition::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A job this one starts after, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredDependency")]
+pub struct Dependency {
+    pub job: String,
+    pub condition: Condition,
+}
+
+/// A dependency as stored: today's shape, or the bare name of specs from before conditions
+/// (which meant ready, or exited 0: `ready`), so jobs recorded by an earlier daemon still load.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredDependency {
+    Name(String),
+    Full {
+        job: String,
+        #[serde(default)]
+        condition: Condition,
+    },
+}
+
+impl From<StoredDependency> for Dependency {
+    fn from(stored: StoredDependency) -> Self {
+        match stored {
+            StoredDependency::Name(job) => Dependency::new(job, Condition::Ready),
+            StoredDependency::Full { job, condition } => Dependency::new(job, condition),
+        }
+    }
+}
+
+impl Dependency {
+    pub fn new(job: impl Into<String>, condition: Condition) -> Dependency {
+        Dependency { job: job.into(), condition }
+    }
+
+    /// `NAME` or `NAME:CONDITION`, as `--after` takes it; a bare name waits for the job to be
+    /// ready or to have ended.
+    pub fn parse_flag(s: &str) -> std::result::Result<Dependency, String> {
+        match s.split_once(':') {
+            None => Ok(Dependency::new(s, Condition::ReadyOrEnded)),
+            Some((job, cond)) => match Condition::parse(cond) {
+                Some(condition) => Ok(Dependency::new(job, condition)),
+                None => Err(format!("{cond:?} is not a condition; use started, ready, completed or ready-or-ended")),
+            },
+        }
+    }
+}
+
+/// Which processes a stop signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillMode {
+    /// Every process of the job, including those that started a session of their own.
+    #[default]
+    Group,
+    /// Only the main process, so it can shut its children down itself; whatever is left at the
+    /// end of the grace is killed.
+    Main,
+}
+
+/// A signal by name (`SIGINT`, `INT`, `int`), for `stop-signal`.
+pub fn parse_signal(s: &str) -> std::result::Result<nix::sys::signal::Signal, String> {
+    let upper = s.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse().map_err(|_| format!("{s:?} is not a signal name; use e.g. SIGINT, SIGQUIT, SIGTERM"))
+}
+
+/// How a job is stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Stopping {
+    /// The signal a stop sends (default SIGTERM), by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// A command run instead of sending the signal (through `sh -c`, in the job's cwd and env).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub kill_mode: KillMode,
+}
+
+impl Stopping {
+    /// What a stop does first, in words: "SIGTERM to the process group".
+    pub fn describe(&self) -> String {
+        if let Some(command) = &self.command {
+            return format!("stop command `{command}`");
+        }
+        let signal = self.signal.as_deref().unwrap_or("SIGTERM");
+        match self.kill_mode {
+            KillMode::Group => format!("{signal} to the process group"),
+            KillMode::Main => format!("{signal} to the main process"),
+        }
+    }
+}
+
 /// Conditions that must all pass before a job counts as Ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -68,7 +196,13 @@ pub struct JobSpec {
     #[serde(default)]
     pub ready: Readiness,
     #[serde(default)]
-    pub after: Vec<String>,
+    pub after: Vec<Dependency>,
+    /// Expected to finish: ready (for `up` and dependents) only once it exited 0, and a clean
+    /// exit is its success.
+    #[serde(default)]
+    pub oneshot: bool,
+    #[serde(default)]
+    pub stop: Stopping,
     #[serde(default)]
     pub pty: Option<Pty>,
     #[serde(default)]
@@ -143,6 +277,8 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     };
     update("ready-when", old.ready != new.ready);
     update("after", old.after != new.after);
+    update("oneshot", old.oneshot != new.oneshot);
+    update("stop", old.stop != new.stop);
     update("restart", old.restart != new.restart || old.backoff != new.backoff);
     update("max-rss", old.max_rss_mb != new.max_rss_mb);
     update("max-runtime", old.max_runtime != new.max_runtime);
@@ -171,6 +307,11 @@ impl JobSpec {
     }
 
     /// Every problem with the spec, so the user sees them all at once.
+    /// The names of the jobs this one starts after.
+    pub fn after_names(&self) -> Vec<String> {
+        self.after.iter().map(|d| d.job.clone()).collect()
+    }
+
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
         if self.cmd.is_empty() || self.cmd[0].trim().is_empty() {
@@ -187,9 +328,23 @@ impl JobSpec {
             problems.push("the workspace name is empty".to_string());
         }
         for dep in &self.after {
-            if let Err(e) = validate_name(dep) {
+            if let Err(e) = validate_name(&dep.job) {
                 problems.push(format!("--after: {}", e.message));
             }
+        }
+        if self.oneshot && !self.ready.is_empty() {
+            problems.push("a one-shot job is ready once it exits 0: it takes no readiness checks".to_string());
+        }
+        if self.oneshot && self.restart == RestartPolicy::Always {
+            problems.push("a one-shot job is done once it exits 0: restart it on-crash, not always".to_string());
+        }
+        if let Some(signal) = &self.stop.signal
+            && let Err(e) = parse_signal(signal)
+        {
+            problems.push(format!("stop signal: {e}"));
+        }
+        if self.stop.command.as_ref().is_some_and(|c| c.trim().is_empty() || c.contains('\0')) {
+            problems.push("the stop command is empty or contains a NUL byte".to_string());
         }
         for pattern in &self.ready.log_regex {
             if let Err(e) = regex::Regex::new(pattern) {
@@ -281,14 +436,14 @@ pub fn validate_project(project: &str, jobs: &[JobSpec]) -> Result<()> {
     }
     for job in jobs {
         for dep in &job.after {
-            if !names.contains(dep.as_str()) {
-                problems.push(format!("`after`: there is no job `{dep}` in project `{project}`"));
+            if !names.contains(dep.job.as_str()) {
+                problems.push(format!("`after`: there is no job `{}` in project `{project}`", dep.job));
             }
         }
     }
     if problems.is_empty() {
         let deps: std::collections::BTreeMap<String, Vec<String>> =
-            jobs.iter().filter_map(|j| Some((j.name.clone()?, j.after.clone()))).collect();
+            jobs.iter().filter_map(|j| Some((j.name.clone()?, j.after_names()))).collect();
         for cycle in crate::graph::Graph::new(&deps).cycles() {
             problems.push(format!("dependency cycle between {}", cycle.join(", ")));
         }
@@ -401,6 +556,19 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn specs_stored_before_conditions_still_load() {
+        let mut old = serde_json::to_value(sample()).unwrap();
+        old["after"] = serde_json::json!(["db"]);
+        old.as_object_mut().unwrap().remove("stop");
+        let spec: JobSpec = serde_json::from_value(old).unwrap();
+        assert_eq!(spec.after, vec![Dependency::new("db", Condition::Ready)]);
+        assert_eq!(Dependency::parse_flag("db"), Ok(Dependency::new("db", Condition::ReadyOrEnded)));
+        assert_eq!(Dependency::parse_flag("m:completed"), Ok(Dependency::new("m", Condition::Completed)));
+        assert!(Dependency::parse_flag("m:finished").is_err());
+        assert_eq!(parse_signal("int").map(|s| s.as_str()), Ok("SIGINT"));
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size_mb("512"), Ok(512));
         assert_eq!(parse_size_mb("512MB"), Ok(512));
@@ -420,6 +588,8 @@ pub(crate) mod tests {
             env: BTreeMap::new(),
             ready: Readiness::default(),
             after: vec![],
+            oneshot: false,
+            stop: Stopping::default(),
             pty: None,
             restart: RestartPolicy::Never,
             backoff: DEFAULT_BACKOFF,

@@ -5,6 +5,7 @@
 //! Times are unix milliseconds from the reconciler's clock, so a lifecycle survives a daemon
 //! restart as it is (a backoff or a stop deadline carries on where it was).
 
+use crate::spec::Condition;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -123,6 +124,8 @@ pub enum Why {
     SpawnFailed { error: String },
     /// Stopped before it ever had a process.
     NeverStarted { by: StoppedBy },
+    /// Never started: a dependency ended without meeting its condition.
+    DependencyFailed { blocked: Blocked },
     /// Recorded by a bgrun before the lifecycle carried its cause: the words it showed.
     Recorded { outcome: JobState, reason: String },
 }
@@ -147,7 +150,7 @@ impl Ending {
     pub fn outcome(&self) -> JobState {
         match &self.why {
             Why::OnItsOwn if self.code == Some(0) => JobState::Exited,
-            Why::OnItsOwn | Why::SpawnFailed { .. } => JobState::Crashed,
+            Why::OnItsOwn | Why::SpawnFailed { .. } | Why::DependencyFailed { .. } => JobState::Crashed,
             Why::Stopped { cause } => cause.outcome(),
             Why::StoppedOutside | Why::NeverStarted { .. } => JobState::Killed,
             Why::SupervisorDied { cause } => cause.as_ref().map_or(JobState::Crashed, Cause::outcome),
@@ -177,8 +180,26 @@ impl Ending {
             Why::NeverStarted { by: StoppedBy::Kill } => "killed on request before it started".into(),
             Why::NeverStarted { by: StoppedBy::Down } => "stopped by down before it started".into(),
             Why::NeverStarted { by: StoppedBy::Removed } => "removed from the file before it started".into(),
+            Why::DependencyFailed { blocked } => blocked.describe(),
             Why::Recorded { reason, .. } => reason.clone(),
         }
+    }
+
+    /// How the run ended in a few words: "exit 3", "killed by SIGKILL", "could not start".
+    pub fn short(&self) -> String {
+        match (&self.why, self.code, self.signal) {
+            (Why::SpawnFailed { .. }, ..) => "could not start".into(),
+            (Why::DependencyFailed { .. }, ..) => "a dependency failed".into(),
+            (Why::NeverStarted { .. }, ..) => "stopped before it started".into(),
+            (_, Some(code), _) => format!("exit {code}"),
+            (_, None, Some(_)) => describe_exit(None, self.signal),
+            _ => self.outcome().as_str().into(),
+        }
+    }
+
+    /// False for a failure a restart cannot help: nothing is restarted until something changes.
+    pub fn restartable(&self) -> bool {
+        !matches!(self.why, Why::DependencyFailed { .. })
     }
 
     /// The event kind recorded for this ending.
@@ -204,34 +225,41 @@ pub enum Holdup {
     Restarting,
     /// It is being stopped.
     Stopping,
-    /// It ended and will not come back by itself.
-    Ended {
-        state: JobState,
+    /// Its run ended without meeting the condition (`how`: "exit 3", "killed by SIGKILL").
+    Failed {
+        how: String,
     },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocked {
     pub on: String,
+    #[serde(default)]
+    pub condition: Condition,
     #[serde(flatten)]
     pub holdup: Holdup,
 }
 
 impl Blocked {
-    /// A dependency that failed: the job will not start unless something changes.
+    /// The dependency will not meet the condition unless something changes: the job fails
+    /// rather than wait forever.
     pub fn is_failed(&self) -> bool {
-        matches!(self.holdup, Holdup::ReadyTimedOut | Holdup::Ended { .. })
+        matches!(self.holdup, Holdup::ReadyTimedOut | Holdup::Failed { .. } | Holdup::NoSuchJob)
     }
 
     pub fn describe(&self) -> String {
         let name = &self.on;
         match &self.holdup {
-            Holdup::NoSuchJob => format!("waiting for {name}: no such job"),
-            Holdup::NotReady => format!("waiting for {name} to be ready"),
+            Holdup::NoSuchJob => format!("dependency {name}: no such job"),
+            Holdup::NotReady => match self.condition {
+                Condition::Started => format!("waiting for {name} to start"),
+                Condition::Completed => format!("waiting for {name} to complete"),
+                Condition::Ready | Condition::ReadyOrEnded => format!("waiting for {name} to be ready"),
+            },
             Holdup::ReadyTimedOut => format!("dependency {name} did not become ready in time"),
             Holdup::Restarting => format!("waiting for {name} to restart"),
             Holdup::Stopping => format!("waiting for {name}: it is stopping"),
-            Holdup::Ended { state } => format!("dependency {name} is {}", state.as_str()),
+            Holdup::Failed { how } => format!("dependency {name} failed ({how})"),
         }
     }
 }
@@ -242,6 +270,8 @@ impl Blocked {
 pub enum Checks {
     /// Checking, until this deadline.
     Until { deadline_ms: u64 },
+    /// A one-shot: it is ready when it exits 0.
+    UntilExit,
     /// They did not pass within `timeout_ms`; the job keeps running, not ready.
     GaveUp { timeout_ms: u64 },
 }
@@ -457,6 +487,7 @@ impl Lifecycle {
             Lifecycle::Waiting { blocked: Some(b), .. } => b.describe(),
             Lifecycle::Waiting { blocked: None, .. } | Lifecycle::Starting { .. } => "starting".into(),
             Lifecycle::Running { checks: Checks::Until { .. }, .. } => "running".into(),
+            Lifecycle::Running { checks: Checks::UntilExit, .. } => "running until it completes".into(),
             Lifecycle::Running { checks: Checks::GaveUp { timeout_ms }, .. } => format!(
                 "not ready: readiness checks did not pass within {}",
                 humantime::format_duration(ms(*timeout_ms))
@@ -539,9 +570,10 @@ mod tests {
         assert_eq!(killed.outcome(), JobState::Killed);
         let limit = end(Why::Stopped { cause: Cause::MaxRuntime { limit_ms: 30_000 } }, None);
         assert_eq!(limit.outcome(), JobState::Crashed);
-        let blocked = Blocked { on: "db".into(), holdup: Holdup::Ended { state: JobState::Crashed } };
+        let how = "exit 3".to_string();
+        let blocked = Blocked { on: "db".into(), condition: Condition::Ready, holdup: Holdup::Failed { how } };
         assert!(blocked.is_failed());
-        assert_eq!(blocked.describe(), "dependency db is crashed");
+        assert_eq!(blocked.describe(), "dependency db failed (exit 3)");
     }
 
     #[test]

@@ -51,15 +51,48 @@ fn after_a_missing_job_is_an_error() {
 }
 
 #[test]
-fn a_crashed_dependency_keeps_the_dependent_pending() {
+fn a_dependency_that_misses_its_condition_fails_the_dependent_at_once() {
     let b = Bgrun::new(SECS(30));
     b.json(&["run", "--name", "db", "--ready-when", "never printed", "exit 2"]);
-    b.json(&["run", "--name", "app", "--after", "db", "true"]);
-    wait_until("dependent reason", SECS(10), || {
-        (b.status("app")["reason"] == "dependency db is crashed").then_some(())
-    });
-    assert_eq!(b.state("app"), "starting");
+    wait_until("db to crash", SECS(10), || (b.state("db") == "crashed").then_some(()));
+    // `db:ready` cannot be met any more: the dependent fails, and `wait` says so at once.
+    b.json(&["run", "--name", "app", "--after", "db:ready", "sleep", "30"]);
+    let out = b.run_raw(&["wait", "app", "--timeout", "20s"]);
+    assert_eq!(out.status.code(), Some(1), "wait exits 1 when the job will not be ready");
+    let waited: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(waited["ready"], false);
+    assert_eq!(waited["state"], "crashed");
+    assert!(waited["elapsed_ms"].as_u64().unwrap() < 10_000, "{waited}");
+    assert_eq!(b.status("app")["reason"], "dependency db failed (exit 2)");
     assert!(b.status("app")["pid"].is_null());
+    // A bare `--after db` waits for db to be ready or to have ended, however it ended.
+    b.json(&["run", "--name", "report", "--after", "db", "echo", "db is done"]);
+    let out = b.run_raw(&["wait", "report", "--timeout", "20s"]);
+    let waited: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(waited["state"], "exited", "{waited}");
+    assert_eq!(b.tail_text("report", 1), vec!["db is done"]);
+}
+
+#[test]
+fn conditions_started_and_completed() {
+    let b = Bgrun::new(SECS(30));
+    let gate = b.home.join("gate");
+    let migrate = format!("echo migrating; while [ ! -e {} ]; do sleep 0.01; done; echo migrated", gate.display());
+    b.json(&["run", "--name", "migrate", "--oneshot", &migrate]);
+    b.json(&["run", "--name", "tail", "--after", "migrate:started", "sleep", "30"]);
+    b.json(&["run", "--name", "app", "--after", "migrate:completed", "sleep", "30"]);
+    assert_eq!(b.state("tail"), "ready", "started: released once migrate has a process");
+    assert_eq!(b.status("app")["reason"], "waiting for migrate to complete");
+    // A one-shot is running, never ready, until it exits; then `wait` counts it as ready.
+    assert_eq!(b.status("migrate")["reason"], "running until it completes");
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(b.json(&["wait", "migrate", "--timeout", "10s"])["ready"], true);
+    assert_eq!(b.json(&["wait", "app", "--timeout", "10s"])["ready"], true);
+    let ended = |job: &str, kind: &str| -> String {
+        let events = b.status(job)["events"].as_array().unwrap().clone();
+        events.iter().rfind(|e| e["kind"] == kind).unwrap()["at"].as_str().unwrap().to_string()
+    };
+    assert!(ended("migrate", "exited") <= ended("app", "spawned"), "app started before migrate completed");
 }
 
 #[test]
@@ -320,4 +353,81 @@ fn health_checks_resume_after_a_daemon_restart() {
     });
     assert!(!alive(first));
     b.json(&["kill", "sick"]);
+}
+
+/// Writes a shell script into the test's home and returns its path.
+fn script(b: &Bgrun, name: &str, body: &str) -> String {
+    let path = b.home.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+/// Stands in for postgres, whose SIGTERM is a "smart" shutdown that waits for every client:
+/// it ignores SIGTERM and shuts down at once on SIGINT.
+const POSTGRES_LIKE: &str =
+    "trap '' TERM; trap 'echo fast shutdown; exit 0' INT; echo ready; while :; do sleep 0.05; done\n";
+
+#[test]
+fn a_stop_signal_is_what_a_stop_sends() {
+    let b = Bgrun::new(SECS(60));
+    let db = script(&b, "db.sh", POSTGRES_LIKE);
+    b.json(&["run", "--name", "db", "--stop-signal", "int", "--grace", "20s", "--ready-when", "ready", "sh", &db]);
+    b.json(&["wait", "db", "--timeout", "10s"]);
+    b.json(&["kill", "db"]);
+    let st = b.status("db");
+    assert_eq!(st["exit_code"], 0, "{st}");
+    assert_eq!(st["reason"], "killed on request (exited with code 0)");
+    assert!(b.tail_text("db", 5).contains(&"fast shutdown".to_string()));
+    // Without it, SIGTERM is ignored and the grace ends in SIGKILL.
+    b.json(&["run", "--name", "plain", "--grace", "500ms", "--ready-when", "ready", "sh", &db]);
+    b.json(&["wait", "plain", "--timeout", "10s"]);
+    b.json(&["kill", "plain"]);
+    assert_eq!(b.status("plain")["reason"], "killed on request (killed by SIGKILL)");
+}
+
+#[test]
+fn a_stop_command_runs_in_the_jobs_directory_and_environment() {
+    let b = Bgrun::new(SECS(60));
+    let job = script(
+        &b,
+        "job.sh",
+        "echo $$ > job.pid; trap 'echo stopped by command; exit 0' USR1; trap '' TERM; echo ready; while :; do sleep 0.05; done\n",
+    );
+    let stop = "echo \"$WHO\" > stopper.txt; kill -USR1 $(cat job.pid)";
+    let home = b.home.display().to_string();
+    let args = ["run", "--name", "j", "--cwd", &home, "--env", "WHO=the stop command", "--stop-command", stop];
+    b.json(&[&args[..], &["--grace", "20s", "--ready-when", "ready", "sh", &job]].concat());
+    b.json(&["wait", "j", "--timeout", "10s"]);
+    b.json(&["kill", "j"]);
+    assert_eq!(b.status("j")["exit_code"], 0);
+    assert_eq!(std::fs::read_to_string(b.home.join("stopper.txt")).unwrap(), "the stop command\n");
+    assert!(b.tail_text("j", 5).contains(&"stopped by command".to_string()));
+}
+
+/// A main process with a child in its group and one in a session of its own, each saying which
+/// signal reached it.
+const FAMILY: &str = "trap 'echo main got TERM; exit 0' TERM
+sh -c 'trap \"echo child got TERM; exit 0\" TERM; while :; do sleep 0.05; done' &
+setsid sh -c 'trap \"echo session child got TERM; exit 0\" TERM; while :; do sleep 0.05; done' &
+echo ready; while :; do sleep 0.05; done
+";
+
+#[test]
+fn kill_mode_group_reaches_every_process_and_main_only_the_main_one() {
+    let b = Bgrun::new(SECS(60));
+    let family = script(&b, "family.sh", FAMILY);
+    for (name, mode) in [("group", "group"), ("main", "main")] {
+        b.json(&["run", "--name", name, "--kill-mode", mode, "--grace", "1s", "--ready-when", "ready", "sh", &family]);
+        b.json(&["wait", name, "--timeout", "10s"]);
+        b.json(&["kill", name]);
+    }
+    let said = |job: &str| b.tail_text(job, 20);
+    let group = said("group");
+    for line in ["main got TERM", "child got TERM", "session child got TERM"] {
+        assert!(group.contains(&line.to_string()), "group: {line:?} missing from {group:?}");
+    }
+    let main = said("main");
+    assert!(main.contains(&"main got TERM".to_string()), "{main:?}");
+    assert!(!main.iter().any(|l| l.contains("child got TERM")), "main mode signalled a child: {main:?}");
+    assert_eq!(b.status("main")["reason"], "killed on request (exited with code 0)");
 }

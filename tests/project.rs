@@ -329,6 +329,11 @@ fn every_example_comes_up_and_goes_down() {
         assert_eq!(view["ok"], true, "{name}: {view}");
         let down = in_dir(&b, &p.dir, &["down"]);
         assert!(down.status.success(), "{name}: {}", String::from_utf8_lossy(&down.stderr));
+        // Each example stops the way its programs want: none needs the final SIGKILL.
+        let list = String::from_utf8(b.run_raw(&["list"]).stdout).unwrap();
+        for job in list.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|j| j["project"] == name) {
+            assert!(!job["reason"].as_str().unwrap().contains("SIGKILL"), "{name}: {job}");
+        }
         ran += 1;
     }
     assert!(ran >= 3);
@@ -370,7 +375,8 @@ fn up_fails_when_a_job_cannot_become_ready_and_no_wait_does_not_wait() {
     let by_name = |n: &str| v["jobs"].as_array().unwrap().iter().find(|j| j["job"] == n).unwrap().clone();
     assert_eq!(by_name("ok")["ok"], true);
     assert_eq!(by_name("bad")["state"], "crashed");
-    assert_eq!(by_name("after-bad")["reason"], "dependency bad is crashed");
+    assert_eq!(by_name("after-bad")["reason"], "dependency bad failed (exit 3)");
+    assert_eq!(by_name("after-bad")["state"], "crashed");
     // --no-wait answers once the edit is applied, before a slow job is ready.
     let slow =
         Project::new(&b, "slow", "[jobs.slow]\ncmd = \"sleep 5; echo ready; exec sleep 60\"\nready-when = \"ready\"\n");
@@ -391,4 +397,56 @@ fn watch_replaces_a_job_when_its_env_file_changes() {
     wait_until("app replaced", SECS(20), || pids(&b).get("app").is_some_and(|p| *p != before).then_some(()));
     wait_until("new value", SECS(10), || (b.tail_text("envy/app", 1) == ["second"]).then_some(()));
     stop(w);
+}
+
+/// A one-shot migration: the second run fails if `fail-next` exists in the project directory.
+const MIGRATIONS: &str = r#"
+[jobs.migrate]
+cmd = "sleep 0.3; if [ -e fail-next ]; then echo failed; exit 3; fi; echo migrated"
+oneshot = true
+
+[jobs.app]
+cmd = "echo serving; exec sleep 60"
+after = { migrate = "completed" }
+ready-when = "serving"
+"#;
+
+fn event_at(b: &Bgrun, job: &str, kind: &str) -> String {
+    let events = b.status(job)["events"].as_array().unwrap().clone();
+    events.iter().rfind(|e| e["kind"] == kind).unwrap_or_else(|| panic!("no {kind} event for {job}"))["at"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_one_shot_finishes_before_its_dependent_starts_and_its_failure_fails_it() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "mig", MIGRATIONS);
+    let v = up(&b, &p);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(b.state("migrate"), "exited");
+    assert!(event_at(&b, "migrate", "exited") <= event_at(&b, "app", "spawned"), "app started before migrate ended");
+    // down then up: the previous run's exit 0 must not release app before the new run completes.
+    assert!(in_dir(&b, &p.dir, &["down"]).status.success());
+    std::fs::write(p.dir.join("fail-next"), "").unwrap();
+    let out = in_dir(&b, &p.dir, &["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let app = v["jobs"].as_array().unwrap().iter().find(|j| j["job"] == "app").unwrap().clone();
+    assert_eq!(app["reason"], "dependency migrate failed (exit 3)", "{v}");
+    assert!(b.status("app")["pid"].is_null());
+}
+
+#[test]
+fn up_no_wait_right_after_down_reports_the_new_runs_not_the_old_kills() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "shop", THREE);
+    up(&b, &p);
+    assert!(in_dir(&b, &p.dir, &["down"]).status.success());
+    let out = in_dir(&b, &p.dir, &["up", "--no-wait"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{v}");
+    assert_eq!(v["ok"], true);
+    assert!(v["jobs"].as_array().unwrap().iter().all(|j| j["ok"] == true), "{v}");
 }

@@ -6,7 +6,7 @@
 
 use bgrun::logs::Stream;
 use bgrun::protocol::*;
-use bgrun::spec::{JobSpec, Readiness, RestartPolicy};
+use bgrun::spec::{Condition, Dependency, JobSpec, KillMode, Readiness, RestartPolicy, Stopping};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,7 +22,9 @@ fn spec() -> JobSpec {
             timeout: Duration::from_secs(60),
             ..Default::default()
         },
-        after: vec!["db".into()],
+        after: vec![Dependency::new("db", Condition::Ready), Dependency::new("migrate", Condition::Completed)],
+        oneshot: false,
+        stop: Stopping { signal: Some("SIGINT".into()), command: None, kill_mode: KillMode::Group },
         pty: None,
         restart: RestartPolicy::OnCrash,
         backoff: Duration::from_secs(2),

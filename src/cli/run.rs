@@ -42,9 +42,22 @@ pub struct Args {
     /// Give up waiting for readiness after this long (the job keeps running).
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub ready_timeout: Duration,
-    /// Start only once this job is ready (repeatable).
+    /// Start once this job is ready or has ended; NAME:CONDITION to say when instead: started,
+    /// ready, completed (exited 0) or ready-or-ended (repeatable).
+    #[arg(long, value_name = "NAME[:CONDITION]", value_parser = crate::spec::Dependency::parse_flag)]
+    pub after: Vec<crate::spec::Dependency>,
+    /// The job is expected to finish: ready once it exits 0, and a clean exit is its success.
     #[arg(long)]
-    pub after: Vec<String>,
+    pub oneshot: bool,
+    /// The signal that asks the job to stop (default SIGTERM), e.g. SIGINT, SIGQUIT.
+    #[arg(long, value_parser = parse_signal_name)]
+    pub stop_signal: Option<String>,
+    /// A command that stops the job, run instead of sending the signal (grace and SIGKILL follow).
+    #[arg(long)]
+    pub stop_command: Option<String>,
+    /// Which processes the stop signal goes to.
+    #[arg(long, value_enum, default_value = "group")]
+    pub kill_mode: crate::spec::KillMode,
     /// Run in a pseudo-terminal.
     #[arg(long)]
     pub pty: bool,
@@ -81,7 +94,7 @@ pub struct Args {
     /// Consecutive failed health checks before the job is killed.
     #[arg(long, default_value_t = 3)]
     pub health_threshold: u32,
-    /// Time between SIGTERM and SIGKILL when the job is stopped.
+    /// Time between the stop signal and SIGKILL when the job is stopped.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
     /// The command: one string runs through `sh -c`, several words run directly. May be left
@@ -95,6 +108,11 @@ fn parse_env(s: &str) -> std::result::Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
+}
+
+/// A signal name as given, in its canonical form (`int` -> `SIGINT`).
+fn parse_signal_name(s: &str) -> std::result::Result<String, String> {
+    crate::spec::parse_signal(s).map(|sig| sig.as_str().to_string())
 }
 
 impl Args {
@@ -152,6 +170,12 @@ impl Args {
                 timeout: self.ready_timeout,
             },
             after: self.after,
+            oneshot: self.oneshot,
+            stop: crate::spec::Stopping {
+                signal: self.stop_signal,
+                command: self.stop_command,
+                kill_mode: self.kill_mode,
+            },
             pty: self.pty.then_some(Pty { cols: self.cols, rows: self.rows }),
             restart: self.restart,
             backoff: self.backoff,
@@ -201,7 +225,8 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "ready_when_port" => ready.port, "ready_when_url" => ready.url, "ready_when_file" => ready.file,
         "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout,
         "restart" => restart, "backoff" => backoff, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
-        "allocate_port" => allocate_ports, "grace" => grace,
+        "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot,
+        "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     if given("env") {
         spec.declared_env.extend(flags.declared_env.clone());

@@ -2,7 +2,7 @@
 //! schema in `schemas/` is generated from them, and the loader's list of known keys comes from
 //! that schema. Every `bgrun run` flag has a key here, in kebab-case.
 
-use crate::spec::RestartPolicy;
+use crate::spec::{Condition, Dependency, KillMode, RestartPolicy};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +40,26 @@ impl OneOrMany {
         match self {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The jobs one starts after: a name or a list of names (each must be ready, or have exited 0),
+/// or a table naming the condition for each: `{ db = "ready", migrate = "completed" }`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum After {
+    One(String),
+    Many(Vec<String>),
+    Conditions(BTreeMap<String, Condition>),
+}
+
+impl After {
+    pub fn dependencies(&self) -> Vec<Dependency> {
+        match self {
+            After::One(name) => vec![Dependency::new(name, Condition::Ready)],
+            After::Many(names) => names.iter().map(|n| Dependency::new(n, Condition::Ready)).collect(),
+            After::Conditions(map) => map.iter().map(|(n, c)| Dependency::new(n, *c)).collect(),
         }
     }
 }
@@ -83,8 +103,22 @@ pub struct JobTable {
     pub env_file: Option<OneOrMany>,
     /// Group jobs for `list`, `kill` and `clean`.
     pub workspace: Option<String>,
-    /// Jobs that must be ready (or have exited 0) before this one starts.
-    pub after: Option<OneOrMany>,
+    /// Jobs that must be ready (or have exited 0) before this one starts, or a table of
+    /// job = condition: started, ready, completed or ready-or-ended.
+    pub after: Option<After>,
+    /// The job is expected to finish: it counts as ready once it exits 0 (`up` waits for that),
+    /// and its clean exit is its success.
+    #[serde(default)]
+    pub oneshot: bool,
+    /// The signal that asks the job to stop (default SIGTERM), e.g. SIGINT for postgres, SIGQUIT
+    /// for nginx.
+    pub stop_signal: Option<String>,
+    /// A command that stops the job, run (through sh -c, in its cwd and environment) instead of
+    /// sending the signal; the grace and SIGKILL still follow.
+    pub stop_command: Option<String>,
+    /// group (default): the stop signal goes to every process of the job; main: only to its main
+    /// process, and whatever is left after the grace is killed.
+    pub kill_mode: Option<KillMode>,
     /// Ready when a line of output contains this text (all must appear).
     pub ready_when: Option<OneOrMany>,
     /// Ready when a line of output matches this regex (all must match).
@@ -125,7 +159,7 @@ pub struct JobTable {
     pub cols: Option<u16>,
     /// PTY height (default 24).
     pub rows: Option<u16>,
-    /// Time between SIGTERM and SIGKILL when the job is stopped (default "5s").
+    /// Time between the stop signal and SIGKILL when the job is stopped (default "5s").
     pub grace: Option<Seconds>,
     /// Globs, relative to the job's cwd, whose changes restart the job under `bgrun up --watch`.
     #[serde(default)]

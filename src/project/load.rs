@@ -3,7 +3,7 @@
 //! anything is returned, so the user fixes them in one go; a file with problems yields no jobs.
 
 use super::diag::{Problem, Problems};
-use super::file::{Command, JobTable, OneOrMany, Seconds, Size};
+use super::file::{After, Command, JobTable, OneOrMany, Seconds, Size};
 use crate::graph::Graph;
 use crate::spec::{self, Health, JobSpec, Pty, Readiness};
 use serde::Deserialize;
@@ -68,7 +68,7 @@ pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) 
         return Err(Problems::new(path, source, checker.problems));
     }
     let deps: BTreeMap<String, Vec<String>> =
-        jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after.clone())).collect();
+        jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after_names())).collect();
     let order: Vec<String> =
         Graph::new(&deps).start_order().unwrap_or_default().into_iter().map(String::from).collect();
     jobs.sort_by_key(|j| order.iter().position(|n| Some(n) == j.name.as_ref()));
@@ -269,8 +269,8 @@ impl Checker {
             }
         }
         declared_env.extend(t.env.clone());
-        let after = t.after.clone().map(OneOrMany::into_vec).unwrap_or_default();
-        for dep in &after {
+        let after = t.after.as_ref().map(After::dependencies).unwrap_or_default();
+        for dep in after.iter().map(|d| &d.job) {
             if dep == name {
                 self.problem(spans.value("after"), format!("job `{name}` cannot start after itself"), None);
             } else if !names.contains(dep) {
@@ -279,6 +279,13 @@ impl Checker {
                 self.problem(spans.value("after"), format!("`after`: there is no job `{dep}` in this file"), hint);
             }
         }
+        let stop_signal = t.stop_signal.as_ref().and_then(|s| match spec::parse_signal(s) {
+            Ok(signal) => Some(signal.as_str().to_string()),
+            Err(e) => {
+                self.problem(spans.value("stop-signal"), format!("`stop-signal`: {e}"), None);
+                None
+            }
+        });
         let log_regex = t.ready_when_regex.clone().map(OneOrMany::into_vec).unwrap_or_default();
         for r in &log_regex {
             if let Err(e) = regex::Regex::new(r) {
@@ -326,6 +333,12 @@ impl Checker {
                 timeout: self.duration(t.ready_timeout.as_ref(), "ready-timeout", spans, spec::DEFAULT_READY_TIMEOUT),
             },
             after,
+            oneshot: t.oneshot,
+            stop: spec::Stopping {
+                signal: stop_signal,
+                command: t.stop_command.clone(),
+                kill_mode: t.kill_mode.unwrap_or_default(),
+            },
             pty: t.pty.then(|| Pty { cols: t.cols.unwrap_or(80), rows: t.rows.unwrap_or(24) }),
             restart: t.restart.unwrap_or_default(),
             backoff: self.duration(t.backoff.as_ref(), "backoff", spans, spec::DEFAULT_BACKOFF),
@@ -353,7 +366,8 @@ impl Checker {
     fn cycles(&mut self, tables: &[(String, JobTable, Spans)]) {
         let deps: BTreeMap<String, Vec<String>> = tables
             .iter()
-            .map(|(n, t, _)| (n.clone(), t.after.clone().map(OneOrMany::into_vec).unwrap_or_default()))
+            .map(|(n, t, _)| (n.clone(), t.after.as_ref().map(After::dependencies).unwrap_or_default()))
+            .map(|(n, deps)| (n, deps.into_iter().map(|d| d.job).collect()))
             .collect();
         for cycle in Graph::new(&deps).cycles() {
             let ring = format!("{} → {}", cycle.join(" → "), cycle[0]);
@@ -442,7 +456,7 @@ ready-when = "accepting connections"
         assert_eq!(names, vec!["db", "api", "web"]);
         let api = &p.jobs[1];
         assert_eq!(api.cmd, vec!["cargo", "run"]);
-        assert_eq!(api.after, vec!["db"]);
+        assert_eq!(api.after, vec![spec::Dependency::new("db", spec::Condition::Ready)]);
         assert_eq!(api.max_rss_mb, Some(1024));
         assert_eq!(api.health.as_ref().unwrap().interval, Duration::from_millis(500));
         assert_eq!(api.declared_env.get("RUST_LOG").map(String::as_str), Some("info"));

@@ -2,7 +2,7 @@
 
 use super::Reconciler;
 use crate::plan::{Action, FORCE_MARGIN};
-use crate::state::{Blocked, Cause, Checks, Lifecycle};
+use crate::state::{Blocked, Cause, Checks, Ending, Lifecycle, Why};
 use crate::supervisor::Report;
 use crate::supervisor::files::SpawnFile;
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ impl Reconciler {
             Action::Stop(id, cause) => self.stop(&id, cause),
             Action::ForceKill(id) => self.force_kill(&id),
             Action::Wait(id, blocked) => self.hold(&id, blocked),
+            Action::Fail(id, blocked) => self.fail(&id, blocked),
             Action::ReadyTimeout(id) => self.readiness_gave_up(&id),
         }
     }
@@ -23,6 +24,15 @@ impl Reconciler {
         if self.set_life(id, job.life().held_back(blocked)) {
             self.save(id, None);
         }
+    }
+
+    /// A dependency will not meet its condition: the job ends without starting, its new spec
+    /// counted as run (so it is not tried again until something asks for a new run).
+    fn fail(&mut self, id: &str, blocked: Blocked) {
+        let now = self.now();
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        job.obs.generation = job.generation;
+        self.end_run(id, Ending::new(Why::DependencyFailed { blocked }, now));
     }
 
     fn readiness_gave_up(&mut self, id: &str) {
@@ -63,6 +73,7 @@ impl Reconciler {
             grace_ms: job.spec.grace.as_millis() as u64,
             pty: job.spec.pty.clone(),
             notify: job.spec.ready.notify,
+            stop: job.spec.stop.clone(),
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {
@@ -114,8 +125,9 @@ impl Reconciler {
         };
         let grace = job.grace();
         let detail = format!(
-            "{}: SIGTERM to the process group, SIGKILL after {}",
+            "{}: {}, SIGKILL after {}",
             cause.describe(),
+            job.spec.stop.describe(),
             humantime::format_duration(grace)
         );
         let until_ms = now + (grace + FORCE_MARGIN).as_millis() as u64;

@@ -185,7 +185,7 @@ impl Reconciler {
                 spec.cwd.display()
             )));
         }
-        for dep in &spec.after {
+        for dep in spec.after.iter().map(|d| &d.job) {
             if spec.name.as_ref() == Some(dep) {
                 return Err(Error::new(format!("--after {dep}: a job cannot wait for itself")));
             }

@@ -42,8 +42,11 @@ impl Reconciler {
                 let run =
                     crate::state::RunIds { pid: child.pid, start_time: child.start_time, ..shim.unwrap_or_default() };
                 job.obs.ever_spawned = true;
-                let deadline_ms = now + job.spec.ready.timeout.as_millis() as u64;
-                let checks = Checks::Until { deadline_ms };
+                let checks = if job.spec.oneshot {
+                    Checks::UntilExit
+                } else {
+                    Checks::Until { deadline_ms: now + job.spec.ready.timeout.as_millis() as u64 }
+                };
                 self.set_life(id, Lifecycle::Running { run, since_ms: now, checks, evict: None });
                 let detail = format!("pid {}", child.pid);
                 self.save(id, Some(("spawned", &detail)));
@@ -63,6 +66,7 @@ impl Reconciler {
         let (spec, log_offset) = (job.spec.clone(), job.obs.log_offset);
         match job.life() {
             Lifecycle::Ready { .. } => self.start_health(id, attempt, child),
+            Lifecycle::Running { checks: Checks::UntilExit, .. } => {}
             Lifecycle::Running { .. } if spec.ready.is_empty() => self.on_ready(id),
             Lifecycle::Running { .. } => {
                 let probe = Probe::Readiness { ready: spec.ready.clone(), cwd: spec.cwd.clone(), log_offset };
@@ -127,7 +131,7 @@ impl Reconciler {
 
     /// Records the end of a run, then forgets the job (removed from its file) or lets the
     /// restart policy decide what follows.
-    fn end_run(&mut self, id: &str, end: Ending) {
+    pub(super) fn end_run(&mut self, id: &str, end: Ending) {
         self.sup.stop_probes(id);
         let (kind, reason) = (end.event_kind(), end.describe());
         if !self.set_life(id, Lifecycle::Ended { end, then: Then::Stays }) {
@@ -148,7 +152,7 @@ impl Reconciler {
         let timeout_ms = job.spec.ready.timeout.as_millis() as u64;
         let now = self.clock.now_ms();
         // Readiness checks that start over get the full timeout again.
-        if let Lifecycle::Running { checks, .. } = &mut job.obs.life {
+        if let Lifecycle::Running { checks: checks @ Checks::Until { .. }, .. } = &mut job.obs.life {
             *checks = Checks::Until { deadline_ms: now + timeout_ms };
         }
         if let Some(pid) = job.life().pid()
@@ -164,7 +168,8 @@ impl Reconciler {
         let Some(job) = self.jobs.get_mut(id) else { return };
         let Lifecycle::Ended { end, .. } = job.life().clone() else { return };
         let outcome = end.outcome();
-        let wanted = job.desired == Desired::Running
+        let wanted = end.restartable()
+            && job.desired == Desired::Running
             && job.obs.generation == job.generation
             && match job.spec.restart {
                 RestartPolicy::Never => false,

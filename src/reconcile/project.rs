@@ -13,7 +13,7 @@ impl Reconciler {
     /// The file's jobs `only` asks for (all when empty), with everything they need.
     fn targets(jobs: &[JobSpec], only: &[String]) -> BTreeSet<String> {
         let deps: BTreeMap<String, Vec<String>> =
-            jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after.clone())).collect();
+            jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after_names())).collect();
         if only.is_empty() {
             return deps.keys().cloned().collect();
         }
@@ -104,7 +104,7 @@ impl Reconciler {
             let dependents: Vec<String> = self
                 .jobs
                 .values()
-                .filter(|j| j.spec.project.as_deref() == Some(project) && j.spec.after.contains(&dep))
+                .filter(|j| j.spec.project.as_deref() == Some(project) && j.spec.after.iter().any(|d| d.job == dep))
                 .filter(|j| j.spec.restart_with_dependencies && j.desired == Desired::Running)
                 .filter(|j| j.obs.generation == j.generation)
                 .map(|j| j.id.clone())

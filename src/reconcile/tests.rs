@@ -228,7 +228,7 @@ fn a_dependent_starts_once_its_dependency_is_ready() {
     r.start(db);
     r.spawned("db");
     let mut app = spec("app");
-    app.after = vec!["db".into()];
+    app.after = vec![crate::spec::Dependency::new("db", crate::spec::Condition::Ready)];
     r.start(app);
     let calls = r.fake.calls();
     assert!(calls.iter().any(|c| matches!(c, Call::Probe { probe: crate::supervisor::Probe::Readiness { .. }, .. })));

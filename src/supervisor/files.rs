@@ -21,6 +21,9 @@ pub struct SpawnFile {
     /// Offer the job a systemd-style NOTIFY_SOCKET.
     #[serde(default)]
     pub notify: bool,
+    /// How a stop asks the job to end.
+    #[serde(default)]
+    pub stop: crate::spec::Stopping,
 }
 
 /// The one line a shim prints to the daemon once the job is (or could not be) spawned.

@@ -12,6 +12,7 @@
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::procfs;
 use crate::logs::{Stream, writer::LogWriter};
+use crate::spec::KillMode;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -85,6 +86,13 @@ fn run(dir: &Path) -> Result<(), String> {
         writer,
         sup: Supervision {
             dir,
+            spawn: &spawn,
+            stop_signal: spawn
+                .stop
+                .signal
+                .as_deref()
+                .and_then(|s| crate::spec::parse_signal(s).ok())
+                .unwrap_or(Signal::SIGTERM),
             child: child_pid,
             grace: Duration::from_millis(spawn.grace_ms),
             leader: None,
@@ -387,10 +395,7 @@ fn spawn_child(
             if controlling_tty {
                 libc::ioctl(0, libc::TIOCSCTTY, 0);
             }
-            // The shim blocks signals to read them from a signalfd; the job must not inherit that.
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            unblock_signals();
             Ok(())
         });
     }
@@ -400,6 +405,17 @@ fn spawn_child(
         std::io::ErrorKind::PermissionDenied => format!("cannot run {program:?}: permission denied"),
         _ => format!("cannot run {program:?}: {e}"),
     })
+}
+
+/// The shim blocks signals to read them from a signalfd; what it starts must not inherit that.
+/// Called between fork and exec: async-signal-safe calls only.
+fn unblock_signals() {
+    // SAFETY: sigemptyset and pthread_sigmask only touch the set on our stack.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 }
 
 fn handshake(h: &Handshake) {
@@ -415,6 +431,8 @@ fn handshake(h: &Handshake) {
 
 struct Supervision<'a> {
     dir: &'a Path,
+    spawn: &'a SpawnFile,
+    stop_signal: Signal,
     child: Pid,
     grace: Duration,
     leader: Option<WaitStatus>,
@@ -431,10 +449,7 @@ impl Supervision<'_> {
             Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) if !self.stop_requested => {
                 self.stop_requested = true;
                 let grace = files::read_stop_grace(self.dir).unwrap_or(self.grace);
-                // The group first: cheap, and in the common case all there is. Processes that left
-                // the group are found once the leader is gone (they become our children then),
-                // and at the SIGKILL.
-                self.signal_group(Signal::SIGTERM);
+                self.ask_to_stop();
                 self.kill_at = Some(Instant::now() + grace);
             }
             Ok(Signal::SIGUSR2) => {
@@ -467,10 +482,41 @@ impl Supervision<'_> {
             }
         }
         // What the job left behind goes too, gently first, including processes that left its
-        // group (they are our children now). A stop already under way keeps its deadline.
+        // group (they are our children now). A stop already under way keeps its deadline; under
+        // kill-mode main, what the main process left after a stop only gets the final SIGKILL.
         if leader_exited && !self.childless {
-            self.signal_tree(Signal::SIGTERM);
+            if !(self.stop_requested && self.spawn.stop.kill_mode == KillMode::Main) {
+                self.signal_tree(self.stop_signal);
+            }
             self.kill_at.get_or_insert(Instant::now() + self.grace);
+        }
+    }
+
+    /// The stop the job asked for: its stop command, or its stop signal to every process of the
+    /// job (kill-mode group) or to its main process only (kill-mode main).
+    fn ask_to_stop(&self) {
+        if let Some(command) = &self.spawn.stop.command {
+            let mut stop = Command::new("sh");
+            stop.arg("-c").arg(command).env_clear().envs(&self.spawn.env).current_dir(&self.spawn.cwd);
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                stop.stdin(Stdio::null()).pre_exec(|| {
+                    unblock_signals();
+                    Ok(())
+                });
+            }
+            let started = stop.spawn();
+            match started {
+                // Reaped with the job's other children; its output goes to the daemon's log.
+                Ok(_) => return,
+                Err(e) => crate::warn!("bgrun shim: cannot run the stop command {command:?}: {e}; signalling instead"),
+            }
+        }
+        match self.spawn.stop.kill_mode {
+            KillMode::Group => self.signal_tree(self.stop_signal),
+            KillMode::Main => {
+                let _ = kill(self.child, self.stop_signal);
+            }
         }
     }
 

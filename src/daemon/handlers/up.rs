@@ -10,15 +10,10 @@ use tokio::net::UnixStream;
 /// Where a job of an `up` stands: None while it is still on its way.
 fn outcome(job: &Job, wait: WaitFor) -> Option<bool> {
     let life = job.life();
-    // A job held back by a dependency that failed will not start: it has failed too.
-    if let Lifecycle::Waiting { blocked: Some(b), .. } = life
-        && b.is_failed()
-    {
-        return Some(false);
-    }
-    // The old run of a replaced job says nothing about the new spec.
-    if job.obs.generation < job.generation && wait != WaitFor::Applied {
-        return None;
+    // The old run of a job that is to run again says nothing about the new spec: applied, and
+    // on its way otherwise.
+    if job.obs.generation < job.generation {
+        return (wait == WaitFor::Applied).then_some(true);
     }
     let failed = life.ending().is_some_and(|e| !e.succeeded()) || life.readiness_gave_up();
     if failed {

@@ -14,7 +14,8 @@ pub async fn handle(ctx: &Ctx, key: String, timeout: Duration) -> Result<Respons
     let view = match settled {
         Ok(job) => {
             let job = job?;
-            let ready = job.state() == JobState::Ready;
+            // A one-shot is ready once it has exited 0.
+            let ready = job.state() == JobState::Ready || (job.spec.oneshot && job.state() == JobState::Exited);
             WaitView {
                 ready,
                 elapsed_ms,
