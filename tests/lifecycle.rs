@@ -431,3 +431,42 @@ fn kill_mode_group_reaches_every_process_and_main_only_the_main_one() {
     assert!(!main.iter().any(|l| l.contains("child got TERM")), "main mode signalled a child: {main:?}");
     assert_eq!(b.status("main")["reason"], "killed on request (exited with code 0)");
 }
+
+#[test]
+fn a_port_readiness_check_never_connects_to_the_port() {
+    let b = Bgrun::new(SECS(30));
+    // The test holds the listening socket and never accepts: any connection a probe made would
+    // wait in its queue. Connecting in a loop to a port nobody listens on yet can connect a
+    // socket to itself and steal the port from the job that wants it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    b.json(&["run", "--name", "web", "--ready-when-port", &port, "sleep", "30"]);
+    assert_eq!(b.json(&["wait", "web", "--timeout", "10s"])["ready"], true);
+    let err = listener.accept().expect_err("the readiness check connected to the port");
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+}
+
+#[test]
+fn a_localhost_url_is_ready_whichever_address_the_server_listens_on() {
+    let b = Bgrun::new(SECS(60));
+    for (name, address) in [("v4", "127.0.0.1"), ("v6", "::1")] {
+        let port = free_port().to_string();
+        let url = format!("http://localhost:{port}/");
+        let server = format!("exec python3 -m http.server --bind {address} {port}");
+        b.json(&["run", "--name", name, "--ready-when-url", &url, "--ready-timeout", "15s", &server]);
+        let waited = b.json(&["wait", name, "--timeout", "20s"]);
+        assert_eq!(waited["ready"], true, "{name}: {waited}");
+    }
+}
+
+#[test]
+fn readiness_sees_a_prompt_without_a_newline() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "login", "--ready-when", "Password:", "printf 'Password: '; exec sleep 30"]);
+    b.json(&["run", "--name", "repl", "--ready-when-regex", "^>>> $", "printf '>>> '; exec sleep 30"]);
+    for job in ["login", "repl"] {
+        let waited = b.json(&["wait", job, "--timeout", "10s"]);
+        assert_eq!(waited["ready"], true, "{job}: {waited}");
+    }
+}

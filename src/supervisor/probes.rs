@@ -43,16 +43,14 @@ pub async fn readiness(
         {
             offset = next;
             for line in lines {
-                // A line still being written is matched once it is complete.
-                let line = joiner.join(line);
-                if line.complete {
-                    let text = line.text();
-                    substrings.retain(|s| !text.contains(s.as_str()));
-                    regexes.retain(|r| !r.is_match(&text));
-                }
+                // A line without its end yet (a prompt: `Password: `) is matched as far as it
+                // goes, once the shim has flushed it; its end then comes joined to it.
+                let text = joiner.join(line).text();
+                substrings.retain(|s| !text.contains(s.as_str()));
+                regexes.retain(|r| !r.is_match(&text));
             }
         }
-        if port.is_some_and(connects) {
+        if port.is_some_and(procfs::is_listening) {
             port = None;
         }
         if let Some(u) = &url
@@ -90,20 +88,61 @@ pub async fn readiness(
     }
 }
 
-fn connects(port: u16) -> bool {
-    let addrs = [
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
-    ];
-    addrs.iter().any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+/// A health check of a port: something listens on it (by the kernel's tables, so a port nobody
+/// listens on is never connected to) and accepts a connection that is not to ourselves.
+async fn port_answers(port: u16) -> Result<(), String> {
+    if !procfs::is_listening(port) {
+        return Err(format!("nothing listens on port {port}"));
+    }
+    let mut last = format!("port {port} refused the connection");
+    for addr in [std::net::SocketAddr::from(([127, 0, 0, 1], port)), (std::net::Ipv6Addr::LOCALHOST, port).into()] {
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) if is_self_connection(&stream) => last = format!("port {port}: connected to itself"),
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = format!("port {port}: {e}"),
+            Err(_) => last = format!("port {port} did not answer within {CONNECT_TIMEOUT:?}"),
+        }
+    }
+    Err(last)
+}
+
+/// A TCP connection whose two ends are one socket (Linux's simultaneous open of a local port
+/// nobody listens on): not a server answering.
+fn is_self_connection(stream: &tokio::net::TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
 
 async fn get_ok(http: &reqwest::Client, url: &str) -> Result<(), String> {
-    match http.get(url).send().await {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(format!("{url} answered {}", resp.status())),
-        Err(e) => Err(format!("{url}: {e}")),
+    let Ok(parsed) = reqwest::Url::parse(url) else { return Err(format!("{url} is not a URL")) };
+    let (host, port) = (parsed.host_str().unwrap_or_default(), parsed.port_or_known_default().unwrap_or(80));
+    let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    // A local server is only asked once it listens: never connect to a local port nobody holds.
+    if local && !procfs::is_listening(port) {
+        return Err(format!("{url}: nothing listens on port {port}"));
     }
+    // `localhost` means either loopback, whatever the resolver says: the server may listen on
+    // one of them only. The Host header stays what the URL says.
+    let candidates: Vec<reqwest::Url> = if host == "localhost" {
+        ["127.0.0.1", "[::1]"]
+            .iter()
+            .filter_map(|ip| {
+                let mut u = parsed.clone();
+                u.set_host(Some(ip)).ok().map(|()| u)
+            })
+            .collect()
+    } else {
+        vec![parsed.clone()]
+    };
+    let authority = format!("{host}:{port}");
+    let mut last = format!("{url}: no address to try");
+    for candidate in candidates {
+        match http.get(candidate).header(reqwest::header::HOST, &authority).send().await {
+            Ok(resp) if resp.status().is_success() => return Ok(()),
+            Ok(resp) => last = format!("{url} answered {}", resp.status()),
+            Err(e) => last = format!("{url}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// Probes a ready job every interval; resolves with a description of the last failure once
@@ -117,13 +156,7 @@ pub async fn health(http: reqwest::Client, health: Health, pid: i32, start: u64)
         }
         let result = match (&health.url, health.port) {
             (Some(url), _) => get_ok(&http, url).await,
-            (None, Some(port)) => {
-                if connects(port) {
-                    Ok(())
-                } else {
-                    Err(format!("port {port} refused the connection"))
-                }
-            }
+            (None, Some(port)) => port_answers(port).await,
             (None, None) => Ok(()),
         };
         match result {
@@ -157,4 +190,25 @@ pub async fn memory(pid: i32, start: u64, limit_mb: u64) -> Option<u64> {
 /// The log's length, where a new run's output will start.
 pub fn log_end(dir: &Path) -> u64 {
     std::fs::metadata(dir.join(crate::logs::LOG_FILE)).map_or(0, |m| m.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_to_itself_is_recognised() {
+        // Bind a port, do not listen, connect to it: Linux connects the socket to itself.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        assert!(is_self_connection(&stream));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        assert!(!is_self_connection(&other));
+        assert_eq!(port_answers(listener.local_addr().unwrap().port()).await, Ok(()));
+        drop(listener);
+        assert!(port_answers(addr.port()).await.unwrap_err().contains("nothing listens"));
+    }
 }

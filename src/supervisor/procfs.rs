@@ -147,21 +147,36 @@ pub fn tree_rss_kb(pid: i32) -> u64 {
 /// TCP ports in LISTEN state on this machine, by socket inode (from /proc/net/tcp and tcp6).
 pub fn listening_sockets() -> HashMap<u64, u16> {
     let mut map = HashMap::new();
+    for_each_listener(|port, inode| {
+        map.insert(inode, port);
+    });
+    map
+}
+
+/// True when a TCP socket on this machine listens on `port`, on any address. Read from the
+/// kernel's tables, so deciding never connects: a probe that connected in a loop to a port
+/// nobody listens on yet could connect to itself and hold the port the job wants.
+pub fn is_listening(port: u16) -> bool {
+    let mut found = false;
+    for_each_listener(|p, _| found |= p == port);
+    found
+}
+
+fn for_each_listener(mut f: impl FnMut(u16, u64)) {
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
         for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
+            let fields: Vec<&str> = line.split_whitespace().collect();
             // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            if f.len() < 10 || f[3] != "0A" {
+            if fields.len() < 10 || fields[3] != "0A" {
                 continue;
             }
-            let port = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-            if let (Some(port), Ok(inode)) = (port, f[9].parse::<u64>()) {
-                map.insert(inode, port);
+            let port = fields[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            if let (Some(port), Ok(inode)) = (port, fields[9].parse::<u64>()) {
+                f(port, inode);
             }
         }
     }
-    map
 }
 
 /// The TCP ports `pids` listen on, sorted, without duplicates.
@@ -202,6 +217,15 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let me = std::process::id() as i32;
         assert!(ports_of(&[me], &listening_sockets()).contains(&port));
+    }
+
+    #[test]
+    fn tells_a_listening_port_from_a_bound_one() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(is_listening(port));
+        drop(listener);
+        assert!(!is_listening(port));
     }
 
     #[test]
