@@ -470,3 +470,25 @@ fn readiness_sees_a_prompt_without_a_newline() {
         assert_eq!(waited["ready"], true, "{job}: {waited}");
     }
 }
+
+#[test]
+fn tail_follow_follows_the_job_across_restarts() {
+    let b = Bgrun::new(SECS(30));
+    let counter = b.home.join("runs");
+    // Crashes twice, then succeeds: three runs, one log.
+    let cmd = format!(
+        "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo run $n; [ $n -ge 3 ] || exit 1",
+        c = counter.display()
+    );
+    let gate = b.home.join("gate");
+    let gated = format!("while [ ! -e {} ]; do sleep 0.01; done; {cmd}", gate.display());
+    b.json(&["run", "--name", "flaky", "--restart", "on-crash", "--backoff", "100ms", &gated]);
+    let follow = b.cmd(&["tail", "flaky", "--follow"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for n in 1..=3 {
+        assert!(text.contains(&format!("run {n}")), "run {n} missing from the follow: {text}");
+    }
+    assert_eq!(b.state("flaky"), "exited");
+}

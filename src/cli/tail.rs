@@ -39,7 +39,7 @@ pub struct Args {
     /// Only lines mentioning errors (error) or warnings and errors (warn).
     #[arg(long, value_enum)]
     pub level: Option<Level>,
-    /// Keep printing new lines until the job ends.
+    /// Keep printing new lines, across restarts, until the job is finished or killed.
     #[arg(long, short = 'f')]
     pub follow: bool,
     #[command(flatten)]

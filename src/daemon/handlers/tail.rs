@@ -44,7 +44,8 @@ fn digest(path: &std::path::Path, filter: &Compiled) -> Result<Response> {
 }
 
 /// `tail --follow`: the last lines, then new lines as they are written (woken by inotify on the
-/// job's directory), until the job ends or the client goes away.
+/// job's directory), across restarts, until the job is finished (ended with no restart coming,
+/// or killed) or the client goes away.
 pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std::io::Result<()> {
     let prepared = async {
         let filter = Compiled::new(&req.filter)?;
@@ -80,7 +81,8 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
             send(stream, Response::Lines { lines: views }).await?;
         }
         match job {
-            Ok(Some(j)) if j.state().is_alive() => {}
+            // Across restarts: the follow ends once nothing will run the job again by itself.
+            Ok(Some(j)) if !j.is_finished() => {}
             Ok(Some(j)) => return send(stream, Response::End { state: j.state().as_str().into() }).await,
             _ => return send(stream, Response::End { state: "removed".into() }).await,
         }
