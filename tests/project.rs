@@ -252,7 +252,13 @@ fn dependents_restart_with_a_replaced_dependency_only_when_they_opt_in() {
     assert_eq!(now["stay"], before["stay"]);
 }
 
-fn watch(b: &Bgrun, p: &Project) -> Child {
+/// `up --watch` running, its output lines readable as they come.
+struct Watching {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn watch(b: &Bgrun, p: &Project) -> Watching {
     let mut child = b
         .cmd(&["up", "--watch", "--json"])
         .current_dir(&p.dir)
@@ -260,18 +266,47 @@ fn watch(b: &Bgrun, p: &Project) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first converge is printed once the watcher is set up.
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-    assert!(line.contains("\"ok\":true"), "{line}");
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    child
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let w = Watching { child, lines };
+    // The first converge, then a line once the watch is on.
+    let first = w.until("the watch to start", |l| l.contains("\"watching\""));
+    assert!(first[0].contains("\"ok\":true"), "{first:?}");
+    w
 }
 
-fn stop(mut child: Child) {
-    signal(child.id() as i32, libc::SIGKILL);
-    let _ = child.wait();
+impl Watching {
+    /// The lines printed until one satisfies `until` (that one last).
+    fn until(&self, what: &str, until: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = std::time::Instant::now() + SECS(20);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("waiting for {what}, watch printed only {seen:?} ({e})"));
+            let done = until(&line);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    fn next(&self, what: &str, until: impl Fn(&str) -> bool) -> String {
+        self.until(what, until).pop().unwrap()
+    }
+}
+
+fn stop(mut w: Watching) {
+    signal(w.child.id() as i32, libc::SIGKILL);
+    let _ = w.child.wait();
 }
 
 #[test]
@@ -449,4 +484,48 @@ fn up_no_wait_right_after_down_reports_the_new_runs_not_the_old_kills() {
     assert!(out.status.success(), "{v}");
     assert_eq!(v["ok"], true);
     assert!(v["jobs"].as_array().unwrap().iter().all(|j| j["ok"] == true), "{v}");
+}
+
+const WATCHED: &str = "[jobs.app]\ncmd = \"cat app.py; exec sleep 60\"\nwatch = [\"app.py\"]\n";
+
+fn converged(line: &str) -> bool {
+    line.contains("\"ok\":true")
+}
+
+#[test]
+fn a_watched_file_read_by_its_job_restarts_it_once_per_save() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "py", WATCHED);
+    std::fs::write(p.dir.join("app.py"), "print('v1')\n").unwrap();
+    let w = watch(&b, &p);
+    std::fs::write(p.dir.join("app.py"), "print('v2')\n").unwrap();
+    w.next("a restart", |l| l.contains("restarted"));
+    // The new run reads app.py as it starts: that read must not count as a change.
+    wait_until("the new run to read app.py", SECS(10), || (b.tail_text("py/app", 1) == ["print('v2')"]).then_some(()));
+    // A save of the project file is the marker: every event before it has been dealt with by then.
+    p.write(&format!("{WATCHED}grace = \"6s\"\n"));
+    let between = w.until("the marker save", converged);
+    assert!(!between.iter().any(|l| l.contains("restarted")), "restarted again by a read: {between:?}");
+    stop(w);
+}
+
+#[test]
+fn up_watch_converges_once_per_save_and_holds_a_save_without_jobs() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "py", WATCHED);
+    std::fs::write(p.dir.join("app.py"), "print('v1')\n").unwrap();
+    let w = watch(&b, &p);
+    p.write(&format!("{WATCHED}grace = \"6s\"\n"));
+    w.next("the save", converged);
+    // The marker: a watched file's change, dealt with after anything the converge caused.
+    std::fs::write(p.dir.join("app.py"), "print('v2')\n").unwrap();
+    let between = w.until("the marker restart", |l| l.contains("restarted"));
+    assert!(!between.iter().any(|l| converged(l)), "converged again without a save: {between:?}");
+    // An empty save (an editor between truncating and writing) is held, not applied.
+    let before = pids(&b);
+    p.write("");
+    let held = w.next("the empty save", |l| l.contains("held"));
+    assert!(held.contains("no jobs"), "{held}");
+    assert_eq!(pids(&b), before, "an empty save stopped jobs");
+    stop(w);
 }

@@ -23,13 +23,12 @@ pub struct Args {
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
     let wait = if args.no_wait { WaitFor::Applied } else { WaitFor::Ready };
+    if args.watch {
+        return super::watch::run(home, &args.file, project, &args.names, wait, out);
+    }
     let view = converge(home, &project, &args.names, wait, true, Some(out))?;
     print(&view, out);
-    let code = if view.ok { 0 } else { 1 };
-    if args.watch {
-        return super::watch::run(home, &args.file, &args.names, out);
-    }
-    Ok(code)
+    Ok(if view.ok { 0 } else { 1 })
 }
 
 /// Sends the project to the daemon and returns how it went, printing each job's progress to

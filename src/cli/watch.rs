@@ -1,7 +1,8 @@
 //! `bgrun up --watch`: converge again whenever the project file (or one of its env-files) is
 //! saved, and restart a job when files matching its `watch` globs change. A save that does not
-//! load prints its problems and leaves the last good state running, untouched. Jobs stopped on
-//! request stay stopped: only an explicit `up` brings them back.
+//! load prints its problems and leaves the last good state running, untouched, and so does a save
+//! that would remove every job. Jobs stopped on request stay stopped: only an explicit `up` brings
+//! them back. Only changes count (content, creation, removal, rename), never a file being read.
 
 use super::Output;
 use super::project::{FileArg, inherited_env, print_problems};
@@ -57,12 +58,40 @@ impl JobWatch {
     }
 }
 
-pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Result<i32> {
+/// Watches first, then converges to `project` as `up` does, then again on every save: a save made
+/// while the first converge runs is not missed.
+/// Moves the recursive watches from the old jobs' directories to the new ones, touching only
+/// those that changed (a directory unwatched and watched again would miss what happens between).
+/// The project's own directory always keeps at least its plain watch.
+fn rewatch(watcher: &mut impl Watcher, project_dir: &Path, old: &[JobWatch], new: &[JobWatch]) {
+    let dirs = |jobs: &[JobWatch]| jobs.iter().map(|j| j.cwd.clone()).collect::<BTreeSet<_>>();
+    let (old, new) = (dirs(old), dirs(new));
+    for gone in old.difference(&new) {
+        let _ = watcher.unwatch(gone);
+        if gone == project_dir {
+            let _ = watcher.watch(project_dir, RecursiveMode::NonRecursive);
+        }
+    }
+    for added in new.difference(&old) {
+        let _ = watcher.watch(added, RecursiveMode::Recursive);
+    }
+}
+
+pub fn run(
+    home: &Home,
+    file_arg: &FileArg,
+    mut project: Project,
+    only: &[String],
+    wait: WaitFor,
+    out: &Output,
+) -> Result<i32> {
     let file = file_arg.path()?;
-    let mut project = load::load(&file, &inherited_env()).map_err(|_| Error::new("the project file has problems"))?;
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+        // Only changes count: a file opened or read (by the loader, by a job starting) is not one.
+        if let Ok(event) = event
+            && crate::logs::watch::is_change(&event.kind)
+        {
             let _ = tx.send(event.paths);
         }
     })
@@ -75,7 +104,11 @@ pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Re
             .watch(&j.cwd, RecursiveMode::Recursive)
             .map_err(|e| Error::context(format!("cannot watch {}", j.cwd.display()), e))?;
     }
-    if !out.json {
+    let view = super::up::converge(home, &project, only, wait, true, Some(out))?;
+    super::up::print(&view, out);
+    if out.json {
+        out.json_line(&serde_json::json!({ "watching": file }));
+    } else {
         out.text(&format!("watching {} (Ctrl+C to stop; jobs keep running)", file.display()));
     }
     loop {
@@ -88,16 +121,25 @@ pub fn run(home: &Home, file_arg: &FileArg, only: &[String], out: &Output) -> Re
         // The file and its env-files, as of the last good load (a broken save still names the file).
         if paths.iter().any(|p| *p == file || project.inputs.contains(p)) {
             match load::load(&file, &inherited_env()) {
+                // Editors that truncate before they write produce such a save for an instant:
+                // stopping and forgetting every job (logs included) for it is never what was meant.
+                Ok(p) if p.jobs.is_empty() && !project.jobs.is_empty() => {
+                    let why =
+                        "the saved file has no jobs: not applied (save again, or run `bgrun up` to stop them all)";
+                    if out.json {
+                        out.json_line(&serde_json::json!({ "held": why }));
+                    } else {
+                        out.text(&format!("  {}: {why}", file.display()));
+                    }
+                }
                 Ok(p) => {
+                    // The watches follow the file first, so no change made during the converge
+                    // is missed.
+                    let new_jobs = job_watches(&p)?;
+                    rewatch(&mut watcher, &dir, &jobs, &new_jobs);
+                    jobs = new_jobs;
                     let view = super::up::converge(home, &p, only, WaitFor::Ready, false, Some(out))?;
                     super::up::print(&view, out);
-                    for j in &jobs {
-                        let _ = watcher.unwatch(&j.cwd);
-                    }
-                    jobs = job_watches(&p)?;
-                    for j in &jobs {
-                        let _ = watcher.watch(&j.cwd, RecursiveMode::Recursive);
-                    }
                     project = p;
                 }
                 // The last good state keeps running, untouched.
