@@ -228,9 +228,13 @@ fn flat_life(f: &FlatObserved) -> Lifecycle {
                 at_ms: f.ended_ms.unwrap_or(0),
                 started_ms: f.started_ms,
                 ready_ms: f.ready_ms,
+                pid: f.run.map(|r| r.pid).filter(|p| *p > 0),
             };
             match f.restart_at_ms {
-                Some(until_ms) => Lifecycle::BackingOff { end, until_ms, delay_ms: 0 },
+                Some(until_ms) => {
+                    let delay_ms = until_ms.saturating_sub(f.ended_ms.unwrap_or(until_ms));
+                    Lifecycle::BackingOff { end, until_ms, delay_ms }
+                }
                 None => Lifecycle::Ended { end, then: Then::Stays },
             }
         }
@@ -265,7 +269,7 @@ mod tests {
         let obs: Observed = serde_json::from_str(flat).unwrap();
         assert_eq!(obs.generation, 2);
         assert_eq!(obs.life.state(), JobState::Crashed);
-        assert!(matches!(obs.life, Lifecycle::BackingOff { until_ms: 11, .. }));
+        assert!(matches!(obs.life, Lifecycle::BackingOff { until_ms: 11, delay_ms: 2, .. }));
         assert_eq!(obs.life.ending().unwrap().describe(), "exited with code 1");
         let again: Observed = serde_json::from_str(&serde_json::to_string(&obs).unwrap()).unwrap();
         assert_eq!(again, obs);

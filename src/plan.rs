@@ -76,7 +76,10 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
             Lifecycle::Running { since_ms, evict, .. } | Lifecycle::Ready { since_ms, evict, .. } => {
                 if let Some(stop) = plan_running(job, jobs, *since_ms, evict.as_ref(), now, &mut plan) {
                     plan.actions.push(Action::Stop(id(), stop));
-                } else if let Lifecycle::Running { checks: Checks::Until { deadline_ms }, .. } = job.life() {
+                } else if let Lifecycle::Running { checks: Checks::Until { deadline_ms }, .. } = job.life()
+                    // A job waiting for its dependents to stop is on its way out, not to ready.
+                    && job.desired == Desired::Running
+                {
                     if now >= *deadline_ms {
                         plan.actions.push(Action::ReadyTimeout(id()));
                     } else {
@@ -411,6 +414,21 @@ mod tests {
         let p = plan(&jobs(vec![app, migrate]), NOW);
         assert!(p.actions.contains(&Action::Spawn("migrate".into())));
         assert!(!p.actions.contains(&Action::Spawn("app".into())), "{:?}", p.actions);
+    }
+
+    #[test]
+    fn a_job_waiting_to_be_stopped_does_not_time_out_its_readiness() {
+        let mut db = job("db", Desired::Stopped, 2, running_life(Checks::Until { deadline_ms: NOW }), 1);
+        db.spec.name = Some("db".into());
+        let mut app = running("app");
+        app.desired = Desired::Stopped;
+        after(&mut app, "db", Condition::Ready);
+        let p = plan(&jobs(vec![db, app]), NOW);
+        assert_eq!(
+            p.actions,
+            vec![Action::Stop("app".into(), Cause::Requested)],
+            "dependents stop first, nothing else"
+        );
     }
 
     #[test]

@@ -140,11 +140,14 @@ pub struct Ending {
     pub at_ms: u64,
     pub started_ms: Option<u64>,
     pub ready_ms: Option<u64>,
+    /// The pid the run had, shown after it ended.
+    #[serde(default)]
+    pub pid: Option<i32>,
 }
 
 impl Ending {
     pub fn new(why: Why, at_ms: u64) -> Ending {
-        Ending { why, code: None, signal: None, at_ms, started_ms: None, ready_ms: None }
+        Ending { why, code: None, signal: None, at_ms, started_ms: None, ready_ms: None, pid: None }
     }
 
     pub fn outcome(&self) -> JobState {
@@ -446,6 +449,11 @@ impl Lifecycle {
     /// The job's own pid, while it runs.
     pub fn pid(&self) -> Option<i32> {
         self.run().map(|r| r.pid).filter(|p| *p > 0)
+    }
+
+    /// The pid of the current run, or of the last one once it ended.
+    pub fn last_pid(&self) -> Option<i32> {
+        self.pid().or_else(|| self.ending().and_then(|e| e.pid))
     }
 
     pub fn ending(&self) -> Option<&Ending> {

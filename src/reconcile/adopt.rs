@@ -3,7 +3,7 @@
 use super::Reconciler;
 use crate::error::Result;
 use crate::job::Job;
-use crate::state::Lifecycle;
+use crate::state::{Checks, Lifecycle};
 use crate::supervisor::Report;
 use crate::supervisor::files::ChildFile;
 
@@ -76,8 +76,15 @@ impl Reconciler {
                     None => self.sup.await_child(id, ADOPTED, run),
                 }
             }
-            // Readiness (with a fresh timeout), health and memory probes start again.
-            Lifecycle::Running { .. } => self.restart_probes(id),
+            // Readiness (against the deadline it had), health and memory probes start again.
+            Lifecycle::Running { checks, .. } => {
+                if checks == (Checks::Until { deadline_ms: u64::MAX }) {
+                    // Converted from an earlier daemon's record, which kept no deadline.
+                    self.restart_probes(id);
+                } else {
+                    self.start_probes(id, ADOPTED, &ChildFile { pid: run.pid, start_time: run.start_time });
+                }
+            }
             Lifecycle::Ready { .. } => {
                 self.start_probes(id, ADOPTED, &ChildFile { pid: run.pid, start_time: run.start_time })
             }

@@ -309,7 +309,9 @@ pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, by: StoppedBy
     // Both moves are in the table: a backoff is an ending already, a waiting job never ran.
     match job.life() {
         Lifecycle::BackingOff { end, .. } => {
-            job.obs.life = Lifecycle::Ended { end: end.clone(), then: Then::RestartCancelled };
+            // Only a kill is said to have cancelled it; down and removal stop the job outright.
+            let then = if by == StoppedBy::Kill { Then::RestartCancelled } else { Then::Stays };
+            job.obs.life = Lifecycle::Ended { end: end.clone(), then };
         }
         Lifecycle::Waiting { .. } | Lifecycle::Starting { shim: None } => {
             job.obs.life = Lifecycle::Ended { end: Ending::new(Why::NeverStarted { by }, now), then: Then::Stays };

@@ -119,10 +119,12 @@ impl Reconciler {
                 at_ms: exit.unix_ms,
                 started_ms: life.started_ms(),
                 ready_ms: life.ready_ms(),
+                pid: life.pid(),
             },
             None => Ending {
                 started_ms: life.started_ms(),
                 ready_ms: life.ready_ms(),
+                pid: life.pid(),
                 ..Ending::new(Why::SupervisorDied { cause }, now)
             },
         };

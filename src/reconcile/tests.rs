@@ -332,3 +332,57 @@ fn a_live_run_is_adopted_and_a_dead_one_recorded() {
     assert_eq!(next.job("dead").state(), JobState::Exited);
     assert_eq!(next.job("dead").life().reason(), "exited with code 0");
 }
+
+#[test]
+fn a_new_daemon_keeps_the_readiness_deadline_and_a_given_up_check() {
+    let fake = Fake::default();
+    let mut r = rig_with(Store::in_memory(), fake.clone());
+    let mut slow = spec("slow");
+    slow.ready.port = Some(1);
+    slow.ready.timeout = Duration::from_secs(5);
+    let mut stuck = slow.clone();
+    stuck.name = Some("stuck".into());
+    r.start(slow);
+    r.start(stuck);
+    r.spawned("slow");
+    r.spawned("stuck");
+    r.advance(ms(5000));
+    assert!(r.job("stuck").life().readiness_gave_up());
+    let deadline = |r: &Rig| match r.job("slow").life() {
+        Lifecycle::Running { checks: Checks::Until { deadline_ms }, .. } => *deadline_ms,
+        other => panic!("{other:?}"),
+    };
+    // `slow` started later: give it a deadline after the other's.
+    r.rec.jobs.get_mut(&r.id("slow")).unwrap().obs.life = Lifecycle::Running {
+        run: r.job("slow").life().run().unwrap(),
+        since_ms: T0,
+        checks: Checks::Until { deadline_ms: T0 + 9000 },
+        evict: None,
+    };
+    r.rec.save(&r.id("slow"), None);
+    let store = std::mem::replace(&mut r.rec.store, Store::in_memory());
+    let next = rig_with(store, fake);
+    assert!(next.job("stuck").life().readiness_gave_up(), "a new daemon forgot that readiness gave up");
+    assert_eq!(deadline(&next), T0 + 9000, "a new daemon restarted the readiness timeout");
+}
+
+#[test]
+fn an_ended_job_shows_its_last_pid_and_down_does_not_claim_a_kill() {
+    let mut r = rig();
+    let mut s = spec("loop");
+    s.restart = RestartPolicy::OnCrash;
+    s.project = Some("p".into());
+    r.start(s);
+    let id = r.rec.jobs.keys().next().unwrap().clone();
+    let attempt = r.rec.jobs[&id].attempt;
+    r.report(Report::Spawned { id: id.clone(), attempt, result: Ok(ChildFile { pid: 4321, start_time: 7 }) });
+    let run = r.rec.jobs[&id].life().run().unwrap();
+    r.fake.world().alive.retain(|p| *p != run.shim_pid);
+    r.report(Report::Exited { id: id.clone(), attempt });
+    assert!(matches!(r.rec.jobs[&id].life(), Lifecycle::BackingOff { .. }));
+    assert_eq!(super::views::job_view(&r.rec.jobs[&id]).pid, Some(4321));
+    let mut reply = r.edit(|reply| Edit::Down { project: "p".into(), only: vec![], reply });
+    assert_eq!(reply.try_recv().unwrap(), vec![id.clone()]);
+    let reason = r.rec.jobs[&id].life().reason();
+    assert_eq!(reason, "its supervisor process died unexpectedly; every process of the job was stopped");
+}

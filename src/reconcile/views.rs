@@ -14,7 +14,7 @@ pub fn job_view(job: &Job) -> JobView {
         project: job.spec.project.clone(),
         workspace: job.spec.workspace.clone(),
         cmd: job.spec.cmd.clone(),
-        pid: life.pid(),
+        pid: life.last_pid(),
         state: life.state().as_str().to_string(),
         started_at: life.started_ms().map(rfc3339_s),
         exit_code: life.ending().and_then(|e| e.code),
@@ -101,11 +101,12 @@ pub fn status_view(job: &Job, log: String, events: Vec<EventView>) -> StatusView
         workspace: job.spec.workspace.clone(),
         cmd: job.spec.cmd.clone(),
         cwd: job.spec.cwd.display().to_string(),
-        pid: life.pid(),
+        pid: life.last_pid(),
         signal: end.and_then(|e| e.signal),
         reason: life.reason(),
         started_at: life.started_ms().map(rfc3339_s),
-        ended_at: end.map(|e| rfc3339_s(e.at_ms)),
+        // Records converted from an earlier daemon may not know when they ended.
+        ended_at: end.map(|e| e.at_ms).filter(|ms| *ms > 0).map(rfc3339_s),
         desired: match job.desired {
             Desired::Running => "running".into(),
             Desired::Stopped => "stopped".into(),

@@ -130,16 +130,16 @@ pub fn force_kill(job_id: &str, shim_pid: i32, shim_start: u64, job_pid: i32, ki
             signal(pid, Signal::SIGKILL);
         }
     }
-    kill_job_processes(job_id, job_pid);
+    kill_job_processes(job_id, shim_pid, shim_start, job_pid);
 }
 
 /// SIGKILL to every process of a job: its process group, its session, and every process that
 /// carries its id (those that escaped into sessions of their own). For a job whose shim is gone.
-pub fn kill_job_processes(job_id: &str, job_pid: i32) {
+pub fn kill_job_processes(job_id: &str, shim_pid: i32, shim_start: u64, job_pid: i32) {
     if job_pid > 0 {
         let _ = kill(Pid::from_raw(-job_pid), Signal::SIGKILL);
     }
-    for pid in procfs::job_processes(job_id, job_pid) {
+    for pid in procfs::job_processes(job_id, &procfs::run_marker(shim_pid, shim_start), job_pid) {
         signal(pid, Signal::SIGKILL);
     }
 }

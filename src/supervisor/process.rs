@@ -118,8 +118,9 @@ impl Supervisor for ProcessSupervisor {
         // The shim died without a word (SIGKILLed, say). Its job can no longer be supervised or
         // logged, so none of its processes is left running unseen.
         let job_pid = files::read_child(&dir).map_or(run.map_or(0, |r| r.pid), |c| c.pid);
-        let id = id.to_string();
-        tokio::task::spawn_blocking(move || launch::kill_job_processes(&id, job_pid));
+        let (id, run) = (id.to_string(), run.copied().unwrap_or_default());
+        // Only this run's processes: the scan may finish after the job's next run has started.
+        tokio::task::spawn_blocking(move || launch::kill_job_processes(&id, run.shim_pid, run.shim_start, job_pid));
         None
     }
 

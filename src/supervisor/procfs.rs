@@ -83,11 +83,23 @@ pub fn descendants_in(parents: &HashMap<i32, i32>, root: i32) -> Vec<i32> {
 /// sessions of their own.
 pub const JOB_ID_ENV: &str = "BGRUN_JOB_ID";
 
-/// Every process of job `id` still alive: those in the job's session (`sid`, the pid of its first
-/// process) and those carrying the job's id in their environment. Reads all of /proc, so it is for
-/// the rare moments that need it (a supervisor died, or did not finish a stop).
-pub fn job_processes(id: &str, sid: i32) -> Vec<i32> {
-    let marker = format!("{JOB_ID_ENV}={id}");
+/// The environment variable naming one run of a job (its supervisor's pid and start time), so a
+/// search for a run's processes never finds those of the job's next run.
+pub const RUN_ENV: &str = "BGRUN_RUN";
+
+/// The value of [`RUN_ENV`] for the run whose supervisor is `shim_pid`, started at `shim_start`.
+pub fn run_marker(shim_pid: i32, shim_start: u64) -> String {
+    format!("{shim_pid}.{shim_start}")
+}
+
+/// Every process of one run of job `id` still alive: those in the run's session (`sid`, the pid
+/// of its first process) and those carrying the run's marker in their environment (or, for runs
+/// started before runs were marked, the job's id). Reads all of /proc, so it is for the rare
+/// moments that need it (a supervisor died, or did not finish a stop).
+pub fn job_processes(id: &str, run: &str, sid: i32) -> Vec<i32> {
+    let run_var = format!("{RUN_ENV}={run}");
+    let job_var = format!("{JOB_ID_ENV}={id}");
+    let run_prefix = format!("{RUN_ENV}=");
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     let mut buf = [0; 1024];
@@ -101,8 +113,11 @@ pub fn job_processes(id: &str, sid: i32) -> Vec<i32> {
         let in_session =
             sid > 0 && stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3))).is_some_and(|s| s == sid);
         let marked = || {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+            let vars = || env.split(|b| *b == 0);
+            vars().any(|var| var == run_var.as_bytes())
+                || (vars().any(|var| var == job_var.as_bytes())
+                    && !vars().any(|var| var.starts_with(run_prefix.as_bytes())))
         };
         if in_session || marked() {
             out.push(pid);

@@ -67,6 +67,7 @@ fn run(dir: &Path) -> Result<(), String> {
         crate::home::Home::open_private(&log_path).map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let writer = LogWriter::new(log, next_line);
 
+    spawn.env.insert(procfs::RUN_ENV.into(), procfs::run_marker(me, procfs::start_time(me).unwrap_or(0)));
     let notify = if spawn.notify {
         let (socket, name) = notify_socket()?;
         spawn.env.insert("NOTIFY_SOCKET".into(), name);
