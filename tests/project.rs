@@ -529,3 +529,21 @@ fn up_watch_converges_once_per_save_and_holds_a_save_without_jobs() {
     assert_eq!(pids(&b), before, "an empty save stopped jobs");
     stop(w);
 }
+
+#[test]
+fn env_files_are_read_as_dotenv_files() {
+    let b = Bgrun::new(SECS(30));
+    let p = Project::new(
+        &b,
+        "mail",
+        "[jobs.mailer]\ncmd = \"echo \\\"$MAIL_FROM_NAME|$NOTE\\\"; exec sleep 60\"\nenv-file = \".env\"\n",
+    );
+    // Laravel's .env.example style: export, quotes, inline comments, ${VAR} from a line above.
+    std::fs::write(
+        p.dir.join(".env"),
+        "export APP_NAME=\"Shop\"\nMAIL_FROM_NAME=\"${APP_NAME} mailer\"\nNOTE=kept # not this\n",
+    )
+    .unwrap();
+    up(&b, &p);
+    wait_until("the job's output", SECS(10), || (b.tail_text("mail/mailer", 1) == ["Shop mailer|kept"]).then_some(()));
+}

@@ -388,25 +388,15 @@ fn strsim_best<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
-/// `KEY=VALUE` lines; blank lines and `#` comments are skipped, `export ` and matching quotes
-/// around the value are removed.
+/// The variables of a dotenv file, as dotenv tools read it: quotes, an `export ` prefix, inline
+/// comments, multi-line values, and `${VAR}` expanded from the lines above it (or the caller's
+/// environment).
 pub fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let mut vars = BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(format!("line {} is not KEY=VALUE", i + 1));
-        };
-        let v = v.trim();
-        let v = ['"', '\''].iter().find_map(|q| v.strip_prefix(*q)?.strip_suffix(*q)).unwrap_or(v);
-        vars.insert(k.trim().to_string(), v.to_string());
-    }
-    Ok(vars)
+    let describe = |e: dotenvy::Error| match e {
+        dotenvy::Error::LineParse(line, at) => format!("cannot read {line:?} (at character {at})"),
+        other => other.to_string(),
+    };
+    dotenvy::from_path_iter(path).map_err(describe)?.map(|item| item.map_err(describe)).collect()
 }
 
 #[cfg(test)]
@@ -516,16 +506,20 @@ ready-when-port = "http"
     }
 
     #[test]
-    fn env_files() {
+    fn env_files_follow_dotenv_conventions() {
         let dir = std::env::temp_dir().join(format!("bgrun-envfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(".env"), "# comment\nexport A=1\nB=\"two words\"\n\nC='x'\n").unwrap();
+        let text = "# comment\nexport APP_NAME=\"Shop\"\nMAIL_FROM_NAME=\"${APP_NAME} mailer\"\nPORT=8080 # the port\n\n\
+                    SINGLE='a $b'\nKEY=\"line one\nline two\"\n";
+        std::fs::write(dir.join(".env"), text).unwrap();
         let vars = read_env_file(&dir.join(".env")).unwrap();
-        assert_eq!(vars["A"], "1");
-        assert_eq!(vars["B"], "two words");
-        assert_eq!(vars["C"], "x");
+        assert_eq!(vars["APP_NAME"], "Shop");
+        assert_eq!(vars["MAIL_FROM_NAME"], "Shop mailer");
+        assert_eq!(vars["PORT"], "8080");
+        assert_eq!(vars["SINGLE"], "a $b");
+        assert_eq!(vars["KEY"], "line one\nline two");
         std::fs::write(dir.join("bad.env"), "novalue\n").unwrap();
-        assert!(read_env_file(&dir.join("bad.env")).unwrap_err().contains("line 1"));
+        assert!(read_env_file(&dir.join("bad.env")).unwrap_err().contains("novalue"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
