@@ -154,6 +154,9 @@ pub struct Readiness {
     pub file: Option<PathBuf>,
     /// Ready on `READY=1` over the systemd notify protocol (`NOTIFY_SOCKET`).
     pub notify: bool,
+    /// Ready when this command (through `sh -c`, in the job's cwd and environment) exits 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec: Option<String>,
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
 }
@@ -165,6 +168,7 @@ impl Readiness {
             && self.port.is_none()
             && self.url.is_none()
             && self.file.is_none()
+            && self.exec.is_none()
             && !self.notify
     }
 }
@@ -173,9 +177,32 @@ impl Readiness {
 pub struct Health {
     pub url: Option<String>,
     pub port: Option<u16>,
+    /// Healthy when this command (through `sh -c`, in the job's cwd and environment) exits 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<String>,
     #[serde(with = "duration_ms")]
     pub interval: Duration,
     pub threshold: u32,
+    /// How long one check may take before it counts as failed.
+    #[serde(with = "duration_ms", default = "default_health_timeout")]
+    pub timeout: Duration,
+    /// After the job became ready, failures are not counted for this long (a slow boot).
+    #[serde(with = "duration_ms", default)]
+    pub start_period: Duration,
+}
+
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn default_health_timeout() -> Duration {
+    DEFAULT_HEALTH_TIMEOUT
+}
+
+/// Whole seconds (`10`) or a duration (`500ms`, `2s`), as the file takes them.
+pub fn parse_seconds_or_duration(s: &str) -> std::result::Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse_duration(s),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -363,6 +390,15 @@ impl JobSpec {
             if h.interval.is_zero() {
                 problems.push("--health-interval must be more than zero".to_string());
             }
+            if h.timeout.is_zero() {
+                problems.push("--health-timeout must be more than zero".to_string());
+            }
+            if h.exec.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                problems.push("--health-check-exec is empty".to_string());
+            }
+        }
+        if self.ready.exec.as_ref().is_some_and(|c| c.trim().is_empty()) {
+            problems.push("--ready-when-exec is empty".to_string());
         }
         if let Some(p) = &self.pty
             && (p.cols == 0 || p.rows == 0)
@@ -615,7 +651,15 @@ pub(crate) mod tests {
         b.env.insert("INHERITED".into(), "x".into());
         assert!(diff(&a, &b).is_empty(), "the inherited environment does not shape the fingerprint");
         b.declared_env.insert("PORT".into(), "1".into());
-        b.health = Some(Health { url: None, port: Some(1), interval: Duration::from_secs(1), threshold: 1 });
+        b.health = Some(Health {
+            url: None,
+            port: Some(1),
+            exec: None,
+            interval: Duration::from_secs(1),
+            threshold: 1,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+            start_period: Duration::ZERO,
+        });
         let d = diff(&a, &b);
         assert_eq!(d.replace, vec!["env"]);
         assert_eq!(d.update, vec!["health"]);

@@ -492,3 +492,40 @@ fn tail_follow_follows_the_job_across_restarts() {
     }
     assert_eq!(b.state("flaky"), "exited");
 }
+
+#[test]
+fn readiness_by_a_command() {
+    let b = Bgrun::new(SECS(30));
+    let home = b.home.display().to_string();
+    // pg_isready's part is played by `test`: run in the job's cwd, ready once it exits 0.
+    b.json(&["run", "--name", "db", "--cwd", &home, "--ready-when-exec", "test -e accepting", "sleep", "30"]);
+    assert_eq!(b.state("db"), "running");
+    std::fs::write(b.home.join("accepting"), "").unwrap();
+    assert_eq!(b.json(&["wait", "db", "--timeout", "10s"])["ready"], true);
+}
+
+fn unhealthy_reason(b: &Bgrun, job: &str) -> String {
+    wait_until("the job to be killed as unhealthy", SECS(20), || {
+        events(b, job).into_iter().find(|(k, d)| k == "crashed" && d.contains("unhealthy")).map(|(_, d)| d)
+    })
+}
+
+#[test]
+fn health_commands_with_a_timeout_and_a_start_period() {
+    let b = Bgrun::new(SECS(60));
+    // A check that hangs fails at the health timeout.
+    let hang = ["--health-check-exec", "sleep 10", "--health-timeout", "300ms", "--health-interval", "200ms"];
+    b.json(&[&["run", "--name", "hangs"][..], &hang, &["--health-threshold", "1", "sleep", "30"]].concat());
+    assert!(unhealthy_reason(&b, "hangs").contains("did not finish within 300ms"));
+    // A booting server's failures do not count during its start period.
+    let boot = ["--health-check-exec", "false", "--health-interval", "100ms", "--health-start-period", "1500ms"];
+    b.json(&[&["run", "--name", "boots"][..], &boot, &["--health-threshold", "1", "sleep", "30"]].concat());
+    unhealthy_reason(&b, "boots");
+    let st = b.status("boots");
+    let at = |kind: &str| {
+        let event = st["events"].as_array().unwrap().iter().find(|e| e["kind"] == kind).unwrap().clone();
+        humantime::parse_rfc3339(event["at"].as_str().unwrap()).unwrap()
+    };
+    let lived = at("crashed").duration_since(at("spawned")).unwrap_or_default();
+    assert!(lived >= Duration::from_millis(1500), "killed {lived:?} after it started, inside its start period");
+}

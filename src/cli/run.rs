@@ -39,6 +39,9 @@ pub struct Args {
     /// Ready when the job sends READY=1 to $NOTIFY_SOCKET (the systemd notify protocol).
     #[arg(long)]
     pub ready_when_notify: bool,
+    /// Ready when this command (through sh -c, in the job's cwd and environment) exits 0.
+    #[arg(long)]
+    pub ready_when_exec: Option<String>,
     /// Give up waiting for readiness after this long (the job keeps running).
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub ready_timeout: Duration,
@@ -88,12 +91,21 @@ pub struct Args {
     /// Probe this localhost TCP port for liveness once ready.
     #[arg(long)]
     pub health_check_port: Option<u16>,
-    /// Seconds between health checks.
-    #[arg(long, default_value_t = 10)]
-    pub health_interval: u64,
+    /// Time between health checks: whole seconds, or a duration (500ms, 2s).
+    #[arg(long, value_parser = crate::spec::parse_seconds_or_duration, default_value = "10")]
+    pub health_interval: Duration,
     /// Consecutive failed health checks before the job is killed.
     #[arg(long, default_value_t = 3)]
     pub health_threshold: u32,
+    /// Probe with this command once ready: healthy when it exits 0.
+    #[arg(long)]
+    pub health_check_exec: Option<String>,
+    /// How long one health check may take before it counts as failed.
+    #[arg(long, value_parser = crate::spec::parse_seconds_or_duration, default_value = "5s")]
+    pub health_timeout: Duration,
+    /// After the job became ready, health check failures are not counted for this long.
+    #[arg(long, value_parser = crate::spec::parse_seconds_or_duration, default_value = "0s")]
+    pub health_start_period: Duration,
     /// Time between the stop signal and SIGKILL when the job is stopped.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub grace: Duration,
@@ -148,11 +160,16 @@ impl Args {
             .collect();
         let declared_env: BTreeMap<String, String> = self.env.into_iter().collect();
         env.extend(declared_env.clone());
-        let health = (self.health_check_url.is_some() || self.health_check_port.is_some()).then(|| Health {
+        let probed =
+            self.health_check_url.is_some() || self.health_check_port.is_some() || self.health_check_exec.is_some();
+        let health = probed.then_some(Health {
             url: self.health_check_url,
             port: self.health_check_port,
-            interval: Duration::from_secs(self.health_interval),
+            exec: self.health_check_exec,
+            interval: self.health_interval,
             threshold: self.health_threshold,
+            timeout: self.health_timeout,
+            start_period: self.health_start_period,
         });
         let spec = JobSpec {
             name: self.name,
@@ -167,6 +184,7 @@ impl Args {
                 url: self.ready_when_url,
                 file: self.ready_when_file,
                 notify: self.ready_when_notify,
+                exec: self.ready_when_exec,
                 timeout: self.ready_timeout,
             },
             after: self.after,
@@ -223,7 +241,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "cmd" => cmd, "cwd" => cwd, "workspace" => workspace, "after" => after,
         "ready_when" => ready.log_contains, "ready_when_regex" => ready.log_regex,
         "ready_when_port" => ready.port, "ready_when_url" => ready.url, "ready_when_file" => ready.file,
-        "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout,
+        "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout, "ready_when_exec" => ready.exec,
         "restart" => restart, "backoff" => backoff, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
         "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
@@ -235,7 +253,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
     if given("pty") || given("cols") || given("rows") {
         spec.pty = flags.pty;
     }
-    if given("health_check_url") || given("health_check_port") {
+    if given("health_check_url") || given("health_check_port") || given("health_check_exec") {
         spec.health = flags.health;
     } else if let (Some(health), Some(typed_health)) = (&mut spec.health, &flags.health) {
         if given("health_interval") {
@@ -243,6 +261,12 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         }
         if given("health_threshold") {
             health.threshold = typed_health.threshold;
+        }
+        if given("health_timeout") {
+            health.timeout = typed_health.timeout;
+        }
+        if given("health_start_period") {
+            health.start_period = typed_health.start_period;
         }
     }
     spec

@@ -132,6 +132,9 @@ pub struct JobTable {
     /// Ready when the job sends READY=1 to $NOTIFY_SOCKET.
     #[serde(default)]
     pub ready_when_notify: bool,
+    /// Ready when this command (through sh -c, in the job's cwd and environment) exits 0, e.g.
+    /// `pg_isready -h localhost`.
+    pub ready_when_exec: Option<String>,
     /// How long to wait for readiness (default "60s"); the job keeps running after.
     pub ready_timeout: Option<Seconds>,
     /// never (default), on-crash or always.
@@ -148,6 +151,12 @@ pub struct JobTable {
     pub health_check_url: Option<String>,
     /// Probe this localhost TCP port for liveness once ready.
     pub health_check_port: Option<u16>,
+    /// Probe with this command once ready: healthy when it exits 0.
+    pub health_check_exec: Option<String>,
+    /// How long one health check may take before it counts as failed (default "5s").
+    pub health_timeout: Option<Seconds>,
+    /// After the job became ready, health check failures are not counted for this long (default 0).
+    pub health_start_period: Option<Seconds>,
     /// Time between health checks (default 10 seconds).
     pub health_interval: Option<Seconds>,
     /// Consecutive failed health checks before the job is killed (default 3).

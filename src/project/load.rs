@@ -309,11 +309,18 @@ impl Checker {
         };
         let health_interval =
             self.duration(t.health_interval.as_ref(), "health-interval", spans, Duration::from_secs(10));
-        let health = (t.health_check_url.is_some() || t.health_check_port.is_some()).then(|| Health {
+        let health_timeout =
+            self.duration(t.health_timeout.as_ref(), "health-timeout", spans, spec::DEFAULT_HEALTH_TIMEOUT);
+        let start_period = self.duration(t.health_start_period.as_ref(), "health-start-period", spans, Duration::ZERO);
+        let probed = t.health_check_url.is_some() || t.health_check_port.is_some() || t.health_check_exec.is_some();
+        let health = probed.then(|| Health {
             url: t.health_check_url.clone(),
             port: t.health_check_port,
+            exec: t.health_check_exec.clone(),
             interval: health_interval,
             threshold: t.health_threshold.unwrap_or(3),
+            timeout: health_timeout,
+            start_period,
         });
         let mut env = inherited.clone();
         env.extend(declared_env.clone());
@@ -330,6 +337,7 @@ impl Checker {
                 url: t.ready_when_url.clone(),
                 file: t.ready_when_file.as_ref().map(PathBuf::from),
                 notify: t.ready_when_notify,
+                exec: t.ready_when_exec.clone(),
                 timeout: self.duration(t.ready_timeout.as_ref(), "ready-timeout", spans, spec::DEFAULT_READY_TIMEOUT),
             },
             after,

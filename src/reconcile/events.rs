@@ -7,7 +7,7 @@ use crate::plan::{BURST_LIMIT, STABLE_AFTER, backoff_delay};
 use crate::spec::RestartPolicy;
 use crate::state::{Checks, Ending, JobState, Lifecycle, Then, Why};
 use crate::supervisor::files::ChildFile;
-use crate::supervisor::{Probe, Report};
+use crate::supervisor::{Probe, ProbeContext, Report};
 
 impl Reconciler {
     pub(super) fn on_event(&mut self, report: Report) {
@@ -69,7 +69,8 @@ impl Reconciler {
             Lifecycle::Running { checks: Checks::UntilExit, .. } => {}
             Lifecycle::Running { .. } if spec.ready.is_empty() => self.on_ready(id),
             Lifecycle::Running { .. } => {
-                let probe = Probe::Readiness { ready: spec.ready.clone(), cwd: spec.cwd.clone(), log_offset };
+                let at = ProbeContext { cwd: spec.cwd.clone(), env: spec.env.clone() };
+                let probe = Probe::Readiness { ready: spec.ready.clone(), at, log_offset };
                 self.sup.probe(id, attempt, child, probe);
             }
             _ => return,
@@ -92,8 +93,10 @@ impl Reconciler {
 
     /// Health checks run while the job is ready.
     fn start_health(&mut self, id: &str, attempt: u64, child: &ChildFile) {
-        if let Some(health) = self.jobs.get(id).and_then(|j| j.spec.health.clone()) {
-            self.sup.probe(id, attempt, child, Probe::Health(health));
+        let Some(job) = self.jobs.get(id) else { return };
+        if let Some(health) = job.spec.health.clone() {
+            let at = ProbeContext { cwd: job.spec.cwd.clone(), env: job.spec.env.clone() };
+            self.sup.probe(id, attempt, child, Probe::Health { health, at });
         }
     }
 

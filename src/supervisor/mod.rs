@@ -33,11 +33,18 @@ pub enum Report {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     /// Reports Ready once every check passes; log checks read from `log_offset`.
-    Readiness { ready: Readiness, cwd: PathBuf, log_offset: u64 },
+    Readiness { ready: Readiness, at: ProbeContext, log_offset: u64 },
     /// Reports Evict once the job is unhealthy.
-    Health(Health),
+    Health { health: Health, at: ProbeContext },
     /// Reports Evict once the job's memory goes over the limit.
     Memory { limit_mb: u64 },
+}
+
+/// Where a probe's files and commands run: the job's working directory and environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeContext {
+    pub cwd: PathBuf,
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Everything the reconciler does to processes goes through here, so its tests use a recording

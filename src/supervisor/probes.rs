@@ -1,6 +1,7 @@
 //! Probes that watch a running job from the daemon: readiness, health and memory. Each runs as
 //! its own task for one run of a job and reports back as an event; none of them touches the job.
 
+use super::ProbeContext;
 use super::procfs;
 use crate::logs::reader;
 use crate::logs::watch::LogWatch;
@@ -12,6 +13,31 @@ use std::time::Duration;
 /// How often conditions without an event source (ports, URLs, files) are checked.
 const POLL: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a readiness command runs while it fails, and how long one run may take.
+const EXEC_POLL: Duration = Duration::from_millis(500);
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a check command (through `sh -c`, in the job's cwd and environment): Ok when it exits 0.
+/// One that takes longer than `timeout` is killed and fails.
+async fn run_check(command: &str, at: &ProbeContext, timeout: Duration) -> Result<(), String> {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env_clear()
+        .envs(&at.env)
+        .current_dir(&at.cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(timeout, child).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("`{command}` {}", crate::state::describe_exit(status.code(), None))),
+        Ok(Err(e)) => Err(format!("cannot run `{command}`: {e}")),
+        Err(_) => Err(format!("`{command}` did not finish within {}", humantime::format_duration(timeout))),
+    }
+}
 
 /// The one HTTP client the daemon uses, for readiness and health URLs.
 pub fn http_client() -> reqwest::Client {
@@ -24,15 +50,18 @@ pub async fn readiness(
     watch: Arc<LogWatch>,
     http: reqwest::Client,
     dir: PathBuf,
-    cwd: PathBuf,
+    at: ProbeContext,
     ready: Readiness,
     mut offset: u64,
 ) {
+    let cwd = &at.cwd;
     let log = dir.join(crate::logs::LOG_FILE);
     let mut substrings = ready.log_contains.clone();
     let mut regexes: Vec<regex::Regex> = ready.log_regex.iter().filter_map(|r| regex::Regex::new(r).ok()).collect();
     let mut port = ready.port;
     let mut url = ready.url.clone();
+    let mut exec = ready.exec.clone();
+    let mut next_exec = tokio::time::Instant::now();
     let mut file = ready.file.as_ref().map(|f| cwd.join(f));
     let mut notified = ready.notify.then(|| super::files::ready_path(&dir));
     let mut joiner = reader::Joiner::default();
@@ -61,6 +90,15 @@ pub async fn readiness(
         if file.as_ref().is_some_and(|f| f.exists()) {
             file = None;
         }
+        // A command costs a process: it runs every EXEC_POLL at most.
+        if let Some(command) = &exec
+            && tokio::time::Instant::now() >= next_exec
+        {
+            if run_check(command, &at, EXEC_TIMEOUT).await.is_ok() {
+                exec = None;
+            }
+            next_exec = tokio::time::Instant::now() + EXEC_POLL;
+        }
         // The shim writes this file into the job's directory: the watch wakes us for it.
         if notified.as_ref().is_some_and(|f| f.exists()) {
             notified = None;
@@ -70,11 +108,12 @@ pub async fn readiness(
             && port.is_none()
             && url.is_none()
             && file.is_none()
+            && exec.is_none()
             && notified.is_none()
         {
             return;
         }
-        let polled = port.is_some() || url.is_some() || file.is_some();
+        let polled = port.is_some() || url.is_some() || file.is_some() || exec.is_some();
         match (&mut sub, polled) {
             (Some(s), false) => s.changed().await,
             (Some(s), true) => {
@@ -147,20 +186,36 @@ async fn get_ok(http: &reqwest::Client, url: &str) -> Result<(), String> {
 
 /// Probes a ready job every interval; resolves with a description of the last failure once
 /// `threshold` probes in a row have failed, or never while the job stays healthy.
-pub async fn health(http: reqwest::Client, health: Health, pid: i32, start: u64) -> Option<(u32, String)> {
+pub async fn health(
+    http: reqwest::Client,
+    health: Health,
+    at: ProbeContext,
+    pid: i32,
+    start: u64,
+) -> Option<(u32, String)> {
     let mut failures = 0;
+    let counted_from = tokio::time::Instant::now() + health.start_period;
     loop {
         tokio::time::sleep(health.interval).await;
         if !procfs::is_same_process(pid, start) {
             return None;
         }
-        let result = match (&health.url, health.port) {
-            (Some(url), _) => get_ok(&http, url).await,
-            (None, Some(port)) => port_answers(port).await,
-            (None, None) => Ok(()),
+        let check = async {
+            match (&health.exec, &health.url, health.port) {
+                (Some(command), ..) => run_check(command, &at, health.timeout).await,
+                (None, Some(url), _) => get_ok(&http, url).await,
+                (None, None, Some(port)) => port_answers(port).await,
+                (None, None, None) => Ok(()),
+            }
+        };
+        let result = match tokio::time::timeout(health.timeout, check).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("the check did not finish within {}", humantime::format_duration(health.timeout))),
         };
         match result {
             Ok(()) => failures = 0,
+            // A slow server is still booting: its failures do not count yet.
+            Err(_) if tokio::time::Instant::now() < counted_from => {}
             Err(e) => {
                 failures += 1;
                 if failures >= health.threshold {

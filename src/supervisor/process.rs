@@ -127,17 +127,17 @@ impl Supervisor for ProcessSupervisor {
     fn probe(&mut self, id: &str, attempt: u64, child: &ChildFile, probe: Probe) {
         let (key, child) = (id.to_string(), child.clone());
         match probe {
-            Probe::Readiness { ready, cwd, log_offset } => {
+            Probe::Readiness { ready, at, log_offset } => {
                 let (http, logs, dir) = (self.http(), self.logs.clone(), self.home.job_dir(id));
                 self.report_later(id, async move {
-                    probes::readiness(logs, http, dir, cwd, ready, log_offset).await;
+                    probes::readiness(logs, http, dir, at, ready, log_offset).await;
                     Some(Report::Ready { id: key, attempt })
                 });
             }
-            Probe::Health(health) => {
+            Probe::Health { health, at } => {
                 let http = self.http();
                 self.report_later(id, async move {
-                    let (failures, last) = probes::health(http, health, child.pid, child.start_time).await?;
+                    let (failures, last) = probes::health(http, health, at, child.pid, child.start_time).await?;
                     Some(Report::Evict { id: key, attempt, cause: Cause::Unhealthy { failures, last } })
                 });
             }
