@@ -230,6 +230,14 @@ pub struct JobSpec {
     pub oneshot: bool,
     #[serde(default)]
     pub stop: Stopping,
+    /// The program forks into the background and its first process exits 0 (`pg_ctl start`,
+    /// `redis-server --daemonize yes`): the job is the process it leaves behind.
+    #[serde(default)]
+    pub daemonizes: bool,
+    /// Where a daemonizing program writes its daemon's pid (relative to the job's cwd); without
+    /// one, the job is the one process the first leaves behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
     #[serde(default)]
     pub pty: Option<Pty>,
     #[serde(default)]
@@ -297,6 +305,7 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     replace("env", old.declared_env != new.declared_env);
     replace("pty", old.pty != new.pty);
     replace("allocate-port", old.allocate_ports != new.allocate_ports);
+    replace("daemonizes", old.daemonizes != new.daemonizes || old.pidfile != new.pidfile);
     let mut update = |name, changed: bool| {
         if changed {
             d.update.push(name)
@@ -364,6 +373,12 @@ impl JobSpec {
         }
         if self.oneshot && self.restart == RestartPolicy::Always {
             problems.push("a one-shot job is done once it exits 0: restart it on-crash, not always".to_string());
+        }
+        if self.pidfile.is_some() && !self.daemonizes {
+            problems.push("a pidfile is for a job that daemonizes: set daemonizes too".to_string());
+        }
+        if self.oneshot && self.daemonizes {
+            problems.push("a job cannot both finish (oneshot) and daemonize".to_string());
         }
         if let Some(signal) = &self.stop.signal
             && let Err(e) = parse_signal(signal)
@@ -626,6 +641,8 @@ pub(crate) mod tests {
             after: vec![],
             oneshot: false,
             stop: Stopping::default(),
+            daemonizes: false,
+            pidfile: None,
             pty: None,
             restart: RestartPolicy::Never,
             backoff: DEFAULT_BACKOFF,

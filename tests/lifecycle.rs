@@ -529,3 +529,72 @@ fn health_commands_with_a_timeout_and_a_start_period() {
     let lived = at("crashed").duration_since(at("spawned")).unwrap_or_default();
     assert!(lived >= Duration::from_millis(1500), "killed {lived:?} after it started, inside its start period");
 }
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// A program that forks into the background like init scripts do: its daemon writes a pidfile,
+/// and the first process exits 0.
+const FORKS_AWAY: &str = "setsid sh -c 'echo $$ > daemon.pid; exec sleep 60' > /dev/null 2>&1 &
+sleep 0.2; exit 0
+";
+
+#[test]
+fn a_daemonizing_program_is_followed_stopped_and_its_absence_noticed() {
+    let b = Bgrun::new(SECS(60));
+    let home = b.home.display().to_string();
+    let script = script(&b, "forks.sh", FORKS_AWAY);
+    b.json(&["run", "--name", "d", "--cwd", &home, "--daemonizes", "--pidfile", "daemon.pid", "sh", &script]);
+    let daemon: i32 = wait_until("the daemon's pidfile", SECS(10), || {
+        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
+    });
+    wait_until("bgrun to follow the daemon", SECS(10), || (b.status("d")["pid"] == daemon).then_some(()));
+    assert_eq!(b.state("d"), "ready");
+    // A new bgrun daemon re-adopts the job as the daemonized process.
+    b.json(&["daemon", "stop"]);
+    let st = b.status("d");
+    assert_eq!((st["state"].as_str(), st["pid"].as_i64()), (Some("ready"), Some(daemon as i64)), "{st}");
+    b.json(&["kill", "d"]);
+    assert!(!alive(daemon), "the daemonized process survived its job's stop");
+    assert_eq!(b.state("d"), "killed");
+    // Without `daemonizes`, the first process's exit ends the job and what it left is stopped.
+    std::fs::remove_file(b.home.join("daemon.pid")).unwrap();
+    b.json(&["run", "--name", "plain", "--cwd", &home, "sh", &script]);
+    let left: i32 = wait_until("the pidfile", SECS(10), || {
+        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
+    });
+    wait_until("the job to end", SECS(10), || (b.state("plain") == "exited").then_some(()));
+    assert!(!alive(left));
+    // A followed daemon that dies ends its job, like any main process.
+    std::fs::remove_file(b.home.join("daemon.pid")).unwrap();
+    b.json(&["run", "--name", "d", "--cwd", &home, "--daemonizes", "--pidfile", "daemon.pid", "sh", &script]);
+    let daemon: i32 = wait_until("the new daemon's pidfile", SECS(10), || {
+        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
+    });
+    wait_until("bgrun to follow the new daemon", SECS(10), || (b.status("d")["pid"] == daemon).then_some(()));
+    signal(daemon, libc::SIGTERM);
+    wait_until("the job to crash", SECS(10), || (b.state("d") == "crashed").then_some(()));
+    assert_eq!(b.status("d")["reason"], "killed by SIGTERM");
+}
+
+#[test]
+fn redis_daemonized_is_supervised_like_any_job() {
+    // The real program: `redis-server --daemonize yes` forks, writes its pidfile and exits 0.
+    // .ci/run installs redis-server.
+    let b = Bgrun::new(SECS(60));
+    let home = b.home.display().to_string();
+    let port = free_port().to_string();
+    let redis = format!("redis-server --port {port} --daemonize yes --pidfile {home}/redis.pid --dir {home} --save ''");
+    let args = ["--daemonizes", "--pidfile", "redis.pid", "--ready-when-port", &port, "--stop-signal", "SIGTERM"];
+    b.json(&[&["run", "--name", "redis", "--cwd", &home][..], &args, &[redis.as_str()]].concat());
+    assert_eq!(b.json(&["wait", "redis", "--timeout", "20s"])["ready"], true);
+    let pid: i32 = std::fs::read_to_string(b.home.join("redis.pid")).unwrap().trim().parse().unwrap();
+    wait_until("bgrun to follow redis", SECS(10), || (b.status("redis")["pid"] == pid).then_some(()));
+    assert!(alive(pid));
+    b.json(&["kill", "redis"]);
+    assert!(!alive(pid), "redis survived its job's stop");
+    let st = b.status("redis");
+    assert_eq!(st["state"], "killed", "{st}");
+    assert!(!st["reason"].as_str().unwrap().contains("SIGKILL"), "redis needed SIGKILL: {st}");
+}

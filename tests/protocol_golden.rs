@@ -24,6 +24,8 @@ fn spec() -> JobSpec {
         },
         after: vec![Dependency::new("db", Condition::Ready), Dependency::new("migrate", Condition::Completed)],
         oneshot: false,
+        daemonizes: false,
+        pidfile: None,
         stop: Stopping { signal: Some("SIGINT".into()), command: None, kill_mode: KillMode::Group },
         pty: None,
         restart: RestartPolicy::OnCrash,

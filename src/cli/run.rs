@@ -52,6 +52,13 @@ pub struct Args {
     /// The job is expected to finish: ready once it exits 0, and a clean exit is its success.
     #[arg(long)]
     pub oneshot: bool,
+    /// The program forks into the background and its first process exits 0: the job is the
+    /// process it leaves behind.
+    #[arg(long)]
+    pub daemonizes: bool,
+    /// Where a daemonizing program writes its daemon's pid (relative to the job's cwd).
+    #[arg(long)]
+    pub pidfile: Option<PathBuf>,
     /// The signal that asks the job to stop (default SIGTERM), e.g. SIGINT, SIGQUIT.
     #[arg(long, value_parser = parse_signal_name)]
     pub stop_signal: Option<String>,
@@ -189,6 +196,8 @@ impl Args {
             },
             after: self.after,
             oneshot: self.oneshot,
+            daemonizes: self.daemonizes,
+            pidfile: self.pidfile,
             stop: crate::spec::Stopping {
                 signal: self.stop_signal,
                 command: self.stop_command,
@@ -243,7 +252,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "ready_when_port" => ready.port, "ready_when_url" => ready.url, "ready_when_file" => ready.file,
         "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout, "ready_when_exec" => ready.exec,
         "restart" => restart, "backoff" => backoff, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
-        "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot,
+        "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     if given("env") {

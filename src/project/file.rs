@@ -110,6 +110,13 @@ pub struct JobTable {
     /// and its clean exit is its success.
     #[serde(default)]
     pub oneshot: bool,
+    /// The program forks into the background and its first process exits 0 (`pg_ctl start`,
+    /// `redis-server --daemonize yes`): the job is the process it leaves behind.
+    #[serde(default)]
+    pub daemonizes: bool,
+    /// Where a daemonizing program writes its daemon's pid (relative to the job's cwd); without
+    /// one, the job is the one process the first leaves behind.
+    pub pidfile: Option<String>,
     /// The signal that asks the job to stop (default SIGTERM), e.g. SIGINT for postgres, SIGQUIT
     /// for nginx.
     pub stop_signal: Option<String>,

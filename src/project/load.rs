@@ -342,6 +342,8 @@ impl Checker {
             },
             after,
             oneshot: t.oneshot,
+            daemonizes: t.daemonizes,
+            pidfile: t.pidfile.as_ref().map(PathBuf::from),
             stop: spec::Stopping {
                 signal: stop_signal,
                 command: t.stop_command.clone(),

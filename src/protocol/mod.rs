@@ -11,7 +11,8 @@ pub use frame::{MAX_FRAME, read_frame, read_frame_async, read_frame_async_limite
 pub use types::*;
 
 /// 2: error answers carry their kind, `daemon status` its problems, `run` specs a request id.
-/// 3: specs carry `after` conditions, `oneshot` and how the job is stopped.
+/// 3: specs carry `after` conditions, `oneshot`, `daemonizes`/`pidfile`, exec probes and how
+/// the job is stopped.
 pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

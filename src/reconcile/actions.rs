@@ -74,6 +74,8 @@ impl Reconciler {
             pty: job.spec.pty.clone(),
             notify: job.spec.ready.notify,
             stop: job.spec.stop.clone(),
+            daemonizes: job.spec.daemonizes,
+            pidfile: job.spec.pidfile.clone(),
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {

@@ -24,6 +24,9 @@ impl Reconciler {
                 }
             }
             Report::Exited { id, attempt } if self.is_current(&id, attempt) => self.on_exited(&id),
+            Report::MainChanged { id, attempt, child } if self.is_current(&id, attempt) => {
+                self.on_main_changed(&id, attempt, child)
+            }
             // About an older run of the job, or a job since forgotten.
             _ => {}
         }
@@ -78,6 +81,25 @@ impl Reconciler {
         if let Some(limit_mb) = spec.max_rss_mb {
             self.sup.probe(id, attempt, child, Probe::Memory { limit_mb });
         }
+        if spec.daemonizes {
+            self.sup.probe(id, attempt, child, Probe::MainProcess);
+        }
+    }
+
+    /// The job's main process is now the daemon its first process left: probes follow it.
+    fn on_main_changed(&mut self, id: &str, attempt: u64, child: ChildFile) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let (Lifecycle::Running { run, .. } | Lifecycle::Ready { run, .. } | Lifecycle::Stopping { run, .. }) =
+            &mut job.obs.life
+        else {
+            return;
+        };
+        run.pid = child.pid;
+        run.start_time = child.start_time;
+        let detail = format!("daemonized: following pid {}", child.pid);
+        self.save(id, Some(("daemonized", &detail)));
+        self.sup.stop_probes(id);
+        self.start_probes(id, attempt, &child);
     }
 
     fn on_ready(&mut self, id: &str) {

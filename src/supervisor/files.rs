@@ -24,6 +24,12 @@ pub struct SpawnFile {
     /// How a stop asks the job to end.
     #[serde(default)]
     pub stop: crate::spec::Stopping,
+    /// The job forks into the background: follow what its first process leaves behind.
+    #[serde(default)]
+    pub daemonizes: bool,
+    /// Where a daemonizing job writes its daemon's pid (relative to `cwd`).
+    #[serde(default)]
+    pub pidfile: Option<PathBuf>,
 }
 
 /// The one line a shim prints to the daemon once the job is (or could not be) spawned.

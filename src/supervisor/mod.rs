@@ -27,6 +27,8 @@ pub enum Report {
     Evict { id: String, attempt: u64, cause: Cause },
     /// The shim is gone: the run has ended.
     Exited { id: String, attempt: u64 },
+    /// A daemonizing job's first process exited and the shim follows the one it left behind.
+    MainChanged { id: String, attempt: u64, child: ChildFile },
 }
 
 /// A check run beside a job for one run, reporting back when it has something to say.
@@ -38,6 +40,8 @@ pub enum Probe {
     Health { health: Health, at: ProbeContext },
     /// Reports Evict once the job's memory goes over the limit.
     Memory { limit_mb: u64 },
+    /// Reports MainChanged once the shim names another main process than the probe's.
+    MainProcess,
 }
 
 /// Where a probe's files and commands run: the job's working directory and environment.

@@ -141,6 +141,19 @@ impl Supervisor for ProcessSupervisor {
                     Some(Report::Evict { id: key, attempt, cause: Cause::Unhealthy { failures, last } })
                 });
             }
+            Probe::MainProcess => {
+                let (logs, dir) = (self.logs.clone(), self.home.job_dir(id));
+                self.report_later(id, async move {
+                    let mut sub = logs.subscribe(&dir).ok()?;
+                    loop {
+                        if let Some(now) = files::read_child(&dir).filter(|c| *c != child) {
+                            return Some(Report::MainChanged { id: key, attempt, child: now });
+                        }
+                        // The shim rewrites child.json in the directory it shares with us.
+                        sub.changed().await;
+                    }
+                });
+            }
             Probe::Memory { limit_mb } => self.report_later(id, async move {
                 let rss_mb = probes::memory(child.pid, child.start_time, limit_mb).await?;
                 Some(Report::Evict { id: key, attempt, cause: Cause::MaxRss { rss_mb, limit_mb } })

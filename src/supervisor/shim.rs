@@ -32,6 +32,9 @@ const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(50);
 const READ_CHUNK: usize = 512 * 1024;
 const PIPE_SIZE: i32 = 1024 * 1024;
 const EXIT_FILE_PATIENCE: Duration = Duration::from_secs(10);
+/// How long a daemonizing job's first process may take, once it exited, to leave its daemon.
+const FOLLOW_PATIENCE: Duration = Duration::from_secs(5);
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
 
 pub fn main(dir: &Path) -> i32 {
     match run(dir) {
@@ -97,6 +100,8 @@ fn run(dir: &Path) -> Result<(), String> {
             child: child_pid,
             grace: Duration::from_millis(spawn.grace_ms),
             leader: None,
+            awaiting_main: None,
+            followed: false,
             stop_requested: false,
             kill_at: None,
             childless: false,
@@ -214,7 +219,11 @@ impl Shim<'_> {
     /// Waits for something to happen and deals with it. False once the job is over and its
     /// output is all read.
     fn step(&mut self) -> Result<bool, String> {
-        let wake = next_wake(self.sup.kill_at, self.partial_since, Instant::now());
+        let mut wake = next_wake(self.sup.kill_at, self.partial_since, Instant::now());
+        if self.sup.awaiting_main.is_some() {
+            // The pidfile may be written a moment after the first process exits: look again soon.
+            wake = Some(wake.map_or(FOLLOW_POLL, |w| w.min(FOLLOW_POLL)));
+        }
         let ready = self.io.wait(wake)?;
         let ms = crate::clock::unix_ms();
         for (output, readable) in self.io.outputs.iter_mut().zip(ready.outputs) {
@@ -235,6 +244,7 @@ impl Shim<'_> {
             forward_input(fifo, master, &mut self.buf);
         }
         self.sup.reap();
+        self.sup.follow_main();
         self.sup.escalate();
         self.flush_partial_line(ms);
         // A write that fails (a full disk) drops and counts what it could not write, and the
@@ -442,6 +452,11 @@ struct Supervision<'a> {
     kill_at: Option<Instant>,
     /// Set by `reap` once no process of the job's tree is left.
     childless: bool,
+    /// A job that daemonizes: its first process exited 0, and the process it left behind is
+    /// looked for until then.
+    awaiting_main: Option<Instant>,
+    /// The job's main process is now the one its first process left behind.
+    followed: bool,
 }
 
 impl Supervision<'_> {
@@ -482,15 +497,67 @@ impl Supervision<'_> {
                 Ok(_) => {}
             }
         }
-        // What the job left behind goes too, gently first, including processes that left its
-        // group (they are our children now). A stop already under way keeps its deadline; under
-        // kill-mode main, what the main process left after a stop only gets the final SIGKILL.
-        if leader_exited && !self.childless {
-            if !(self.stop_requested && self.spawn.stop.kill_mode == KillMode::Main) {
-                self.signal_tree(self.stop_signal);
-            }
-            self.kill_at.get_or_insert(Instant::now() + self.grace);
+        if leader_exited && self.may_follow() {
+            self.awaiting_main = Some(Instant::now() + FOLLOW_PATIENCE);
+            return;
         }
+        if leader_exited {
+            self.clean_up_after_leader();
+        }
+    }
+
+    /// What the job left behind goes too, gently first, including processes that left its
+    /// group (they are our children now). A stop already under way keeps its deadline; under
+    /// kill-mode main, what the main process left after a stop only gets the final SIGKILL.
+    fn clean_up_after_leader(&mut self) {
+        if self.childless {
+            return;
+        }
+        if !(self.stop_requested && self.spawn.stop.kill_mode == KillMode::Main) {
+            self.signal_tree(self.stop_signal);
+        }
+        self.kill_at.get_or_insert(Instant::now() + self.grace);
+    }
+
+    /// A daemonizing job's first process exited 0 on its own: the job goes on in what it left.
+    fn may_follow(&self) -> bool {
+        self.spawn.daemonizes
+            && !self.followed
+            && !self.stop_requested
+            && matches!(self.leader, Some(WaitStatus::Exited(_, 0)))
+    }
+
+    /// Looks for the process a daemonizing job left behind (its pidfile's, or the one child it
+    /// left us as subreaper) and makes it the job's main process, recorded in `child.json` for
+    /// the daemon. Gives up at the deadline: the job has then ended, and anything left goes.
+    fn follow_main(&mut self) {
+        let Some(until) = self.awaiting_main else { return };
+        if let Some(pid) = self.find_main() {
+            self.child = pid;
+            self.leader = None;
+            self.followed = true;
+            self.awaiting_main = None;
+            let start_time = procfs::start_time(pid.as_raw()).unwrap_or(0);
+            if let Err(e) = files::write_child(self.dir, &ChildFile { pid: pid.as_raw(), start_time }) {
+                crate::warn!("bgrun shim: cannot record the daemonized process {pid}: {e}");
+            }
+        } else if Instant::now() >= until {
+            self.awaiting_main = None;
+            self.clean_up_after_leader();
+        }
+    }
+
+    fn find_main(&self) -> Option<Pid> {
+        let alive = |pid: i32| pid > 0 && kill(Pid::from_raw(pid), None).is_ok();
+        if let Some(pidfile) = &self.spawn.pidfile {
+            let pid = std::fs::read_to_string(self.spawn.cwd.join(pidfile)).ok()?.trim().parse().ok()?;
+            return alive(pid).then(|| Pid::from_raw(pid));
+        }
+        let me = std::process::id() as i32;
+        let mut children: Vec<i32> =
+            procfs::parents().into_iter().filter(|(_, parent)| *parent == me).map(|(pid, _)| pid).collect();
+        children.sort_unstable();
+        children.into_iter().find(|pid| alive(*pid)).map(Pid::from_raw)
     }
 
     /// The stop the job asked for: its stop command, or its stop signal to every process of the
