@@ -547,3 +547,44 @@ fn env_files_are_read_as_dotenv_files() {
     up(&b, &p);
     wait_until("the job's output", SECS(10), || (b.tail_text("mail/mailer", 1) == ["Shop mailer|kept"]).then_some(()));
 }
+
+const CHATTY: &str = r#"
+[jobs.a]
+cmd = "echo a1; sleep 0.3; echo a2; sleep 0.3; echo a3"
+
+[jobs.b]
+cmd = "sleep 0.15; echo b1; sleep 0.3; echo b2"
+"#;
+
+fn logs(b: &Bgrun, p: &Project, args: &[&str]) -> Vec<(String, String)> {
+    let out = in_dir(b, &p.dir, &[&["logs"][..], args].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["job"].as_str().unwrap().to_string(), v["content"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn logs_merges_the_projects_jobs_in_time_order_and_follows_them_to_their_end() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "chat", CHATTY);
+    // Followed from the start, until both jobs have finished.
+    in_dir(&b, &p.dir, &["up", "--no-wait"]);
+    let followed = logs(&b, &p, &["--follow"]);
+    let contents: Vec<&str> = followed.iter().map(|(_, c)| c.as_str()).collect();
+    for line in ["a1", "a2", "a3", "b1", "b2"] {
+        assert!(contents.contains(&line), "{line} missing: {followed:?}");
+    }
+    // Read afterwards: one view, in the order the lines were written, each with its job.
+    let all = logs(&b, &p, &[]);
+    let expected: Vec<(String, String)> = [("a", "a1"), ("b", "b1"), ("a", "a2"), ("b", "b2"), ("a", "a3")]
+        .iter()
+        .map(|(j, c)| (j.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(all, expected);
+    assert_eq!(logs(&b, &p, &["b"]), expected.iter().filter(|(j, _)| j == "b").cloned().collect::<Vec<_>>());
+    assert_eq!(logs(&b, &p, &["--since", "1h"]).len(), 5);
+}

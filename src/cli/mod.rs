@@ -10,6 +10,7 @@ mod down;
 mod expect;
 mod kill;
 mod list;
+mod logs;
 mod menu;
 mod plan;
 mod project;
@@ -62,6 +63,8 @@ enum Command {
     Status(status::Args),
     /// Show the last lines of a job's output.
     Tail(tail::Args),
+    /// The output of several jobs (default: this project's) in one time-ordered view.
+    Logs(logs::Args),
     /// Show the output written since the last diff.
     Diff(diff::Args),
     /// Stop jobs: SIGTERM to the process group, SIGKILL after the grace period.
@@ -172,6 +175,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Status(args)) => status::exec(args, &mut connect()?, out),
         Some(Command::Tail(args)) => tail::exec(args, &mut connect()?, out),
         Some(Command::Diff(args)) => diff::exec(args, &mut connect()?, out),
+        Some(Command::Logs(args)) => logs::exec(args, &home, out),
         Some(Command::Kill(args)) => kill::exec(args, &mut connect()?, out),
         Some(Command::Restart(args)) => restart::exec(args, &mut connect()?, out),
         Some(Command::Send(args)) => send::exec(args, &mut connect()?, out),

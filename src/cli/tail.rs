@@ -22,7 +22,13 @@ pub struct FilterArgs {
 
 impl FilterArgs {
     pub fn to_filter(&self, level: Option<Level>) -> LineFilter {
-        LineFilter { stream: self.stream, strip_ansi: self.strip_ansi, regex: self.filter_regex.clone(), level }
+        LineFilter {
+            stream: self.stream,
+            strip_ansi: self.strip_ansi,
+            regex: self.filter_regex.clone(),
+            level,
+            since_ms: None,
+        }
     }
 }
 

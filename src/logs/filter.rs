@@ -35,6 +35,9 @@ impl Compiled {
         if self.filter.stream.is_some_and(|s| s != line.stream) {
             return false;
         }
+        if self.filter.since_ms.is_some_and(|since| line.unix_ms < since) {
+            return false;
+        }
         if self.regex.is_none() && self.filter.level.is_none() {
             return true;
         }
@@ -106,5 +109,8 @@ mod tests {
         let re = Compiled::new(&LineFilter { regex: Some("^GET /\\d".into()), ..Default::default() }).unwrap();
         assert!(re.keeps(&line("\x1b[32mGET /1\x1b[0m", Stream::Stdout)));
         assert!(Compiled::new(&LineFilter { regex: Some("(".into()), ..Default::default() }).is_err());
+        let recent = Compiled::new(&LineFilter { since_ms: Some(10), ..Default::default() }).unwrap();
+        let at = |unix_ms| Line { unix_ms, ..line("x", Stream::Stdout) };
+        assert!(!recent.keeps(&at(9)) && recent.keeps(&at(10)));
     }
 }

@@ -99,6 +99,9 @@ pub struct LineFilter {
     pub strip_ansi: bool,
     pub regex: Option<String>,
     pub level: Option<Level>,
+    /// Only lines written at or after this time (unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
