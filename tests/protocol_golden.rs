@@ -97,6 +97,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                     strip_ansi: true,
                     regex: Some("^GET".into()),
                     level: Some(Level::Warn),
+                    since_ms: Some(1_795_000_000_000),
                 },
                 digest: false,
                 follow: true,
