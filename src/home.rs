@@ -16,8 +16,13 @@ pub struct Home {
 impl Home {
     pub fn from_env() -> Result<Home> {
         let root = match std::env::var_os("BGRUN_HOME") {
-            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-            _ => {
+            // Set but empty is a mistake (an unset variable in a script), not a wish for the default.
+            Some(dir) if dir.is_empty() => {
+                return Err(Error::bad_input("BGRUN_HOME is set but empty")
+                    .with_hint("unset it to use ~/.bgrun, or give it a directory"));
+            }
+            Some(dir) => PathBuf::from(dir),
+            None => {
                 let home = std::env::var_os("HOME").ok_or_else(|| Error::new("neither BGRUN_HOME nor HOME is set"))?;
                 PathBuf::from(home).join(".bgrun")
             }

@@ -368,6 +368,12 @@ impl JobSpec {
                 problems.push(format!("--after: {}", e.message));
             }
         }
+        if self.ready.port == Some(0) || self.health.as_ref().is_some_and(|h| h.port == Some(0)) {
+            problems.push("port 0 is not a port a server listens on".to_string());
+        }
+        if self.max_runtime.is_some_and(|d| d.is_zero()) {
+            problems.push("--max-runtime must be more than zero".to_string());
+        }
         if self.oneshot && !self.ready.is_empty() {
             problems.push("a one-shot job is ready once it exits 0: it takes no readiness checks".to_string());
         }

@@ -53,6 +53,10 @@ fn every_command_prints_the_contract_json() {
     has_keys(&tail["lines"][0], &["line_number", "content", "timestamp"]);
     assert_eq!(tail["lines"][0]["content"], "hello");
     assert_eq!(tail["lines"][1]["line_number"], 2);
+    // `-n` counts lines, as tail(1)'s does; the job's name is `--name` there.
+    let last = b.json(&["tail", "--name", "web", "-n", "1"]);
+    assert_eq!(last["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(last["lines"][0]["line_number"], 2);
 
     let diff = b.json(&["diff", "web"]);
     has_keys(&diff, &["cursor", "lines"]);
@@ -388,4 +392,27 @@ fn an_unusable_home_is_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("error: "), "{err}");
     std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn settings_that_cannot_work_are_refused_with_one_line_each() {
+    let b = Bgrun::new(SECS(30));
+    let cases: [(&[&str], &str); 5] = [
+        (&["run", "--ready-when-port", "0", "true"], "port 0"),
+        (&["run", "--ready-when-url", "notaurl", "true"], "not an http"),
+        (&["run", "--max-runtime", "0s", "true"], "--max-runtime"),
+        (&["run", "--cwd", "/etc/passwd", "true"], "not a directory"),
+        (&["run", "--health-interval", "soon", "true"], "not a duration"),
+    ];
+    for (args, says) in cases {
+        let out = b.run_raw(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        // One line says what is wrong (then at most a hint).
+        assert!(err.lines().next().is_some_and(|l| l.starts_with("error:") && l.contains(says)), "{args:?}: {err}");
+    }
+    assert!(b.run_raw(&["list"]).stdout.is_empty(), "a refused run created a job");
+    let empty = b.cmd(&["list"]).env("BGRUN_HOME", "").output().unwrap();
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("BGRUN_HOME is set but empty"));
 }

@@ -71,9 +71,12 @@ pub fn run(home: &Home, out: &Output) -> Result<i32> {
                 }
                 None => Ok(()),
             },
-            "4" => match job(home)? {
-                Some(j) => super::tail::exec(super::tail::Args::last_lines(j, 20), &mut Client::connect(home)?, out)
-                    .map(|_| ()),
+            "4" => match pick(home)? {
+                Some(id) => {
+                    let job = super::JobKeyArg { id: Some(id), name: None };
+                    super::tail::exec(super::tail::Args::last_lines(job, 20), &mut Client::connect(home)?, out)
+                        .map(|_| ())
+                }
                 None => Ok(()),
             },
             "5" => match job(home)? {

@@ -205,12 +205,33 @@ pub struct JobArg {
 
 impl JobArg {
     pub fn key(&self) -> Result<String> {
-        match (&self.id, &self.name) {
-            (Some(id), None) => Ok(id.clone()),
-            (None, Some(name)) => Ok(name.clone()),
-            (Some(_), Some(_)) => Err(crate::error::Error::new("give either a job id or --name, not both")),
-            (None, None) => Err(crate::error::Error::new("which job? give its id or name")),
-        }
+        job_key(&self.id, &self.name)
+    }
+}
+
+/// A job as [`JobArg`] takes it, but `--name` without `-n` (which `tail` keeps for its line count,
+/// as tail(1) does).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JobKeyArg {
+    /// Job id, unique id prefix (4+ characters), or name.
+    pub id: Option<String>,
+    /// Job name (instead of the positional id).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl JobKeyArg {
+    pub fn key(&self) -> Result<String> {
+        job_key(&self.id, &self.name)
+    }
+}
+
+fn job_key(id: &Option<String>, name: &Option<String>) -> Result<String> {
+    match (id, name) {
+        (Some(id), None) => Ok(id.clone()),
+        (None, Some(name)) => Ok(name.clone()),
+        (Some(_), Some(_)) => Err(crate::error::Error::new("give either a job id or --name, not both")),
+        (None, None) => Err(crate::error::Error::new("which job? give its id or name")),
     }
 }
 

@@ -1,4 +1,4 @@
-use super::{JobArg, Output};
+use super::{JobKeyArg, Output};
 use crate::client::Client;
 use crate::error::Result;
 use crate::logs::Stream;
@@ -35,9 +35,9 @@ impl FilterArgs {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    pub job: JobArg,
+    pub job: JobKeyArg,
     /// How many lines.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, short = 'n', default_value_t = 20)]
     pub lines: usize,
     /// A summary instead of lines: counts of errors and warnings, and the last error.
     #[arg(long)]
@@ -54,7 +54,7 @@ pub struct Args {
 
 impl Args {
     /// The plain `tail JOB --lines N`.
-    pub fn last_lines(job: JobArg, lines: usize) -> Args {
+    pub fn last_lines(job: JobKeyArg, lines: usize) -> Args {
         Args {
             job,
             lines,
