@@ -53,6 +53,52 @@ pub fn state_colour(state: &str) -> Colour {
 }
 
 /// Left-aligned columns; cells may contain colour codes, which take no width.
+/// The width of the terminal on stdout, if it is one that knows its size.
+pub fn terminal_width() -> Option<usize> {
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct, which outlives the call.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(size.ws_col as usize)
+}
+
+/// `text` cut to `width` characters, ending in `…` when it was longer.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A state with its reason, unless the reason only repeats the state ("ready (ready)").
+pub fn state_and_reason(state: &str, reason: &str) -> String {
+    let repeats = reason.is_empty()
+        || reason == state
+        || matches!((state, reason), ("ready", "running (no readiness checks)") | ("running", "running"));
+    if repeats { state.to_string() } else { format!("{state} ({reason})") }
+}
+
+/// A table with columns as wide as their widest cell; the last column is cut to fit `width`.
+pub fn table_fitted(header: &[&str], rows: &[Vec<String>], width: Option<usize>) -> String {
+    let visible = |s: &str| crate::logs::filter::strip_ansi(s).chars().count();
+    let Some(width) = width else { return table(header, rows) };
+    let last = header.len() - 1;
+    let before: usize =
+        (0..last).map(|i| rows.iter().map(|r| visible(&r[i])).chain([header[i].len()]).max().unwrap_or(0) + 2).sum();
+    let room = width.saturating_sub(before).max(10);
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            // The cut is made on the plain text: colours would be cut mid-sequence.
+            r[last] = fit(&crate::logs::filter::strip_ansi(&r[last]), room);
+            r
+        })
+        .collect();
+    table(header, &rows)
+}
+
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let visible = |s: &str| crate::logs::filter::strip_ansi(s).chars().count();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -81,6 +127,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reason_that_repeats_the_state_is_left_out_and_long_text_is_cut() {
+        assert_eq!(state_and_reason("ready", "running (no readiness checks)"), "ready");
+        assert_eq!(state_and_reason("ready", "ready"), "ready");
+        assert_eq!(state_and_reason("starting", "waiting for db to be ready"), "starting (waiting for db to be ready)");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abc", 4), "abc");
+    }
 
     #[test]
     fn durations_are_short() {

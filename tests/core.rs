@@ -376,11 +376,25 @@ fn jobs_keep_running_across_daemon_stop() {
 fn human_output_on_a_terminal_is_a_table() {
     let b = Bgrun::new(SECS(60));
     b.json(&["run", "--name", "pretty", "sleep", "30"]);
+    let long = format!("echo {}; exec sleep 30", "x".repeat(200));
+    b.json(&["run", "--name", "wordy", &long]);
     let text = b.on_terminal("list", None, b"");
-    assert!(text.contains("NAME") && text.contains("pretty") && text.contains("ready"), "{text}");
+    assert!(
+        text.contains("NAME") && text.contains("PROJECT") && text.contains("pretty") && text.contains("ready"),
+        "{text}"
+    );
+    // Long commands are cut to the terminal's width.
+    assert!(text.lines().all(|l| l.trim_end().chars().count() <= 100), "{text}");
+    assert!(text.contains("…"), "{text}");
+    // State and reason are not said twice.
+    let status = b.on_terminal("status pretty", None, b"");
+    let state = status.lines().find(|l| l.starts_with("state")).unwrap();
+    assert_eq!(state.split_whitespace().collect::<Vec<_>>(), ["state", "ready"], "{status}");
     // --json anywhere on the line forces JSON even on a terminal.
     let text = b.on_terminal("list --json", None, b"");
     assert!(text.trim_start().starts_with('{'), "{text}");
+    b.json(&["kill", "pretty"]);
+    b.json(&["kill", "wordy"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@ use crate::client::Client;
 use crate::error::Result;
 use crate::protocol::JobView;
 use crate::protocol::short_id;
-use crate::render::{Colour, paint, short_duration, state_colour, table};
+use crate::render::{paint, short_duration, state_colour, table_fitted, terminal_width};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -41,14 +41,17 @@ fn render(jobs: &[JobView], colour: bool) -> String {
                 .map_or("-".into(), short_duration);
             vec![
                 short_id(&j.id).to_string(),
+                j.project.clone().unwrap_or_else(|| "-".into()),
                 j.name.clone().unwrap_or_else(|| "-".into()),
                 j.workspace.clone().unwrap_or_else(|| "-".into()),
                 paint(&j.state, state_colour(&j.state), colour),
                 j.pid.map_or("-".into(), |p| p.to_string()),
                 uptime,
-                paint(&j.cmd.join(" "), Colour::Dim, colour),
+                j.cmd.join(" "),
             ]
         })
         .collect();
-    table(&["ID", "NAME", "WORKSPACE", "STATE", "PID", "UPTIME", "COMMAND"], &rows)
+    let header = ["ID", "PROJECT", "NAME", "WORKSPACE", "STATE", "PID", "UPTIME", "COMMAND"];
+    // Long commands are cut to the terminal's width rather than wrapping the table.
+    table_fitted(&header, &rows, terminal_width())
 }

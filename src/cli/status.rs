@@ -1,7 +1,7 @@
 use super::{JobArg, Output};
 use crate::client::Client;
 use crate::error::Result;
-use crate::render::{paint, state_colour};
+use crate::render::{paint, state_and_reason, state_colour};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,7 +21,9 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     row("id", s.id.clone());
     row("name", s.name.clone().unwrap_or_else(dash));
     row("workspace", s.workspace.clone().unwrap_or_else(dash));
-    row("state", format!("{} ({})", paint(&s.state, state_colour(&s.state), out.colour), s.reason));
+    let state = state_and_reason(&s.state, &s.reason);
+    row("project", s.project.clone().unwrap_or_else(dash));
+    row("state", state.replacen(&s.state, &paint(&s.state, state_colour(&s.state), out.colour), 1));
     row("pid", s.pid.map_or_else(dash, |p| p.to_string()));
     row("command", s.cmd.join(" "));
     row("cwd", s.cwd.clone());

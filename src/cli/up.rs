@@ -76,11 +76,9 @@ pub fn print(view: &UpView, out: &Output) {
 
 fn progress_line(job: &UpJob, colour: bool) -> String {
     let state = paint(&format!("{:<9}", job.state), state_colour(&job.state), colour);
-    let detail = if job.state == "ready" || job.state == "starting" && job.pid.is_none() {
-        job.reason.clone()
-    } else {
-        String::new()
-    };
+    // What the state does not say already: why a job waits, how readiness went.
+    let shown = crate::render::state_and_reason(&job.state, &job.reason);
+    let detail = shown.strip_prefix(job.state.as_str()).unwrap_or_default().trim();
     format!("  {:<16} {state} {:>6} ms  {detail}", job.job, job.elapsed_ms)
 }
 

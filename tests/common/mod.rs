@@ -79,11 +79,12 @@ impl Bgrun {
     }
 
     /// Runs `bgrun ARGS` with a terminal as its stdin and stdout (through `script`), in `dir`,
-    /// typing `input`; returns what the terminal showed. Colours are off (NO_COLOR).
+    /// typing `input`; returns what the terminal showed. Colours are off (NO_COLOR); the terminal
+    /// is 100 columns wide.
     pub fn on_terminal(&self, args: &str, dir: Option<&Path>, input: &[u8]) -> String {
         use std::io::Write;
         let mut cmd = Command::new("script");
-        cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        cmd.args(["-qec", &format!("stty cols 100 rows 40 2>/dev/null; {BIN} {args}"), "/dev/null"])
             .env("BGRUN_HOME", &self.home)
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
