@@ -343,6 +343,15 @@ impl JobSpec {
     }
 
     /// Every problem with the spec, so the user sees them all at once.
+    /// The command's words, as `list` and `status` show them: a command line given as one string
+    /// (which runs through `sh -c`) split at its spaces.
+    pub fn words(&self) -> Vec<String> {
+        match self.cmd.as_slice() {
+            [one] => one.split_whitespace().map(String::from).collect(),
+            _ => self.cmd.clone(),
+        }
+    }
+
     /// The names of the jobs this one starts after.
     pub fn after_names(&self) -> Vec<String> {
         self.after.iter().map(|d| d.job.clone()).collect()

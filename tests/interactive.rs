@@ -164,7 +164,9 @@ fn completions() {
     }
     let job = b.json(&["run", "--name", "web", "--workspace", "shop", "sleep", "30"]);
     let ids = String::from_utf8(b.run_raw(&["completions", "--active-ids"]).stdout).unwrap();
-    assert!(ids.contains(&job["id"].as_str().unwrap()[..8]) && ids.contains("web\t"), "{ids}");
+    assert_eq!(ids, format!("{}\tweb ready\n", &job["id"].as_str().unwrap()[..8]), "one line per job");
+    let names = String::from_utf8(b.run_raw(&["completions", "--active-names"]).stdout).unwrap();
+    assert!(names.starts_with("web\t"), "{names}");
     assert_eq!(String::from_utf8(b.run_raw(&["completions", "--workspaces"]).stdout).unwrap(), "shop\n");
     b.json(&["kill", "web"]);
 }

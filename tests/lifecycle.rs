@@ -214,6 +214,13 @@ fn a_readiness_timeout_leaves_the_job_running_with_the_reason() {
     b.json(&["run", "--name", "slow", "--ready-when", "never", "--ready-timeout", "300ms", "sleep", "30"]);
     let out = b.run_raw(&["wait", "slow", "--timeout", "10s"]);
     assert_eq!(out.status.code(), Some(1));
+    // The contract's answer to a wait that ran out: no state, the job is still running.
+    let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (w["ready"].as_bool(), w["state"].is_null(), w["exit_code"].is_null()),
+        (Some(false), true, true),
+        "{w}"
+    );
     let st = b.status("slow");
     assert_eq!(st["state"], "running");
     assert!(st["reason"].as_str().unwrap().contains("not ready"), "{st}");

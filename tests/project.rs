@@ -230,6 +230,11 @@ fn run_group_starts_named_jobs_with_their_dependencies() {
     let names: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["db", "api"]);
     assert!(jobs[0]["id"].is_string());
+    // Each entry as `list` shows a job (the contract's shape), with what the group did.
+    for key in ["workspace", "cmd", "started_at", "state", "pid", "action"] {
+        assert!(jobs[0].get(key).is_some(), "run-group entry without {key}: {jobs}");
+    }
+    assert!(jobs[0]["cmd"].is_array());
     assert!(b.fails(&["status", "shop/worker"]).contains("no job"));
     assert!(in_dir(&b, &p.dir, &["run-group", "nope"]).status.code() != Some(0));
 }
@@ -388,7 +393,7 @@ fn run_by_name_uses_the_files_job_with_typed_flags_over_it() {
     let job: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(job["project"], "shop");
     assert_eq!(job["workspace"], "backend");
-    assert_eq!(job["cmd"], serde_json::json!(["echo $GREETING; exec sleep 60"]));
+    assert_eq!(job["cmd"], serde_json::json!(["echo", "$GREETING;", "exec", "sleep", "60"]));
     wait_until("greeting", SECS(10), || (b.tail_text("shop/api", 1) == ["from the file"]).then_some(()));
     // Without a file job of that name, a command is still required.
     let err = String::from_utf8_lossy(&in_dir(&b, &p.dir, &["run", "--name", "other"]).stderr).into_owned();

@@ -18,6 +18,9 @@ pub struct Args {
     /// Print the workspaces of live jobs.
     #[arg(long)]
     pub workspaces: bool,
+    /// Print the names of live jobs with their short id and state (for the completion scripts).
+    #[arg(long, hide = true)]
+    pub active_names: bool,
 }
 
 /// Commands whose first argument is a job, for live completion of ids and names.
@@ -40,6 +43,9 @@ pub fn exec(args: Args, home: &Home, _out: &Output) -> Result<i32> {
         for j in live {
             let name = j.name.as_deref().unwrap_or("-");
             text.push_str(&format!("{}\t{name} {}\n", short_id(&j.id), j.state));
+        }
+    } else if args.active_names {
+        for j in live {
             if let Some(n) = &j.name {
                 text.push_str(&format!("{n}\t{} {}\n", short_id(&j.id), j.state));
             }
@@ -63,13 +69,13 @@ pub fn exec(args: Args, home: &Home, _out: &Output) -> Result<i32> {
 fn dynamic(shell: Shell) -> String {
     match shell {
         Shell::Fish => format!(
-            "complete -c bgrun -n '__fish_seen_subcommand_from {JOB_COMMANDS}' -f -a '(bgrun completions --active-ids)'\n\
+            "complete -c bgrun -n '__fish_seen_subcommand_from {JOB_COMMANDS}' -f -a '(bgrun completions --active-ids; bgrun completions --active-names)'\n\
              complete -c bgrun -n '__fish_seen_subcommand_from list kill clean; and __fish_prev_arg_in --workspace' -f -a '(bgrun completions --workspaces)'\n"
         ),
         Shell::Bash => format!(
             "\n_bgrun_live() {{\n    local cur=\"${{COMP_WORDS[COMP_CWORD]}}\" cmd=\"${{COMP_WORDS[1]}}\"\n    \
              if [[ $COMP_CWORD -eq 2 && \" {JOB_COMMANDS} \" == *\" $cmd \"* && $cur != -* ]]; then\n        \
-             COMPREPLY=( $(compgen -W \"$(bgrun completions --active-ids 2>/dev/null | cut -f1)\" -- \"$cur\") )\n        \
+             COMPREPLY=( $(compgen -W \"$( (bgrun completions --active-ids; bgrun completions --active-names) 2>/dev/null | cut -f1)\" -- \"$cur\") )\n        \
              return 0\n    fi\n    _bgrun \"$@\"\n}}\ncomplete -F _bgrun_live -o bashdefault -o default bgrun\n"
         ),
         _ => String::new(),

@@ -1,5 +1,6 @@
 use super::Output;
 use super::project::FileArg;
+use crate::client::Client;
 use crate::error::Result;
 use crate::home::Home;
 use crate::protocol::WaitFor;
@@ -18,11 +19,16 @@ pub struct Args {
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
     let view = super::up::converge(home, &project, &args.names, WaitFor::Launched, true, None)?;
-    // The contract's shape: an array of jobs.
+    // The contract's shape: an array of jobs as `list` shows them, with what the group did to each.
+    let listed = Client::connect(home)?.list(None)?;
     let jobs: Vec<serde_json::Value> = view
         .jobs
         .iter()
-        .map(|j| serde_json::json!({"id": j.id, "name": j.job, "project": view.project, "state": j.state, "pid": j.pid, "action": j.action, "reason": j.reason}))
+        .filter_map(|j| {
+            let mut entry = serde_json::to_value(listed.iter().find(|l| l.id == j.id)?).ok()?;
+            entry["action"] = serde_json::Value::String(j.action.clone());
+            Some(entry)
+        })
         .collect();
     if out.json {
         out.json_line(&jobs);

@@ -20,7 +20,9 @@ pub async fn handle(ctx: &Ctx, key: String, timeout: Duration) -> Result<Respons
                 ready,
                 elapsed_ms,
                 exit_code: job.life().ending().and_then(|e| e.code),
-                state: (!ready).then(|| job.state().as_str().to_string()),
+                // As the contract shows: a state only for a job that has ended (a readiness
+                // timeout leaves it running, with no state to report).
+                state: job.life().ending().filter(|_| !ready).map(|_| job.state().as_str().to_string()),
             }
         }
         Err(_) => WaitView { ready: false, elapsed_ms, exit_code: None, state: None },
