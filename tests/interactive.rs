@@ -279,3 +279,31 @@ fn the_menu_on_a_terminal_and_a_list_without_one() {
     assert!(text.contains("killed"), "{text}");
     assert_eq!(b.state("menujob"), "killed");
 }
+
+/// The README's 30-second tour, run as written in an empty directory.
+#[test]
+fn the_readme_tour_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let tour = readme.split("## A 30-second tour").nth(1).unwrap();
+    let script = tour.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    let b = Bgrun::new(SECS(90));
+    let dir = b.home.join("tour");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("sh")
+        .args(["-e", "-c", script])
+        .current_dir(&dir)
+        .env("BGRUN_HOME", &b.home)
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the tour failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Serving HTTP"));
+}
