@@ -218,44 +218,56 @@ fn pty_jobs_have_a_terminal_and_their_screen_is_rendered() {
     }
 }
 
+/// `bgrun ARGS` on a terminal of 120x40 this test holds the other end of.
+struct Attached {
+    child: std::process::Child,
+    master: std::fs::File,
+    seen: Vec<u8>,
+}
+
+impl Attached {
+    fn new(b: &Bgrun, args: &[&str]) -> Attached {
+        use std::os::fd::AsRawFd;
+        let size = nix::pty::Winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let fd = |f: &std::os::fd::OwnedFd| std::process::Stdio::from(f.try_clone().unwrap());
+        let child = b.cmd(args).stdin(fd(&pty.slave)).stdout(fd(&pty.slave)).stderr(fd(&pty.slave)).spawn().unwrap();
+        drop(pty.slave);
+        // SAFETY: fcntl on our own descriptor.
+        unsafe { libc::fcntl(pty.master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+        Attached { child, master: std::fs::File::from(pty.master), seen: Vec::new() }
+    }
+
+    fn type_in(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.master, bytes).unwrap();
+    }
+
+    /// Waits until the terminal has shown `want` (bytes, not only text).
+    fn read_until(&mut self, want: &[u8]) {
+        let what = String::from_utf8_lossy(want).into_owned();
+        wait_until(&what, SECS(15), || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = std::io::Read::read(&mut self.master, &mut buf) {
+                self.seen.extend_from_slice(&buf[..n]);
+            }
+            self.seen.windows(want.len()).any(|w| w == want).then_some(())
+        })
+    }
+}
+
 #[test]
 fn attach_through_a_real_terminal() {
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
     let b = Bgrun::new(SECS(60));
     b.json(&["run", "--name", "shell", "--pty", "sh"]);
-    let size = nix::pty::Winsize { ws_row: 40, ws_col: 120, ws_xpixel: 0, ws_ypixel: 0 };
-    let pty = nix::pty::openpty(Some(&size), None).unwrap();
-    let fd = |f: &std::os::fd::OwnedFd| std::process::Stdio::from(f.try_clone().unwrap());
-    let mut child = b
-        .cmd(&["attach", "shell"])
-        .stdin(fd(&pty.slave))
-        .stdout(fd(&pty.slave))
-        .stderr(fd(&pty.slave))
-        .spawn()
-        .unwrap();
-    drop(pty.slave);
-    // SAFETY: fcntl on our own descriptor.
-    unsafe { libc::fcntl(pty.master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    let mut master = std::fs::File::from(pty.master);
-    let mut seen = Vec::new();
-    let mut read_until = |master: &mut std::fs::File, want: &str| {
-        wait_until(want, SECS(15), || {
-            let mut buf = [0u8; 4096];
-            if let Ok(n) = master.read(&mut buf) {
-                seen.extend_from_slice(&buf[..n]);
-            }
-            String::from_utf8_lossy(&seen).contains(want).then_some(())
-        })
-    };
+    let mut a = Attached::new(&b, &["attach", "shell"]);
     // Keystrokes in, output out; the job's terminal took our size.
-    master.write_all(b"echo $((6*7)); stty size\r").unwrap();
-    read_until(&mut master, "42");
-    read_until(&mut master, "40 120");
+    a.type_in(b"echo $((6*7)); stty size\r");
+    a.read_until(b"42");
+    a.read_until(b"40 120");
     // Ctrl+C detaches; the job lives on.
-    master.write_all(&[0x03]).unwrap();
-    read_until(&mut master, "detached from shell");
-    assert!(child.wait().unwrap().success());
+    a.type_in(&[0x03]);
+    a.read_until(b"detached from shell");
+    assert!(a.child.wait().unwrap().success());
     assert_eq!(b.state("shell"), "ready");
     // Attaching needs a PTY job.
     b.json(&["run", "--name", "piped", "sleep", "30"]);
@@ -263,6 +275,24 @@ fn attach_through_a_real_terminal() {
     assert!(!out.status.success());
     b.json(&["kill", "shell"]);
     b.json(&["kill", "piped"]);
+}
+
+#[test]
+fn detach_keys_let_ctrl_c_reach_the_job_and_bytes_arrive_intact() {
+    let b = Bgrun::new(SECS(60));
+    // Says so when interrupted, in bytes that are not UTF-8 (a lossy string would mangle them).
+    let job = "trap \"printf 'got INT \\377\\n'\" INT; while :; do sleep 0.1; done";
+    b.json(&["run", "--name", "repl", "--pty", job]);
+    let mut a = Attached::new(&b, &["attach", "repl", "--detach-keys", "ctrl-]"]);
+    // The job's screen is drawn once attach has put our terminal in raw mode.
+    a.read_until(b"\x1b[H\x1b[J");
+    a.type_in(&[0x03]);
+    a.read_until(b"got INT \xff");
+    a.type_in(&[0x1d]);
+    a.read_until(b"detached from repl");
+    assert!(a.child.wait().unwrap().success());
+    assert_eq!(b.state("repl"), "ready");
+    b.json(&["kill", "repl"]);
 }
 
 #[test]

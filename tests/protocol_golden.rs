@@ -78,6 +78,7 @@ fn up_job() -> UpJob {
 
 fn requests() -> Vec<(&'static str, Request)> {
     vec![
+        ("request-attach-input", Request::AttachInput { data: vec![0x03, 0xff, 0xe2, 0x82] }),
         ("request-run", Request::Run { spec: Box::new(spec()) }),
         (
             "request-run-retried",
@@ -171,6 +172,8 @@ fn responses() -> Vec<(&'static str, Response)> {
             }),
         ),
         ("response-ok", Response::Ok),
+        // A terminal's bytes, whatever they are: base64 on the wire, never a lossy string.
+        ("response-output", Response::Output { data: vec![b'o', b'k', 0xff, 0xc3] }),
         (
             "response-wait",
             Response::Wait(WaitView {

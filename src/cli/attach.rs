@@ -1,6 +1,7 @@
 //! `bgrun attach`: the job's terminal on yours. Keystrokes go to the job, its output comes back
-//! live, your window size follows; Ctrl+C detaches (the job keeps running), and the connection
-//! closes by itself when the job exits.
+//! live (bytes end to end), your window size follows; Ctrl+C detaches (the job keeps running), or
+//! the `--detach-keys` sequence does and Ctrl+C goes to the job; the connection closes by itself
+//! when the job exits.
 
 use super::Output;
 use crate::client::Client;
@@ -17,9 +18,64 @@ use std::os::fd::AsFd;
 pub struct Args {
     /// Job id, unique id prefix (4+ characters), or name.
     pub id: String,
+    /// Detach with this key sequence instead of Ctrl+C, which then reaches the job: keys
+    /// separated by commas, each a character or ctrl-<key> (docker's form: `ctrl-]`, `ctrl-p,ctrl-q`).
+    #[arg(long, value_parser = parse_detach_keys)]
+    pub detach_keys: Option<DetachKeys>,
 }
 
+/// The bytes of a detach sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(Vec<u8>);
+
 const CTRL_C: u8 = 0x03;
+
+/// `ctrl-p,ctrl-q` as the bytes a terminal sends for it.
+fn parse_detach_keys(s: &str) -> std::result::Result<DetachKeys, String> {
+    let keys: std::result::Result<Vec<u8>, String> = s
+        .split(',')
+        .map(|key| match key.strip_prefix("ctrl-").map(|k| k.as_bytes()) {
+            Some([c]) if matches!(c.to_ascii_uppercase(), b'@'..=b'_') => Ok(c.to_ascii_uppercase() - b'@'),
+            Some(_) => Err(format!(
+                "{key:?} is not a key; use ctrl-a..ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_"
+            )),
+            None if key.len() == 1 => Ok(key.as_bytes()[0]),
+            None => Err(format!("{key:?} is not a key; give one character or ctrl-<key>")),
+        })
+        .collect();
+    keys.map(DetachKeys)
+}
+
+/// Watches typed bytes for the detach sequence. Bytes that may begin it are held back until it
+/// is complete (detach) or broken (they go to the job after all).
+struct Detacher {
+    keys: Vec<u8>,
+    matched: usize,
+}
+
+impl Detacher {
+    /// What of `input` goes to the job, and whether the sequence was typed.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.matched] {
+                self.matched += 1;
+                if self.matched == self.keys.len() {
+                    return (out, true);
+                }
+            } else {
+                out.extend_from_slice(&self.keys[..self.matched]);
+                self.matched = 0;
+                if b == self.keys[0] {
+                    self.matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        (out, false)
+    }
+}
 
 /// Puts the terminal back as it was, however attach ends.
 struct RawMode(Termios);
@@ -58,7 +114,7 @@ pub fn exec(args: Args, client: &mut Client, _out: &Output) -> Result<i32> {
     let show = |resp: Response, stdout: &mut std::io::StdoutLock| -> Option<String> {
         match resp {
             Response::Output { data } => {
-                let _ = stdout.write_all(data.as_bytes());
+                let _ = stdout.write_all(&data);
                 let _ = stdout.flush();
                 None
             }
@@ -69,6 +125,8 @@ pub fn exec(args: Args, client: &mut Client, _out: &Output) -> Result<i32> {
     let mut why = show(first, &mut stdout);
     let socket = client.stream().try_clone().map_err(|e| Error::context("socket", e))?;
     let mut buf = [0u8; 4096];
+    let keys = args.detach_keys.clone().map_or_else(|| vec![CTRL_C], |k| k.0);
+    let mut detacher = Detacher { keys, matched: 0 };
     while why.is_none() {
         let ready = {
             let stdin = std::io::stdin();
@@ -82,16 +140,14 @@ pub fn exec(args: Args, client: &mut Client, _out: &Output) -> Result<i32> {
         };
         if ready[0] {
             let n = std::io::stdin().read(&mut buf).map_err(|e| Error::context("terminal", e))?;
-            let input = &buf[..n];
-            if n == 0 || input.contains(&CTRL_C) {
-                let before = &input[..input.iter().position(|b| *b == CTRL_C).unwrap_or(n)];
-                if !before.is_empty() {
-                    client.send(Request::AttachInput { data: String::from_utf8_lossy(before).into_owned() })?;
-                }
+            let (input, detach) = detacher.feed(&buf[..n]);
+            if !input.is_empty() {
+                client.send(Request::AttachInput { data: input })?;
+            }
+            if n == 0 || detach {
                 why = Some(format!("detached from {}; it keeps running", args.id));
                 break;
             }
-            client.send(Request::AttachInput { data: String::from_utf8_lossy(input).into_owned() })?;
         }
         if ready[1] {
             why = show(client.receive()?, &mut stdout);
@@ -105,4 +161,22 @@ pub fn exec(args: Args, client: &mut Client, _out: &Output) -> Result<i32> {
     drop(_restore);
     crate::warn!("\r\n[{}]", why.unwrap_or_default());
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_are_parsed_and_held_back_until_broken() {
+        assert_eq!(parse_detach_keys("ctrl-]"), Ok(DetachKeys(vec![0x1d])));
+        assert_eq!(parse_detach_keys("ctrl-p,ctrl-q"), Ok(DetachKeys(vec![0x10, 0x11])));
+        assert!(parse_detach_keys("ctrl-pq").is_err());
+        let mut d = Detacher { keys: vec![0x10, 0x11], matched: 0 };
+        assert_eq!(d.feed(&[b'a', 0x03, 0x10]), (vec![b'a', 0x03], false));
+        // The held ctrl-p goes to the job once the sequence is broken.
+        assert_eq!(d.feed(b"x"), (vec![0x10, b'x'], false));
+        assert_eq!(d.feed(&[0x10]), (vec![], false));
+        assert_eq!(d.feed(&[0x11, b'z']), (vec![], true));
+    }
 }

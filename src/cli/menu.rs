@@ -67,7 +67,8 @@ pub fn run(home: &Home, out: &Output) -> Result<i32> {
             },
             "3" => match pick(home)? {
                 Some(id) => {
-                    super::attach::exec(super::attach::Args { id }, &mut Client::connect(home)?, out).map(|_| ())
+                    super::attach::exec(super::attach::Args { id, detach_keys: None }, &mut Client::connect(home)?, out)
+                        .map(|_| ())
                 }
                 None => Ok(()),
             },

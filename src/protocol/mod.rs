@@ -12,7 +12,7 @@ pub use types::*;
 
 /// 2: error answers carry their kind, `daemon status` its problems, `run` specs a request id.
 /// 3: specs carry `after` conditions, `oneshot`, `daemonizes`/`pidfile`, exec probes and how
-/// the job is stopped.
+/// the job is stopped; tail filters a `since_ms`; attach input and output are bytes (base64).
 pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -60,8 +60,10 @@ pub enum Request {
         cols: u16,
         rows: u16,
     },
+    /// Keystrokes, as bytes (base64 on the wire: never a lossy string).
     AttachInput {
-        data: String,
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
     },
     AttachResize {
         cols: u16,
@@ -177,7 +179,8 @@ pub enum Response {
     },
     /// Bytes for the attached terminal.
     Output {
-        data: String,
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
     },
 }
 
@@ -379,4 +382,19 @@ pub enum Stream {
     Stdout,
     Stderr,
     Pty,
+}
+
+/// Bytes as base64 text: a terminal's bytes (any, not only UTF-8) in a JSON frame.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        STANDARD.decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }

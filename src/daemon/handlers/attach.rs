@@ -41,7 +41,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
     let mut offset = std::fs::metadata(&log).map_or(0, |m| m.len());
     let term = crate::logs::terminal::replay(&log, run_offset, cols, rows)?;
     let first = term.screen().contents_formatted();
-    send(stream, Response::Output { data: first }).await?;
+    send(stream, Response::Output { data: first.into() }).await?;
 
     let (mut rd, mut wr) = stream.split();
     let fifo = files::stdin_path(&dir);
@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
         let (bytes, next) = reader::terminal_bytes_since(&log, offset)?;
         offset = next;
         if !bytes.is_empty() {
-            send(&mut wr, Response::Output { data: String::from_utf8_lossy(&bytes).into_owned() }).await?;
+            send(&mut wr, Response::Output { data: bytes }).await?;
         }
         if !alive {
             return send(&mut wr, Response::End { state: "ended".into() }).await;
@@ -67,7 +67,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
                             .write(true)
                             .custom_flags(libc::O_NONBLOCK)
                             .open(&fifo)
-                            .and_then(|mut f| f.write_all(data.as_bytes()));
+                            .and_then(|mut f| f.write_all(&data));
                         if written.is_err() {
                             return send(&mut wr, Response::End { state: "stdin closed".into() }).await;
                         }
