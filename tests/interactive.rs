@@ -337,3 +337,55 @@ fn the_readme_tour_runs_as_written() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Serving HTTP"));
 }
+
+/// Stands in for a full-screen program such as htop (whose screen never looks the same twice):
+/// it draws a frame once, then redraws one field in place for far longer than any replay of
+/// recent output would cover.
+const FULL_SCREEN: &str = r#"import sys, time
+w = sys.stdout.write
+w("\x1b[?1049h\x1b[2J\x1b[H" + "TITLE bar" + "\x1b[24;1H" + "FOOTER bar")
+for i in range(20000):
+    w("\x1b[10;5Hcount %06d" % i)
+sys.stdout.flush()
+time.sleep(60)
+"#;
+
+#[test]
+fn screen_shows_a_full_screen_program_as_a_terminal_does_at_any_age() {
+    let b = Bgrun::new(SECS(60));
+    let prog = b.home.join("full.py");
+    std::fs::write(&prog, FULL_SCREEN).unwrap();
+    let prog = prog.display().to_string();
+    b.json(&["run", "--name", "top", "--pty", "--cols", "80", "--rows", "24", "python3", &prog]);
+    // The same program in a terminal multiplexer of the same size: its capture is the reference.
+    let socket = format!("bgrun-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux (.ci/run installs it)")
+    };
+    let started = tmux(&["new-session", "-d", "-x", "80", "-y", "24", "python3", &prog]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let reference: Vec<String> = wait_until("tmux to show the last count", SECS(30), || {
+        let shown = String::from_utf8(tmux(&["capture-pane", "-p"]).stdout).ok()?;
+        shown.contains("count 019999").then(|| shown.lines().map(|l| l.trim_end().to_string()).collect())
+    });
+    let _ = tmux(&["kill-server"]);
+    let screen: Vec<String> = wait_until("bgrun to show the last count", SECS(30), || {
+        let lines = b.json(&["screen", "top", "--lines", "24"]).as_array()?.clone();
+        let lines: Vec<String> = lines.iter().filter_map(|l| l.as_str().map(String::from)).collect();
+        lines.iter().any(|l| l.contains("count 019999")).then_some(lines)
+    });
+    let trimmed = |v: &[String]| {
+        let mut v = v.to_vec();
+        while v.last().is_some_and(|l| l.is_empty()) {
+            v.pop();
+        }
+        v
+    };
+    assert_eq!(trimmed(&screen), trimmed(&reference));
+    assert!(screen.iter().any(|l| l.contains("TITLE bar")), "the frame drawn long ago is gone: {screen:?}");
+    b.json(&["kill", "top"]);
+}

@@ -1,4 +1,5 @@
-//! A PTY job's screen, rebuilt by replaying its recent output through a terminal emulator.
+//! A PTY job's screen rebuilt by replaying its recent output through a terminal emulator: for
+//! runs whose supervisor kept no live screen (started by an earlier bgrun).
 
 use super::reader;
 use std::io;

@@ -34,6 +34,11 @@ fn slot(stream: Stream) -> usize {
 }
 
 impl<W: Write> LogWriter<W> {
+    /// What the log is written to (the shim asks its file how long the log is).
+    pub fn inner(&self) -> &W {
+        &self.out
+    }
+
     /// `next_line` continues the numbering of an existing log (see [`super::reader::last_line_number`]).
     pub fn new(out: W, next_line: u64) -> Self {
         LogWriter {

@@ -66,6 +66,28 @@ const STOP: &str = "stop";
 const STDIN: &str = "stdin";
 const READY: &str = "ready";
 const PTY_SIZE: &str = "pty-size";
+const SCREEN: &str = "screen.json";
+
+/// A PTY job's screen as its shim's terminal emulator holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScreenFile {
+    pub cols: u16,
+    pub rows: u16,
+    /// The screen as bytes that draw it on a terminal (cursor included).
+    pub formatted: String,
+    /// Each row's text, trailing blanks trimmed.
+    pub lines: Vec<String>,
+    /// The log's length when the screen was taken: output after it is not on it yet.
+    pub log_len: u64,
+}
+
+pub fn write_screen(dir: &Path, screen: &ScreenFile) -> io::Result<()> {
+    write_json(&dir.join(SCREEN), screen)
+}
+
+pub fn read_screen(dir: &Path) -> Option<ScreenFile> {
+    read_json(&dir.join(SCREEN)).ok()
+}
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
@@ -105,7 +127,7 @@ pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
-    for stale in [SHIM, CHILD, EXIT, STOP, READY] {
+    for stale in [SHIM, CHILD, EXIT, STOP, READY, SCREEN] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod launch;
+mod live_screen;
 pub mod probes;
 pub mod process;
 pub mod procfs;

@@ -10,6 +10,7 @@
 //! the `stop` file), SIGUSR2 to kill everything at once.
 
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
+use super::live_screen::LiveScreen;
 use super::procfs;
 use crate::logs::{Stream, writer::LogWriter};
 use crate::spec::KillMode;
@@ -108,6 +109,7 @@ fn run(dir: &Path) -> Result<(), String> {
         },
         buf: vec![0u8; READ_CHUNK],
         partial_since: None,
+        screen: spawn.pty.as_ref().map(|p| LiveScreen::new(p.cols, p.rows)),
     };
     while shim.step()? {}
     let _ = shim.writer.finish(crate::clock::unix_ms());
@@ -213,6 +215,8 @@ struct Shim<'a> {
     buf: Vec<u8>,
     /// Since when an unfinished line has been waiting for its end.
     partial_since: Option<Instant>,
+    /// A PTY job's terminal as it is now.
+    screen: Option<LiveScreen>,
 }
 
 impl Shim<'_> {
@@ -220,6 +224,9 @@ impl Shim<'_> {
     /// output is all read.
     fn step(&mut self) -> Result<bool, String> {
         let mut wake = next_wake(self.sup.kill_at, self.partial_since, Instant::now());
+        if let Some(due) = self.screen.as_ref().and_then(|s| s.due_in(Instant::now())) {
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
         if self.sup.awaiting_main.is_some() {
             // The pidfile may be written a moment after the first process exits: look again soon.
             wake = Some(wake.map_or(FOLLOW_POLL, |w| w.min(FOLLOW_POLL)));
@@ -229,7 +236,7 @@ impl Shim<'_> {
         for (output, readable) in self.io.outputs.iter_mut().zip(ready.outputs) {
             if let Some((fd, stream)) = output
                 && readable
-                && !read_into(fd, *stream, &mut self.buf, &mut self.writer, ms)
+                && !read_into(fd, *stream, &mut self.buf, &mut self.writer, self.screen.as_mut(), ms)
             {
                 *output = None;
             }
@@ -250,11 +257,19 @@ impl Shim<'_> {
         // A write that fails (a full disk) drops and counts what it could not write, and the
         // loop goes on reading: the job must never block on its output, nor die with us.
         let _ = self.writer.flush();
-        if self.sup.leader.is_some() && self.sup.childless {
+        let over = self.sup.leader.is_some() && self.sup.childless;
+        if over {
             // Nobody in the job's tree is left to hold the pipes: take what is buffered and stop.
             for (fd, stream) in self.io.outputs.iter_mut().flatten() {
-                while read_into(fd, *stream, &mut self.buf, &mut self.writer, ms) {}
+                while read_into(fd, *stream, &mut self.buf, &mut self.writer, self.screen.as_mut(), ms) {}
             }
+            let _ = self.writer.flush();
+        }
+        if let Some(screen) = &mut self.screen {
+            let log_len = self.writer.inner().metadata().map_or(0, |m| m.len());
+            screen.write_if_due(self.sup.dir, log_len, over);
+        }
+        if over {
             return Ok(false);
         }
         Ok(true)
@@ -265,6 +280,9 @@ impl Shim<'_> {
             if info.ssi_signo as i32 == Signal::SIGUSR1 as i32 {
                 if let (Some((master, _)), Some((cols, rows))) = (&self.io.pty, files::read_pty_size(self.sup.dir)) {
                     resize(master, cols, rows);
+                    if let Some(screen) = &mut self.screen {
+                        screen.resize(cols, rows);
+                    }
                 }
             } else {
                 self.sup.on_signal(info.ssi_signo as i32);
@@ -307,11 +325,23 @@ fn exit_file(leader: Option<WaitStatus>, stopped: bool, unix_ms: u64) -> ExitFil
 }
 
 /// Reads once from a ready pipe. Returns false at end of file.
-fn read_into(fd: &OwnedFd, stream: Stream, buf: &mut [u8], writer: &mut LogWriter<File>, ms: u64) -> bool {
+/// Reads once from a ready pipe into the log (and a PTY's bytes into its live screen). Returns
+/// false at end of file.
+fn read_into(
+    fd: &OwnedFd,
+    stream: Stream,
+    buf: &mut [u8],
+    writer: &mut LogWriter<File>,
+    screen: Option<&mut LiveScreen>,
+    ms: u64,
+) -> bool {
     match nix::unistd::read(fd, buf) {
         Ok(0) => false,
         Ok(n) => {
             writer.push(stream, &buf[..n], ms);
+            if let Some(screen) = screen {
+                screen.feed(&buf[..n]);
+            }
             true
         }
         Err(Errno::EAGAIN) | Err(Errno::EINTR) => true,

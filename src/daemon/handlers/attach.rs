@@ -37,10 +37,14 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
         Err(e) => return send(stream, error(Error::context("cannot watch the job", e))).await,
     };
     let mut changes = ctx.handle.changes();
-    // The screen as it is now, drawn on the client's terminal.
-    let mut offset = std::fs::metadata(&log).map_or(0, |m| m.len());
-    let term = crate::logs::terminal::replay(&log, run_offset, cols, rows)?;
-    let first = term.screen().contents_formatted();
+    // The screen as it is now, drawn on the client's terminal; then the output written since.
+    let (first, mut offset) = match files::read_screen(&dir) {
+        Some(screen) => (screen.formatted, screen.log_len),
+        None => {
+            let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
+            (crate::logs::terminal::replay(&log, run_offset, cols, rows)?.screen().contents_formatted(), offset)
+        }
+    };
     send(stream, Response::Output { data: first.into() }).await?;
 
     let (mut rd, mut wr) = stream.split();

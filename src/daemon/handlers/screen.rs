@@ -3,9 +3,9 @@ use crate::error::{Error, Result};
 use crate::logs::reader;
 use crate::protocol::Response;
 
-/// The job's current screen. For a PTY job this is the terminal as the program drew it (its recent
-/// output replayed through a terminal emulator, so a program that redraws in place shows its
-/// latest state); for a piped job, its last lines.
+/// The job's current screen. For a PTY job this is the terminal as the program drew it, as the
+/// terminal emulator its shim feeds every byte to holds it now (at any age, at its current size);
+/// for a piped job, its last lines.
 pub async fn handle(ctx: &Ctx, key: String, lines: usize) -> Result<Response> {
     let job = ctx.handle.job(key).await?;
     let (id, pty, offset) = (job.id, job.spec.pty, job.obs.log_offset);
@@ -15,8 +15,15 @@ pub async fn handle(ctx: &Ctx, key: String, lines: usize) -> Result<Response> {
         let last = reader::read_last(&path, lines, &|_| true).map_err(read_err)?;
         return Ok(Response::Screen { lines: last.iter().map(|l| l.text()).collect() });
     };
-    let term = crate::logs::terminal::replay(&path, offset, size.cols, size.rows).map_err(read_err)?;
-    let mut rows: Vec<String> = term.screen().rows(0, size.cols).map(|r| r.trim_end().to_string()).collect();
+    // The live terminal the job's shim keeps; a replay of recent output for a run whose shim
+    // kept none (one started by an earlier bgrun).
+    let mut rows = match crate::supervisor::files::read_screen(&ctx.home.job_dir(&id)) {
+        Some(screen) => screen.lines,
+        None => {
+            let term = crate::logs::terminal::replay(&path, offset, size.cols, size.rows).map_err(read_err)?;
+            term.screen().rows(0, size.cols).map(|r| r.trim_end().to_string()).collect()
+        }
+    };
     while rows.last().is_some_and(String::is_empty) {
         rows.pop();
     }
