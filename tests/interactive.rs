@@ -339,11 +339,17 @@ fn the_readme_tour_runs_as_written() {
 }
 
 /// Stands in for a full-screen program such as htop (whose screen never looks the same twice):
-/// it draws a frame once, then redraws one field in place for far longer than any replay of
-/// recent output would cover.
-const FULL_SCREEN: &str = r#"import sys, time
+/// it draws a frame once (again when its terminal is resized, at the new size), then redraws one
+/// field in place for far longer than any replay of recent output would cover.
+const FULL_SCREEN: &str = r#"import os, signal, sys, time
 w = sys.stdout.write
-w("\x1b[?1049h\x1b[2J\x1b[H" + "TITLE bar" + "\x1b[24;1H" + "FOOTER bar")
+def frame(*_):
+    rows = os.get_terminal_size().lines
+    w("\x1b[2J\x1b[H" + "TITLE bar" + "\x1b[%d;1H" % rows + "FOOTER bar %d" % rows + "\x1b[10;5Hcount 019999")
+    sys.stdout.flush()
+signal.signal(signal.SIGWINCH, frame)
+w("\x1b[?1049h")
+frame()
 for i in range(20000):
     w("\x1b[10;5Hcount %06d" % i)
 sys.stdout.flush()
@@ -372,12 +378,6 @@ fn screen_shows_a_full_screen_program_as_a_terminal_does_at_any_age() {
         let shown = String::from_utf8(tmux(&["capture-pane", "-p"]).stdout).ok()?;
         shown.contains("count 019999").then(|| shown.lines().map(|l| l.trim_end().to_string()).collect())
     });
-    let _ = tmux(&["kill-server"]);
-    let screen: Vec<String> = wait_until("bgrun to show the last count", SECS(30), || {
-        let lines = b.json(&["screen", "top", "--lines", "24"]).as_array()?.clone();
-        let lines: Vec<String> = lines.iter().filter_map(|l| l.as_str().map(String::from)).collect();
-        lines.iter().any(|l| l.contains("count 019999")).then_some(lines)
-    });
     let trimmed = |v: &[String]| {
         let mut v = v.to_vec();
         while v.last().is_some_and(|l| l.is_empty()) {
@@ -385,7 +385,30 @@ fn screen_shows_a_full_screen_program_as_a_terminal_does_at_any_age() {
         }
         v
     };
-    assert_eq!(trimmed(&screen), trimmed(&reference));
-    assert!(screen.iter().any(|l| l.contains("TITLE bar")), "the frame drawn long ago is gone: {screen:?}");
+    // bgrun's screen, once it equals the reference (it trails the program by up to 100 ms).
+    let screen_like = |reference: &[String], rows: &str| -> Vec<String> {
+        let want = trimmed(reference);
+        wait_until("bgrun's screen to show what tmux shows", SECS(30), || {
+            let lines = b.json(&["screen", "top", "--lines", rows]).as_array()?.clone();
+            let lines: Vec<String> = lines.iter().filter_map(|l| l.as_str().map(String::from)).collect();
+            (trimmed(&lines) == want).then_some(lines)
+        })
+    };
+    let now = screen_like(&reference, "24");
+    assert!(now.iter().any(|l| l.contains("TITLE bar")), "the frame drawn long ago is gone: {now:?}");
+    // Attached from a bigger terminal, the job's terminal grows to it, and so do both screens.
+    let mut a = Attached::new(&b, &["attach", "top"]);
+    a.read_until(b"count 019999");
+    let _ = tmux(&["resize-window", "-x", "120", "-y", "40"]);
+    let reference: Vec<String> = wait_until("tmux's program to redraw at 40 rows", SECS(10), || {
+        let shown = String::from_utf8(tmux(&["capture-pane", "-p"]).stdout).ok()?;
+        shown.contains("FOOTER bar 40").then(|| shown.lines().map(|l| l.trim_end().to_string()).collect())
+    });
+    let _ = tmux(&["kill-server"]);
+    a.type_in(&[0x03]);
+    a.read_until(b"detached from top");
+    let _ = a.child.wait();
+    let resized = screen_like(&reference, "40");
+    assert_eq!(resized.len(), 40, "the footer is on the 40th row: {resized:?}");
     b.json(&["kill", "top"]);
 }
