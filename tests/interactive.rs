@@ -412,3 +412,22 @@ fn screen_shows_a_full_screen_program_as_a_terminal_does_at_any_age() {
     assert_eq!(resized.len(), 40, "the footer is on the 40th row: {resized:?}");
     b.json(&["kill", "top"]);
 }
+
+#[test]
+fn attach_to_an_idle_prompt_draws_it_once() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "idle", "--pty", "printf 'PROMPT> '; exec cat"]);
+    wait_until("the prompt", SECS(10), || (b.json(&["screen", "idle"])[0] == "PROMPT>").then_some(()));
+    let mut a = Attached::new(&b, &["attach", "idle"]);
+    a.read_until(b"PROMPT> ");
+    // A key typed now is echoed after anything attach still had to send: the prompt again, if
+    // the screen and the log it resumes from overlapped.
+    a.type_in(b"x");
+    a.read_until(b"x");
+    let prompts = a.seen.windows(8).filter(|w| *w == b"PROMPT> ").count();
+    assert_eq!(prompts, 1, "{}", String::from_utf8_lossy(&a.seen));
+    a.type_in(&[0x03]);
+    a.read_until(b"detached from idle");
+    let _ = a.child.wait();
+    b.json(&["kill", "idle"]);
+}

@@ -605,3 +605,25 @@ fn redis_daemonized_is_supervised_like_any_job() {
     assert_eq!(st["state"], "killed", "{st}");
     assert!(!st["reason"].as_str().unwrap().contains("SIGKILL"), "redis needed SIGKILL: {st}");
 }
+
+/// The classic double fork, without a pidfile: the first process starts an intermediate one,
+/// which starts the daemon in a session of its own and exits.
+const FORKS_TWICE: &str = "( setsid sh -c 'echo $$ > daemon.pid; exec sleep 60' > /dev/null 2>&1 & sleep 0.3 ) &
+exit 0
+";
+
+#[test]
+fn a_program_that_forks_twice_is_followed_to_its_daemon() {
+    let b = Bgrun::new(SECS(60));
+    let home = b.home.display().to_string();
+    let script = script(&b, "twice.sh", FORKS_TWICE);
+    b.json(&["run", "--name", "d", "--cwd", &home, "--daemonizes", "sh", &script]);
+    let daemon: i32 = wait_until("the daemon's pid", SECS(10), || {
+        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
+    });
+    wait_until("bgrun to follow the daemon", SECS(10), || (b.status("d")["pid"] == daemon).then_some(()));
+    assert!(alive(daemon), "the daemon was stopped when the intermediate process exited");
+    assert_eq!(b.state("d"), "ready");
+    b.json(&["kill", "d"]);
+    assert!(!alive(daemon));
+}

@@ -58,19 +58,15 @@ impl Detacher {
     fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
         let mut out = Vec::with_capacity(input.len());
         for &b in input {
-            if b == self.keys[self.matched] {
-                self.matched += 1;
-                if self.matched == self.keys.len() {
-                    return (out, true);
-                }
-            } else {
-                out.extend_from_slice(&self.keys[..self.matched]);
-                self.matched = 0;
-                if b == self.keys[0] {
-                    self.matched = 1;
-                } else {
-                    out.push(b);
-                }
+            // The held bytes and this one: the longest end of them that still begins the sequence
+            // stays held (`ctrl-p ctrl-p ctrl-q` after a stray `ctrl-p`); the rest goes through.
+            let mut held = self.keys[..self.matched].to_vec();
+            held.push(b);
+            let keep = (0..=held.len()).rev().find(|&n| self.keys.starts_with(&held[held.len() - n..])).unwrap_or(0);
+            out.extend_from_slice(&held[..held.len() - keep]);
+            self.matched = keep;
+            if self.matched == self.keys.len() {
+                return (out, true);
             }
         }
         (out, false)
@@ -178,5 +174,8 @@ mod tests {
         assert_eq!(d.feed(b"x"), (vec![0x10, b'x'], false));
         assert_eq!(d.feed(&[0x10]), (vec![], false));
         assert_eq!(d.feed(&[0x11, b'z']), (vec![], true));
+        // A repeated key: a stray first one goes through, the sequence still detaches.
+        let mut d = Detacher { keys: vec![0x10, 0x10, 0x11], matched: 0 };
+        assert_eq!(d.feed(&[0x10, 0x10, 0x10, 0x11]), (vec![0x10], true));
     }
 }

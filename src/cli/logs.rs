@@ -22,15 +22,16 @@ pub struct Args {
     /// Only lines written in this last stretch of time (e.g. 5m, 1h).
     #[arg(long, value_parser = crate::spec::parse_duration)]
     pub since: Option<Duration>,
-    /// Lines per job (the last ones; all of them within --since when it is given).
+    /// Lines per job (the last ones; with --since, those of the window, up to 10,000).
     #[arg(long, short = 'n', default_value_t = 100)]
     pub lines: usize,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
-/// With --since, every line in the window is wanted: a bound only against a runaway log.
-const SINCE_LINES: usize = 1_000_000;
+/// With --since, the lines of the window, up to this many per job: the daemon reads a log's tail
+/// in one piece, so an unbounded window of a chatty job would stall it.
+const SINCE_LINES: usize = 10_000;
 
 /// What a job's reader sends: its first lines, more lines, or that it has ended (after its first
 /// lines, or instead of them when it could not be read).

@@ -138,7 +138,7 @@ pub fn run(
                     let new_jobs = job_watches(&p)?;
                     rewatch(&mut watcher, &dir, &jobs, &new_jobs);
                     jobs = new_jobs;
-                    let view = super::up::converge(home, &p, only, WaitFor::Ready, false, Some(out))?;
+                    let view = super::up::converge(home, &p, only, wait, false, Some(out))?;
                     super::up::print(&view, out);
                     project = p;
                 }

@@ -32,6 +32,11 @@ impl LiveScreen {
         self.dirty = true;
     }
 
+    /// Marks the screen to be written again (what it was written with changed).
+    pub fn touch(&mut self) {
+        self.dirty = true;
+    }
+
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.term.screen_mut().set_size(size(rows), size(cols));
         self.dirty = true;

@@ -78,6 +78,18 @@ pub fn descendants_in(parents: &HashMap<i32, i32>, root: i32) -> Vec<i32> {
     out
 }
 
+/// True for a process that has exited and waits to be reaped (or is gone).
+pub fn is_zombie(pid: i32) -> bool {
+    let mut buf = [0; 1024];
+    stat_fields(pid, &mut buf).and_then(|mut f| f.next().map(|s| s == b"Z")).unwrap_or(true)
+}
+
+/// True for a process that leads its own session (it called setsid, as daemons do).
+pub fn leads_session(pid: i32) -> bool {
+    let mut buf = [0; 1024];
+    stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3))).is_some_and(|sid| sid == pid)
+}
+
 /// The environment variable every process of a job inherits, naming the job. It finds the job's
 /// processes even after its supervisor died and they were reparented, including ones that started
 /// sessions of their own.

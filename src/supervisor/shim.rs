@@ -36,6 +36,8 @@ const EXIT_FILE_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a daemonizing job's first process may take, once it exited, to leave its daemon.
 const FOLLOW_PATIENCE: Duration = Duration::from_secs(5);
 const FOLLOW_POLL: Duration = Duration::from_millis(20);
+/// A program forks at most twice to daemonize.
+const MAX_HOPS: u32 = 2;
 
 pub fn main(dir: &Path) -> i32 {
     match run(dir) {
@@ -102,7 +104,7 @@ fn run(dir: &Path) -> Result<(), String> {
             grace: Duration::from_millis(spawn.grace_ms),
             leader: None,
             awaiting_main: None,
-            followed: false,
+            hops: 0,
             stop_requested: false,
             kill_at: None,
             childless: false,
@@ -224,7 +226,10 @@ impl Shim<'_> {
     /// output is all read.
     fn step(&mut self) -> Result<bool, String> {
         let mut wake = next_wake(self.sup.kill_at, self.partial_since, Instant::now());
-        if let Some(due) = self.screen.as_ref().and_then(|s| s.due_in(Instant::now())) {
+        // While a fragment waits, the screen waits with it (its timer wakes us).
+        if let Some(due) =
+            self.screen.as_ref().filter(|_| !self.writer.has_partial()).and_then(|s| s.due_in(Instant::now()))
+        {
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
         if self.sup.awaiting_main.is_some() {
@@ -265,7 +270,9 @@ impl Shim<'_> {
             }
             let _ = self.writer.flush();
         }
-        if let Some(screen) = &mut self.screen {
+        // The screen is written with the log's length it shows: never while the log still holds
+        // back a fragment the screen already shows (attach would draw it twice).
+        if let Some(screen) = self.screen.as_mut().filter(|_| over || !self.writer.has_partial()) {
             let log_len = self.writer.inner().metadata().map_or(0, |m| m.len());
             screen.write_if_due(self.sup.dir, log_len, over);
         }
@@ -300,6 +307,10 @@ impl Shim<'_> {
         if since.elapsed() >= PARTIAL_LINE_DELAY {
             self.writer.flush_partial(ms);
             self.partial_since = None;
+            // The screen's log length now covers the fragment: write it again with it.
+            if let Some(screen) = &mut self.screen {
+                screen.touch();
+            }
         }
     }
 }
@@ -485,8 +496,9 @@ struct Supervision<'a> {
     /// A job that daemonizes: its first process exited 0, and the process it left behind is
     /// looked for until then.
     awaiting_main: Option<Instant>,
-    /// The job's main process is now the one its first process left behind.
-    followed: bool,
+    /// How many times the job's main process became one its predecessor left behind (a program
+    /// that forks twice to daemonize takes two hops).
+    hops: u32,
 }
 
 impl Supervision<'_> {
@@ -552,7 +564,7 @@ impl Supervision<'_> {
     /// A daemonizing job's first process exited 0 on its own: the job goes on in what it left.
     fn may_follow(&self) -> bool {
         self.spawn.daemonizes
-            && !self.followed
+            && self.hops < MAX_HOPS
             && !self.stop_requested
             && matches!(self.leader, Some(WaitStatus::Exited(_, 0)))
     }
@@ -565,7 +577,7 @@ impl Supervision<'_> {
         if let Some(pid) = self.find_main() {
             self.child = pid;
             self.leader = None;
-            self.followed = true;
+            self.hops += 1;
             self.awaiting_main = None;
             let start_time = procfs::start_time(pid.as_raw()).unwrap_or(0);
             if let Err(e) = files::write_child(self.dir, &ChildFile { pid: pid.as_raw(), start_time }) {
@@ -577,17 +589,22 @@ impl Supervision<'_> {
         }
     }
 
+    /// Only a live child of ours can be the job: a daemon is reparented to us (we are its
+    /// subreaper), so a pidfile naming anything else (stale, reused, or another instance's) is
+    /// never followed or signalled.
     fn find_main(&self) -> Option<Pid> {
-        let alive = |pid: i32| pid > 0 && kill(Pid::from_raw(pid), None).is_ok();
-        if let Some(pidfile) = &self.spawn.pidfile {
-            let pid = std::fs::read_to_string(self.spawn.cwd.join(pidfile)).ok()?.trim().parse().ok()?;
-            return alive(pid).then(|| Pid::from_raw(pid));
-        }
         let me = std::process::id() as i32;
-        let mut children: Vec<i32> =
+        let children: Vec<i32> =
             procfs::parents().into_iter().filter(|(_, parent)| *parent == me).map(|(pid, _)| pid).collect();
-        children.sort_unstable();
-        children.into_iter().find(|pid| alive(*pid)).map(Pid::from_raw)
+        let live = |pid: &i32| !procfs::is_zombie(*pid);
+        if let Some(pidfile) = &self.spawn.pidfile {
+            let pid: i32 = std::fs::read_to_string(self.spawn.cwd.join(pidfile)).ok()?.trim().parse().ok()?;
+            return (children.contains(&pid) && live(&pid)).then(|| Pid::from_raw(pid));
+        }
+        // A daemon leads a session of its own; an intermediate process of a double fork does not.
+        let mut live: Vec<i32> = children.into_iter().filter(live).collect();
+        live.sort_unstable_by_key(|pid| (!procfs::leads_session(*pid), *pid));
+        live.first().copied().map(Pid::from_raw)
     }
 
     /// The stop the job asked for: its stop command, or its stop signal to every process of the
@@ -612,9 +629,12 @@ impl Supervision<'_> {
         }
         match self.spawn.stop.kill_mode {
             KillMode::Group => self.signal_tree(self.stop_signal),
-            KillMode::Main => {
+            // The main process may be gone already (a daemonizing job between its first process
+            // and its daemon): its pid may be another process's by now.
+            KillMode::Main if self.leader.is_none() => {
                 let _ = kill(self.child, self.stop_signal);
             }
+            KillMode::Main => {}
         }
     }
 
