@@ -61,6 +61,16 @@ fn validate(schema: &Value, value: &Value) -> Result<(), String> {
     {
         return Err(format!("{n} > {max}"));
     }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_u64), value.as_u64())
+        && n < min
+    {
+        return Err(format!("{n} < {min}"));
+    }
+    if let Some(options) = schema.get("oneOf").and_then(Value::as_array)
+        && options.iter().filter(|o| validate(o, value).is_ok()).count() != 1
+    {
+        return Err(format!("{value} is not exactly one of {options:?}"));
+    }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         let re = regex::Regex::new(pattern).unwrap();
         if !re.is_match(value.as_str().unwrap_or_default()) {
@@ -430,4 +440,29 @@ fn attach_to_an_idle_prompt_draws_it_once() {
     a.read_until(b"detached from idle");
     let _ = a.child.wait();
     b.json(&["kill", "idle"]);
+}
+
+/// `bgrun schema run` and the command line take the same values: what one accepts, so does the
+/// other (sizes with units for max-rss, at least one cell for cols and rows).
+#[test]
+fn the_run_schema_and_the_command_line_agree() {
+    let b = Bgrun::new(SECS(30));
+    let run = b.json(&["schema", "run"]);
+    let cases: [(&str, Value, bool); 7] = [
+        ("max-rss", json!(512), true),
+        ("max-rss", json!("512MB"), true),
+        ("max-rss", json!("1.5GB"), true),
+        ("max-rss", json!("lots"), false),
+        ("cols", json!(120), true),
+        ("cols", json!(0), false),
+        ("rows", json!(0), false),
+    ];
+    for (flag, value, ok) in cases {
+        let call = json!({ flag: value.clone(), "cmd": ["true"] });
+        assert_eq!(validate(&run, &call).is_ok(), ok, "schema: --{flag} {value}");
+        let text = value.as_str().map_or(value.to_string(), String::from);
+        // --help-like parsing only: an accepted value goes on to run `true`, a refused one exits 2.
+        let out = b.run_raw(&["run", &format!("--{flag}"), &text, "true"]);
+        assert_eq!(out.status.code() != Some(2), ok, "cli: --{flag} {text}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -72,11 +72,11 @@ pub struct Args {
     #[arg(long)]
     pub pty: bool,
     /// PTY width.
-    #[arg(long, default_value_t = 80)]
-    pub cols: u16,
+    #[arg(long, value_parser = parse_cells, default_value = "80")]
+    pub cols: Cells,
     /// PTY height.
-    #[arg(long, default_value_t = 24)]
-    pub rows: u16,
+    #[arg(long, value_parser = parse_cells, default_value = "24")]
+    pub rows: Cells,
     /// Restart policy.
     #[arg(long, value_enum, default_value = "never")]
     pub restart: RestartPolicy,
@@ -84,8 +84,8 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub backoff: Duration,
     /// Kill the job when its processes use more memory than this (MB, or e.g. 512MB, 1GB).
-    #[arg(long, value_parser = crate::spec::parse_size_mb)]
-    pub max_rss: Option<u64>,
+    #[arg(long, value_parser = parse_size)]
+    pub max_rss: Option<SizeMb>,
     /// Kill the job after it has run this long.
     #[arg(long, value_parser = parse_duration)]
     pub max_runtime: Option<Duration>,
@@ -126,6 +126,26 @@ fn parse_env(s: &str) -> std::result::Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Megabytes, from a number or a size with a unit (`512`, `512MB`, `1GB`): a type of its own so
+/// `bgrun schema run` can say what the flag takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeMb(pub u64);
+
+fn parse_size(s: &str) -> std::result::Result<SizeMb, String> {
+    crate::spec::parse_size_mb(s).map(SizeMb)
+}
+
+/// A terminal dimension: a whole number of cells, at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cells(pub u16);
+
+fn parse_cells(s: &str) -> std::result::Result<Cells, String> {
+    match s.trim().parse::<u16>() {
+        Ok(n) if n > 0 => Ok(Cells(n)),
+        _ => Err(format!("{s:?} is not a number of cells from 1 to 65535")),
     }
 }
 
@@ -203,10 +223,10 @@ impl Args {
                 command: self.stop_command,
                 kill_mode: self.kill_mode,
             },
-            pty: self.pty.then_some(Pty { cols: self.cols, rows: self.rows }),
+            pty: self.pty.then_some(Pty { cols: self.cols.0, rows: self.rows.0 }),
             restart: self.restart,
             backoff: self.backoff,
-            max_rss_mb: self.max_rss,
+            max_rss_mb: self.max_rss.map(|s| s.0),
             max_runtime: self.max_runtime,
             allocate_ports: self.allocate_port,
             health,

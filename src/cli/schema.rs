@@ -75,7 +75,15 @@ fn value_schema(arg: &clap::Arg) -> Value {
     }
     let t = arg.get_value_parser().type_id();
     let int = |min: i64, max: u64| json!({ "type": "integer", "minimum": min, "maximum": max });
-    if t == TypeId::of::<u16>() {
+    if t == TypeId::of::<super::run::Cells>() {
+        int(1, u16::MAX as u64)
+    } else if t == TypeId::of::<super::run::SizeMb>() {
+        // As the file takes it too: megabytes, or a size with a unit.
+        json!({ "oneOf": [
+            { "type": "integer", "minimum": 1 },
+            { "type": "string", "pattern": "^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG]([iI]?[bB])?)?\\s*$", "examples": ["512MB", "1GB"] }
+        ] })
+    } else if t == TypeId::of::<u16>() {
         int(0, u16::MAX as u64)
     } else if t == TypeId::of::<u32>() {
         int(0, u32::MAX as u64)

@@ -172,8 +172,10 @@ pub struct JobTable {
     #[serde(default)]
     pub pty: bool,
     /// PTY width (default 80).
+    #[schemars(range(min = 1))]
     pub cols: Option<u16>,
     /// PTY height (default 24).
+    #[schemars(range(min = 1))]
     pub rows: Option<u16>,
     /// Time between the stop signal and SIGKILL when the job is stopped (default "5s").
     pub grace: Option<Seconds>,
