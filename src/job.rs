@@ -21,6 +21,9 @@ pub struct Observed {
     pub generation: u64,
     pub restart_count: u32,
     pub diff_cursor: u64,
+    /// The cursors of filtered diffs (`--stream`, `--filter-regex`), one per filter: a filtered
+    /// diff never moves `diff_cursor` past lines it hid, yet goes on from where it was.
+    pub filtered_cursors: std::collections::BTreeMap<String, u64>,
     /// Set once the job has run at all; a first spawn that fails leaves no job behind.
     pub ever_spawned: bool,
     /// Crashes in a row without a stable run between them (drives the backoff).
@@ -46,6 +49,41 @@ pub struct Job {
     pub obs: Observed,
     /// Increments with every launch; events from older launches are ignored.
     pub attempt: u64,
+}
+
+/// Filtered diffs remembered per job; the oldest filter's cursor goes when one more comes.
+const FILTERED_CURSORS: usize = 16;
+
+impl Observed {
+    /// Where a diff (plain, or with this filter) goes on from.
+    pub fn cursor(&self, filter: Option<&str>) -> u64 {
+        match filter {
+            None => self.diff_cursor,
+            Some(f) => self.filtered_cursors.get(f).copied().unwrap_or(0),
+        }
+    }
+
+    /// Moves a diff's cursor from `from` to `to`, unless another diff moved it first.
+    pub fn move_cursor(&mut self, filter: Option<String>, from: u64, to: u64) -> bool {
+        if self.cursor(filter.as_deref()) != from {
+            return false;
+        }
+        match filter {
+            None => self.diff_cursor = to,
+            Some(f) => {
+                if !self.filtered_cursors.contains_key(&f) && self.filtered_cursors.len() >= FILTERED_CURSORS {
+                    // Bounded: a client inventing filters cannot grow the job's record.
+                    if let Some(oldest) =
+                        self.filtered_cursors.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone())
+                    {
+                        self.filtered_cursors.remove(&oldest);
+                    }
+                }
+                self.filtered_cursors.insert(f, to);
+            }
+        }
+        true
+    }
 }
 
 impl Job {
@@ -129,6 +167,8 @@ struct CurrentObserved {
     generation: u64,
     restart_count: u32,
     diff_cursor: u64,
+    #[serde(default)]
+    filtered_cursors: std::collections::BTreeMap<String, u64>,
     ever_spawned: bool,
     crash_streak: u32,
     log_offset: u64,
@@ -174,6 +214,7 @@ impl From<StoredObserved> for Observed {
                 generation: c.generation,
                 restart_count: c.restart_count,
                 diff_cursor: c.diff_cursor,
+                filtered_cursors: c.filtered_cursors,
                 ever_spawned: c.ever_spawned,
                 crash_streak: c.crash_streak,
                 log_offset: c.log_offset,
@@ -185,6 +226,7 @@ impl From<StoredObserved> for Observed {
                 generation: f.generation,
                 restart_count: f.restart_count,
                 diff_cursor: f.diff_cursor,
+                filtered_cursors: Default::default(),
                 ever_spawned: f.ever_spawned,
                 crash_streak: f.crash_streak,
                 log_offset: f.log_offset,

@@ -430,3 +430,27 @@ fn settings_that_cannot_work_are_refused_with_one_line_each() {
     assert_eq!(empty.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("BGRUN_HOME is set but empty"));
 }
+
+#[test]
+fn a_filtered_diff_hides_nothing_from_a_plain_one() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "j", "cat"]);
+    b.json(&["send", "j", "ERROR one\nok two\n"]);
+    wait_until("two lines", SECS(10), || (b.tail_text("j", 10).len() == 2).then_some(()));
+    let contents = |args: &[&str]| -> Vec<String> {
+        let v = b.json(&[&["diff", "j"][..], args].concat());
+        v["lines"].as_array().unwrap().iter().map(|l| l["content"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(contents(&["--filter-regex", "ERROR"]), ["ERROR one"]);
+    // The line the filtered diff hid is still new to a plain diff.
+    assert_eq!(contents(&[]), ["ERROR one", "ok two"]);
+    // Each goes on from where it was.
+    assert!(contents(&["--filter-regex", "ERROR"]).is_empty());
+    assert!(contents(&[]).is_empty());
+    b.json(&["send", "j", "ERROR three\n"]);
+    wait_until("three lines", SECS(10), || (b.tail_text("j", 10).len() == 3).then_some(()));
+    assert_eq!(contents(&["--filter-regex", "ERROR"]), ["ERROR three"]);
+    assert_eq!(contents(&["--stream", "stdout"]), ["ERROR one", "ok two", "ERROR three"]);
+    assert_eq!(contents(&[]), ["ERROR three"]);
+    b.json(&["kill", "j"]);
+}

@@ -26,6 +26,8 @@ pub enum Edit {
     /// Moves a job's diff cursor from `from` to `to`, unless another diff moved it first.
     SetCursor {
         id: String,
+        /// The filter whose cursor it is; None for the plain diff's.
+        filter: Option<String>,
         from: u64,
         to: u64,
         reply: oneshot::Sender<Result<bool>>,
@@ -100,13 +102,9 @@ impl Reconciler {
             Edit::Clean { workspace, reply } => {
                 let _ = reply.send(self.edit_clean(workspace.as_deref()));
             }
-            Edit::SetCursor { id, from, to, reply } => {
+            Edit::SetCursor { id, filter, from, to, reply } => {
                 let moved = match self.jobs.get_mut(&id) {
-                    Some(job) if job.obs.diff_cursor == from => {
-                        job.obs.diff_cursor = to;
-                        Ok(true)
-                    }
-                    Some(_) => Ok(false),
+                    Some(job) => Ok(job.obs.move_cursor(filter, from, to)),
                     None => Err(Error::new("the job was removed")),
                 };
                 if moved == Ok(true) {
