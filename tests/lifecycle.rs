@@ -537,6 +537,11 @@ fn health_commands_with_a_timeout_and_a_start_period() {
     assert!(lived >= Duration::from_millis(1500), "killed {lived:?} after it started, inside its start period");
 }
 
+/// The pid a program wrote to `file` in the test's home, once it has.
+fn pid_in(b: &Bgrun, file: &str) -> i32 {
+    wait_until(file, SECS(10), || std::fs::read_to_string(b.home.join(file)).ok()?.trim().parse().ok())
+}
+
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
@@ -553,9 +558,7 @@ fn a_daemonizing_program_is_followed_stopped_and_its_absence_noticed() {
     let home = b.home.display().to_string();
     let script = script(&b, "forks.sh", FORKS_AWAY);
     b.json(&["run", "--name", "d", "--cwd", &home, "--daemonizes", "--pidfile", "daemon.pid", "sh", &script]);
-    let daemon: i32 = wait_until("the daemon's pidfile", SECS(10), || {
-        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
-    });
+    let daemon: i32 = pid_in(&b, "daemon.pid");
     wait_until("bgrun to follow the daemon", SECS(10), || (b.status("d")["pid"] == daemon).then_some(()));
     assert_eq!(b.state("d"), "ready");
     // A new bgrun daemon re-adopts the job as the daemonized process.
@@ -568,17 +571,13 @@ fn a_daemonizing_program_is_followed_stopped_and_its_absence_noticed() {
     // Without `daemonizes`, the first process's exit ends the job and what it left is stopped.
     std::fs::remove_file(b.home.join("daemon.pid")).unwrap();
     b.json(&["run", "--name", "plain", "--cwd", &home, "sh", &script]);
-    let left: i32 = wait_until("the pidfile", SECS(10), || {
-        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
-    });
+    let left: i32 = pid_in(&b, "daemon.pid");
     wait_until("the job to end", SECS(10), || (b.state("plain") == "exited").then_some(()));
     assert!(!alive(left));
     // A followed daemon that dies ends its job, like any main process.
     std::fs::remove_file(b.home.join("daemon.pid")).unwrap();
     b.json(&["run", "--name", "d", "--cwd", &home, "--daemonizes", "--pidfile", "daemon.pid", "sh", &script]);
-    let daemon: i32 = wait_until("the new daemon's pidfile", SECS(10), || {
-        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
-    });
+    let daemon: i32 = pid_in(&b, "daemon.pid");
     wait_until("bgrun to follow the new daemon", SECS(10), || (b.status("d")["pid"] == daemon).then_some(()));
     signal(daemon, libc::SIGTERM);
     wait_until("the job to crash", SECS(10), || (b.state("d") == "crashed").then_some(()));
@@ -618,9 +617,7 @@ fn a_program_that_forks_twice_is_followed_to_its_daemon() {
     let home = b.home.display().to_string();
     let script = script(&b, "twice.sh", FORKS_TWICE);
     b.json(&["run", "--name", "d", "--cwd", &home, "--daemonizes", "sh", &script]);
-    let daemon: i32 = wait_until("the daemon's pid", SECS(10), || {
-        std::fs::read_to_string(b.home.join("daemon.pid")).ok()?.trim().parse().ok()
-    });
+    let daemon: i32 = pid_in(&b, "daemon.pid");
     wait_until("bgrun to follow the daemon", SECS(10), || (b.status("d")["pid"] == daemon).then_some(()));
     assert!(alive(daemon), "the daemon was stopped when the intermediate process exited");
     assert_eq!(b.state("d"), "ready");
