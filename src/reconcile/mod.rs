@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use edits::Edit;
 pub use problems::Problems;
-pub use queries::{DaemonState, Query};
+pub use queries::{DaemonState, Progress, Query};
 
 pub enum Msg {
     Edit(Edit),

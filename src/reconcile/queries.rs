@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::job::Job;
 use crate::protocol::{Change, EventView};
 use crate::spec::JobSpec;
+use crate::state::Lifecycle;
 use tokio::sync::oneshot::Sender;
 
 pub enum Query {
@@ -19,6 +20,11 @@ pub enum Query {
     ByIds {
         ids: Vec<String>,
         reply: Sender<Vec<Option<Job>>>,
+    },
+    /// How jobs are getting on (lighter than whole jobs: `up` asks after every pass).
+    Progress {
+        ids: Vec<String>,
+        reply: Sender<Vec<Option<Progress>>>,
     },
     /// Every job (of one workspace), oldest first.
     Jobs {
@@ -43,6 +49,13 @@ pub enum Query {
     },
 }
 
+/// Where a job stands, for those who follow it through a change: its lifecycle, and whether a
+/// newer spec than its current run's is yet to run.
+pub struct Progress {
+    pub life: Lifecycle,
+    pub stale: bool,
+}
+
 /// The reconciler's side of `daemon status`.
 pub struct DaemonState {
     pub jobs: usize,
@@ -54,6 +67,16 @@ impl Reconciler {
         match query {
             Query::Job { key, reply } => {
                 let _ = reply.send(self.resolve(&key).cloned());
+            }
+            Query::Progress { ids, reply } => {
+                let progress = ids
+                    .iter()
+                    .map(|id| {
+                        let job = self.jobs.get(id)?;
+                        Some(Progress { life: job.life().clone(), stale: job.obs.generation < job.generation })
+                    })
+                    .collect();
+                let _ = reply.send(progress);
             }
             Query::ByIds { ids, reply } => {
                 let _ = reply.send(ids.iter().map(|id| self.jobs.get(id).cloned()).collect());

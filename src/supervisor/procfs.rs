@@ -56,9 +56,33 @@ pub fn parents() -> HashMap<i32, i32> {
     map
 }
 
-/// Every descendant of `root` (not including it), parents before children.
+/// Every descendant of `root` (not including it), parents before children. Read from each
+/// process's `children` list (the size of the tree, not of the machine); from a scan of all of
+/// /proc where the kernel has no such lists.
 pub fn descendants(root: i32) -> Vec<i32> {
-    descendants_in(&parents(), root)
+    match children_of(root) {
+        Some(first) => {
+            let mut out = Vec::new();
+            let mut stack = first;
+            while let Some(pid) = stack.pop() {
+                out.push(pid);
+                stack.extend(children_of(pid).unwrap_or_default());
+            }
+            out
+        }
+        None => descendants_in(&parents(), root),
+    }
+}
+
+/// The children of `pid`, from its threads' `children` lists (None when the kernel keeps none).
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    Some(out)
 }
 
 /// Like [`descendants`], from a parent map taken once for many roots.

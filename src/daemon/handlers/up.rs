@@ -1,18 +1,17 @@
 use crate::daemon::Ctx;
 use crate::daemon::conn::send;
-use crate::job::Job;
 use crate::protocol::{Change, Response, UpJob, UpRequest, UpView, WaitFor};
-use crate::reconcile::{Edit, Query};
+use crate::reconcile::{Edit, Progress, Query};
 use crate::state::Lifecycle;
 use std::time::Instant;
 use tokio::net::UnixStream;
 
 /// Where a job of an `up` stands: None while it is still on its way.
-fn outcome(job: &Job, wait: WaitFor) -> Option<bool> {
-    let life = job.life();
+fn outcome(job: &Progress, wait: WaitFor) -> Option<bool> {
+    let life = &job.life;
     // The old run of a job that is to run again says nothing about the new spec: applied, and
     // on its way otherwise.
-    if job.obs.generation < job.generation {
+    if job.stale {
         return (wait == WaitFor::Applied).then_some(true);
     }
     let failed = life.ending().is_some_and(|e| !e.succeeded()) || life.readiness_gave_up();
@@ -44,7 +43,7 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
     let mut last: Vec<Option<(String, String)>> = vec![None; applied.len()];
     loop {
         let ids = applied.iter().map(|(_, id)| id.clone()).collect();
-        let Ok(jobs) = ctx.handle.query(|reply| Query::ByIds { ids, reply }).await else {
+        let Ok(jobs) = ctx.handle.query(|reply| Query::Progress { ids, reply }).await else {
             return Ok(());
         };
         let snap = snapshot(&applied, &jobs, req.wait, started.elapsed().as_millis() as u64);
@@ -76,7 +75,7 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
 /// Each job of the `up` as it stands, with its outcome (None while still on its way).
 fn snapshot(
     applied: &[(Change, String)],
-    jobs: &[Option<Job>],
+    jobs: &[Option<Progress>],
     wait: WaitFor,
     elapsed_ms: u64,
 ) -> Vec<(UpJob, Option<bool>)> {
@@ -97,9 +96,9 @@ fn snapshot(
                 id: id.clone(),
                 action: change.action.clone(),
                 fields: change.fields.clone(),
-                state: job.map_or("removed".into(), |j| j.state().as_str().into()),
-                reason: job.map_or("removed from the file".into(), |j| j.life().reason()),
-                pid: job.and_then(|j| j.life().pid()),
+                state: job.map_or("removed".into(), |j| j.life.state().as_str().into()),
+                reason: job.map_or("removed from the file".into(), |j| j.life.reason()),
+                pid: job.and_then(|j| j.life.pid()),
                 ok: result == Some(true),
                 elapsed_ms,
             };
