@@ -13,10 +13,6 @@ use std::time::Duration;
 pub const FORCE_MARGIN: Duration = Duration::from_secs(1);
 /// Restart delays double per consecutive crash up to this.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// A run that lasts this long resets the crash streak.
-pub const STABLE_AFTER: Duration = Duration::from_secs(10);
-/// After this many crashes in a row without a stable run, the job stays crashed.
-pub const BURST_LIMIT: u32 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {

@@ -116,6 +116,31 @@ pub fn parse_signal(s: &str) -> std::result::Result<nix::sys::signal::Signal, St
     name.parse().map_err(|_| format!("{s:?} is not a signal name; use e.g. SIGINT, SIGQUIT, SIGTERM"))
 }
 
+/// How far the restart policy goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restarts {
+    /// Crashes in a row (each within `min_uptime` of its start) after which the job stays crashed.
+    pub max: u32,
+    /// A run that lasts this long is stable: the next crash starts a new count.
+    #[serde(with = "duration_ms")]
+    pub min_uptime: Duration,
+    /// A constant delay before each restart instead of the doubling `backoff`.
+    #[serde(default, with = "opt_duration_ms", skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+    /// Exit codes that mean the program stopped itself on purpose: a clean end, never restarted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop_exit_codes: Vec<i32>,
+}
+
+pub const DEFAULT_MAX_RESTARTS: u32 = 10;
+pub const DEFAULT_MIN_UPTIME: Duration = Duration::from_secs(10);
+
+impl Default for Restarts {
+    fn default() -> Self {
+        Restarts { max: DEFAULT_MAX_RESTARTS, min_uptime: DEFAULT_MIN_UPTIME, delay: None, stop_exit_codes: vec![] }
+    }
+}
+
 /// How a job is stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Stopping {
@@ -245,6 +270,11 @@ pub struct JobSpec {
     #[serde(with = "duration_ms")]
     pub backoff: Duration,
     #[serde(default)]
+    pub restarts: Restarts,
+    /// `up` leaves the job alone unless it is named (or a job it starts needs it).
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
     pub max_rss_mb: Option<u64>,
     #[serde(default, with = "opt_duration_ms")]
     pub max_runtime: Option<Duration>,
@@ -315,7 +345,8 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     update("after", old.after != new.after);
     update("oneshot", old.oneshot != new.oneshot);
     update("stop", old.stop != new.stop);
-    update("restart", old.restart != new.restart || old.backoff != new.backoff);
+    update("restart", old.restart != new.restart || old.backoff != new.backoff || old.restarts != new.restarts);
+    update("disabled", old.disabled != new.disabled);
     update("max-rss", old.max_rss_mb != new.max_rss_mb);
     update("max-runtime", old.max_runtime != new.max_runtime);
     update("health", old.health != new.health);
@@ -661,6 +692,8 @@ pub(crate) mod tests {
             pty: None,
             restart: RestartPolicy::Never,
             backoff: DEFAULT_BACKOFF,
+            restarts: Restarts::default(),
+            disabled: false,
             max_rss_mb: None,
             max_runtime: None,
             allocate_ports: vec![],

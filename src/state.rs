@@ -124,6 +124,8 @@ pub enum Why {
     SpawnFailed { error: String },
     /// Stopped before it ever had a process.
     NeverStarted { by: StoppedBy },
+    /// Exited with one of its stop exit codes: it stopped itself on purpose.
+    StopCode,
     /// Never started: a dependency ended without meeting its condition.
     DependencyFailed { blocked: Blocked },
     /// Recorded by a bgrun before the lifecycle carried its cause: the words it showed.
@@ -156,6 +158,7 @@ impl Ending {
             Why::OnItsOwn | Why::SpawnFailed { .. } | Why::DependencyFailed { .. } => JobState::Crashed,
             Why::Stopped { cause } => cause.outcome(),
             Why::StoppedOutside | Why::NeverStarted { .. } => JobState::Killed,
+            Why::StopCode => JobState::Exited,
             Why::SupervisorDied { cause } => cause.as_ref().map_or(JobState::Crashed, Cause::outcome),
             Why::Recorded { outcome, .. } => *outcome,
         }
@@ -170,6 +173,7 @@ impl Ending {
         let how = || describe_exit(self.code, self.signal);
         match &self.why {
             Why::OnItsOwn => how(),
+            Why::StopCode => format!("{} (a stop exit code: not restarted)", how()),
             Why::Stopped { cause } => format!("{} ({})", cause.describe(), how()),
             Why::StoppedOutside => format!("killed ({})", how()),
             Why::SupervisorDied { cause: Some(Cause::Requested) } => {
@@ -202,7 +206,7 @@ impl Ending {
 
     /// False for a failure a restart cannot help: nothing is restarted until something changes.
     pub fn restartable(&self) -> bool {
-        !matches!(self.why, Why::DependencyFailed { .. })
+        !matches!(self.why, Why::DependencyFailed { .. } | Why::StopCode)
     }
 
     /// The event kind recorded for this ending.

@@ -50,7 +50,7 @@ fn every_run_flag_has_a_key_and_every_key_a_flag() {
         assert!(keys.contains(flag), "`bgrun run --{flag}` has no key in bgrun.toml");
     }
     // Keys only a file can have: the command, env files, and the watch settings of `up --watch`.
-    let file_only = ["cmd", "env", "env-file", "watch", "watch-ignore", "restart-with-dependencies"];
+    let file_only = ["cmd", "env", "env-file", "watch", "watch-ignore", "restart-with-dependencies", "disabled"];
     for key in &keys {
         assert!(flags.contains(key) || file_only.contains(&key.as_str()), "bgrun.toml key `{key}` has no `run` flag");
     }

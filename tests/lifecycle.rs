@@ -334,16 +334,17 @@ fn a_crash_loop_gives_up_after_its_burst_limit() {
     let b = Bgrun::new(SECS(30));
     b.json(&["run", "--name", "doomed", "--restart", "on-crash", "--backoff", "0ms", "exit 1"]);
     wait_until("gave up", SECS(20), || {
-        b.status("doomed")["reason"].as_str().unwrap().contains("not restarting after 10 crashes").then_some(())
+        b.status("doomed")["reason"].as_str().unwrap().contains("not restarting after 11 crashes").then_some(())
     });
+    // The default max-restarts: 10 restarts, then the 11th crash is the last.
     let st = b.status("doomed");
     assert_eq!(st["state"], "crashed");
-    assert_eq!(st["restart_count"], 9);
+    assert_eq!(st["restart_count"], 10);
     assert_eq!(st["next_restart_at"], serde_json::Value::Null);
     // An explicit run starts it again.
     b.json(&["run", "--name", "doomed", "--restart", "on-crash", "--backoff", "0ms", "exit 1"]);
     wait_until("restarting again", SECS(20), || {
-        (b.status("doomed")["restart_count"].as_u64().unwrap() > 9).then_some(())
+        (b.status("doomed")["restart_count"].as_u64().unwrap() > 10).then_some(())
     });
     b.json(&["kill", "doomed"]);
 }
@@ -623,4 +624,26 @@ fn a_program_that_forks_twice_is_followed_to_its_daemon() {
     assert_eq!(b.state("d"), "ready");
     b.json(&["kill", "d"]);
     assert!(!alive(daemon));
+}
+
+#[test]
+fn restart_knobs_max_restarts_constant_delay_and_stop_exit_codes() {
+    let b = Bgrun::new(SECS(60));
+    // Two restarts, each after the same 100 ms, then the third crash is the last.
+    let knobs = ["--restart", "on-crash", "--max-restarts", "2", "--restart-delay", "100ms"];
+    b.json(&[&["run", "--name", "flaky"][..], &knobs, &["exit 1"]].concat());
+    wait_until("the job to give up", SECS(20), || {
+        b.status("flaky")["reason"].as_str()?.contains("not restarting").then_some(())
+    });
+    assert_eq!(b.status("flaky")["restart_count"], 2);
+    let delays: Vec<String> =
+        events(&b, "flaky").into_iter().filter(|(k, _)| k == "restart-scheduled").map(|(_, d)| d).collect();
+    assert_eq!(delays.len(), 2, "{delays:?}");
+    assert!(delays.iter().all(|d| d.ends_with("restarting in 100ms")), "{delays:?}");
+    // An exit code the program uses to say "stop": a clean end, never restarted, even by `always`.
+    b.json(&["run", "--name", "done", "--restart", "always", "--stop-exit-codes", "3", "exit 3"]);
+    wait_until("the job to end", SECS(10), || (b.state("done") == "exited").then_some(()));
+    let st = b.status("done");
+    assert!(st["reason"].as_str().unwrap().contains("stop exit code"), "{st}");
+    assert!(st["next_restart_at"].is_null(), "{st}");
 }

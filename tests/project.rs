@@ -593,3 +593,22 @@ fn logs_merges_the_projects_jobs_in_time_order_and_follows_them_to_their_end() {
     assert_eq!(logs(&b, &p, &["b"]), expected.iter().filter(|(j, _)| j == "b").cloned().collect::<Vec<_>>());
     assert_eq!(logs(&b, &p, &["--since", "1h"]).len(), 5);
 }
+
+#[test]
+fn a_disabled_job_is_left_alone_unless_named_or_needed() {
+    let b = Bgrun::new(SECS(60));
+    let toml = "[jobs.tools]\ncmd = \"exec sleep 60\"\ndisabled = true\n[jobs.app]\ncmd = \"exec sleep 61\"\n\
+                [jobs.db]\ncmd = \"exec sleep 62\"\ndisabled = true\n[jobs.api]\ncmd = \"exec sleep 63\"\nafter = \"db\"\n";
+    let p = Project::new(&b, "dis", toml);
+    up(&b, &p);
+    let running = pids(&b);
+    assert!(running.contains_key("app") && running.contains_key("api"), "{running:?}");
+    assert!(running.contains_key("db"), "a disabled job an enabled one needs is started: {running:?}");
+    assert!(!running.contains_key("tools"), "{running:?}");
+    // Named, it runs; another plain `up` leaves it running and touches nothing else.
+    assert!(in_dir(&b, &p.dir, &["up", "tools"]).status.success());
+    assert!(pids(&b).contains_key("tools"));
+    let before = pids(&b);
+    up(&b, &p);
+    assert_eq!(pids(&b), before);
+}

@@ -6,7 +6,7 @@
 
 use bgrun::logs::Stream;
 use bgrun::protocol::*;
-use bgrun::spec::{Condition, Dependency, JobSpec, KillMode, Readiness, RestartPolicy, Stopping};
+use bgrun::spec::{Condition, Dependency, JobSpec, KillMode, Readiness, RestartPolicy, Restarts, Stopping};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ fn spec() -> JobSpec {
         pty: None,
         restart: RestartPolicy::OnCrash,
         backoff: Duration::from_secs(2),
+        restarts: Restarts { stop_exit_codes: vec![64], ..Restarts::default() },
+        disabled: false,
         max_rss_mb: Some(512),
         max_runtime: None,
         allocate_ports: vec![],

@@ -83,6 +83,18 @@ pub struct Args {
     /// First delay before a restart (doubles per consecutive crash).
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     pub backoff: Duration,
+    /// Restarts after crashes in a row (each within --min-uptime of its start) before giving up.
+    #[arg(long, default_value_t = crate::spec::DEFAULT_MAX_RESTARTS)]
+    pub max_restarts: u32,
+    /// A run that lasts this long is stable: the next crash starts a new count.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub min_uptime: Duration,
+    /// A constant delay before each restart, instead of the doubling --backoff.
+    #[arg(long, value_parser = parse_duration)]
+    pub restart_delay: Option<Duration>,
+    /// An exit code that means the program stopped itself on purpose: never restarted (repeatable).
+    #[arg(long)]
+    pub stop_exit_codes: Vec<i32>,
     /// Kill the job when its processes use more memory than this (MB, or e.g. 512MB, 1GB).
     #[arg(long, value_parser = parse_size)]
     pub max_rss: Option<SizeMb>,
@@ -226,6 +238,13 @@ impl Args {
             pty: self.pty.then_some(Pty { cols: self.cols.0, rows: self.rows.0 }),
             restart: self.restart,
             backoff: self.backoff,
+            restarts: crate::spec::Restarts {
+                max: self.max_restarts,
+                min_uptime: self.min_uptime,
+                delay: self.restart_delay,
+                stop_exit_codes: self.stop_exit_codes,
+            },
+            disabled: false,
             max_rss_mb: self.max_rss.map(|s| s.0),
             max_runtime: self.max_runtime,
             allocate_ports: self.allocate_port,
@@ -271,7 +290,9 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "ready_when" => ready.log_contains, "ready_when_regex" => ready.log_regex,
         "ready_when_port" => ready.port, "ready_when_url" => ready.url, "ready_when_file" => ready.file,
         "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout, "ready_when_exec" => ready.exec,
-        "restart" => restart, "backoff" => backoff, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
+        "restart" => restart, "backoff" => backoff, "max_restarts" => restarts.max,
+        "min_uptime" => restarts.min_uptime, "restart_delay" => restarts.delay,
+        "stop_exit_codes" => restarts.stop_exit_codes, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
         "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );

@@ -148,6 +148,19 @@ pub struct JobTable {
     pub restart: Option<RestartPolicy>,
     /// First restart delay, doubling per consecutive crash (default "2s").
     pub backoff: Option<Seconds>,
+    /// Restarts after crashes in a row (each within `min-uptime` of its start) before the job
+    /// stays crashed (default 10).
+    pub max_restarts: Option<u32>,
+    /// A run that lasts this long is stable: the next crash starts a new count (default "10s").
+    pub min_uptime: Option<Seconds>,
+    /// A constant delay before each restart, instead of the doubling `backoff`.
+    pub restart_delay: Option<Seconds>,
+    /// Exit codes that mean the program stopped itself on purpose: never restarted.
+    #[serde(default)]
+    pub stop_exit_codes: Vec<i32>,
+    /// `bgrun up` leaves this job alone unless it is named, or a job it starts needs it.
+    #[serde(default)]
+    pub disabled: bool,
     /// Kill the job when its process tree uses more memory than this.
     pub max_rss: Option<Size>,
     /// Kill the job after it has run this long.

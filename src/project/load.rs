@@ -352,6 +352,13 @@ impl Checker {
             pty: t.pty.then(|| Pty { cols: t.cols.unwrap_or(80), rows: t.rows.unwrap_or(24) }),
             restart: t.restart.unwrap_or_default(),
             backoff: self.duration(t.backoff.as_ref(), "backoff", spans, spec::DEFAULT_BACKOFF),
+            restarts: spec::Restarts {
+                max: t.max_restarts.unwrap_or(spec::DEFAULT_MAX_RESTARTS),
+                min_uptime: self.duration(t.min_uptime.as_ref(), "min-uptime", spans, spec::DEFAULT_MIN_UPTIME),
+                delay: t.restart_delay.as_ref().map(|d| self.duration(Some(d), "restart-delay", spans, Duration::ZERO)),
+                stop_exit_codes: t.stop_exit_codes.clone(),
+            },
+            disabled: t.disabled,
             max_rss_mb,
             max_runtime: t.max_runtime.as_ref().map(|m| self.duration(Some(m), "max-runtime", spans, Duration::ZERO)),
             allocate_ports: t.allocate_port.clone().map(OneOrMany::into_vec).unwrap_or_default(),

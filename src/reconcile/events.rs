@@ -3,7 +3,7 @@
 
 use super::Reconciler;
 use crate::job::Desired;
-use crate::plan::{BURST_LIMIT, STABLE_AFTER, backoff_delay};
+use crate::plan::backoff_delay;
 use crate::spec::RestartPolicy;
 use crate::state::{Checks, Ending, JobState, Lifecycle, Then, Why};
 use crate::supervisor::files::ChildFile;
@@ -137,6 +137,7 @@ impl Reconciler {
                 why: match cause {
                     Some(cause) => Why::Stopped { cause },
                     None if exit.stopped => Why::StoppedOutside,
+                    None if exit.code.is_some_and(|c| job.spec.restarts.stop_exit_codes.contains(&c)) => Why::StopCode,
                     None => Why::OnItsOwn,
                 },
                 code: exit.code,
@@ -208,19 +209,24 @@ impl Reconciler {
         }
         // A clean exit under `always` is not a crash: it restarts after the plain backoff, and
         // never counts towards giving up.
-        let stable = end.started_ms.is_some_and(|t| end.at_ms.saturating_sub(t) >= STABLE_AFTER.as_millis() as u64);
+        let limits = &job.spec.restarts;
+        let stable =
+            end.started_ms.is_some_and(|t| end.at_ms.saturating_sub(t) >= limits.min_uptime.as_millis() as u64);
         job.obs.crash_streak = match outcome {
             JobState::Crashed if stable => 1,
             JobState::Crashed => job.obs.crash_streak + 1,
             _ => 0,
         };
-        if job.obs.crash_streak >= BURST_LIMIT {
+        if outcome == JobState::Crashed && job.obs.crash_streak > limits.max {
             let crashes = job.obs.crash_streak;
             self.set_life(id, Lifecycle::Ended { end, then: Then::GaveUp { crashes } });
             let reason = self.jobs[id].life().reason();
             return self.save(id, Some(("gave-up", &reason)));
         }
-        let delay = backoff_delay(job.spec.backoff, job.obs.crash_streak.max(1), jitter());
+        let delay = match limits.delay {
+            Some(constant) => constant,
+            None => backoff_delay(job.spec.backoff, job.obs.crash_streak.max(1), jitter()),
+        };
         let delay_ms = delay.as_millis() as u64;
         self.set_life(id, Lifecycle::BackingOff { end, until_ms: now + delay_ms, delay_ms });
         let reason = self.jobs[id].life().reason();

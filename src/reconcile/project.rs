@@ -10,14 +10,19 @@ use crate::state::{JobState, StoppedBy};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Reconciler {
-    /// The file's jobs `only` asks for (all when empty), with everything they need.
+    /// The file's jobs `only` asks for (when empty: every job not `disabled`), with everything
+    /// they need (a disabled job a wanted one starts after is wanted too).
     fn targets(jobs: &[JobSpec], only: &[String]) -> BTreeSet<String> {
         let deps: BTreeMap<String, Vec<String>> =
             jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after_names())).collect();
-        if only.is_empty() {
-            return deps.keys().cloned().collect();
-        }
-        Graph::new(&deps).with_dependencies(only).into_iter().map(String::from).collect()
+        let enabled: Vec<String>;
+        let wanted = if only.is_empty() {
+            enabled = jobs.iter().filter(|j| !j.disabled).filter_map(|j| j.name.clone()).collect();
+            &enabled
+        } else {
+            only
+        };
+        Graph::new(&deps).with_dependencies(wanted).into_iter().map(String::from).collect()
     }
 
     /// What converging to `jobs` would change, without changing anything. `revive` says whether

@@ -158,18 +158,19 @@ fn quick_crashes_give_up_but_clean_exits_never_do() {
     s.restart = RestartPolicy::Always;
     s.backoff = Duration::ZERO;
     r.start(s.clone());
-    for _ in 0..crate::plan::BURST_LIMIT {
+    // The default max-restarts (10) restarts, then the next crash is the last.
+    for _ in 0..=crate::spec::DEFAULT_MAX_RESTARTS {
         r.spawned("flaky");
         r.exits("flaky", Some(1));
         r.advance(ms(1));
     }
     let life = r.job("flaky").life().clone();
-    assert!(matches!(life, Lifecycle::Ended { then: Then::GaveUp { crashes: 10 }, .. }), "{life:?}");
-    assert!(life.reason().contains("not restarting after 10 crashes"));
+    assert!(matches!(life, Lifecycle::Ended { then: Then::GaveUp { crashes: 11 }, .. }), "{life:?}");
+    assert!(life.reason().contains("not restarting after 11 crashes"));
 
     s.name = Some("tidy".into());
     r.start(s);
-    for _ in 0..(2 * crate::plan::BURST_LIMIT) {
+    for _ in 0..(2 * crate::spec::DEFAULT_MAX_RESTARTS) {
         r.spawned("tidy");
         r.exits("tidy", Some(0));
         r.advance(ms(1));
