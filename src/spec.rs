@@ -141,6 +141,21 @@ impl Default for Restarts {
     }
 }
 
+/// Files that get a copy of the job's output, as written (relative to the job's cwd).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Mirror {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<PathBuf>,
+    /// Both streams in one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// Each line starts with the time it was written.
+    #[serde(default)]
+    pub timestamps: bool,
+}
+
 /// How a job is stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Stopping {
@@ -274,6 +289,9 @@ pub struct JobSpec {
     /// `up` leaves the job alone unless it is named (or a job it starts needs it).
     #[serde(default)]
     pub disabled: bool,
+    /// Files that get a copy of the job's output.
+    #[serde(default)]
+    pub mirror: Mirror,
     #[serde(default)]
     pub max_rss_mb: Option<u64>,
     #[serde(default, with = "opt_duration_ms")]
@@ -336,6 +354,8 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     replace("pty", old.pty != new.pty);
     replace("allocate-port", old.allocate_ports != new.allocate_ports);
     replace("daemonizes", old.daemonizes != new.daemonizes || old.pidfile != new.pidfile);
+    // The shim opens the mirror files when it starts: a change needs a new run.
+    replace("log", old.mirror != new.mirror);
     let mut update = |name, changed: bool| {
         if changed {
             d.update.push(name)
@@ -694,6 +714,7 @@ pub(crate) mod tests {
             backoff: DEFAULT_BACKOFF,
             restarts: Restarts::default(),
             disabled: false,
+            mirror: Mirror::default(),
             max_rss_mb: None,
             max_runtime: None,
             allocate_ports: vec![],

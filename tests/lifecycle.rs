@@ -647,3 +647,28 @@ fn restart_knobs_max_restarts_constant_delay_and_stop_exit_codes() {
     assert!(st["reason"].as_str().unwrap().contains("stop exit code"), "{st}");
     assert!(st["next_restart_at"].is_null(), "{st}");
 }
+
+#[test]
+fn output_is_mirrored_to_the_files_the_user_names_byte_for_byte() {
+    let b = Bgrun::new(SECS(30));
+    let home = b.home.display().to_string();
+    let prog = "printf 'out1\\nout\\3772'; printf 'err1\\n' >&2";
+    let files = ["--stdout", "out.log", "--stderr", "err.log", "--log", "all.log"];
+    b.json(&[&["run", "--name", "m", "--cwd", &home][..], &files, &[prog]].concat());
+    wait_until("the job to end", SECS(10), || (b.state("m") == "exited").then_some(()));
+    let read = |f: &str| std::fs::read(b.home.join(f)).unwrap();
+    assert_eq!(read("out.log"), b"out1\nout\xff2");
+    assert_eq!(read("err.log"), b"err1\n");
+    let all = read("all.log");
+    assert_eq!(all.len(), read("out.log").len() + read("err.log").len());
+    // With timestamps, every line starts with the time it was written.
+    b.json(&["run", "--name", "t", "--cwd", &home, "--log", "stamped.log", "--log-timestamps", "printf 'a\\nb\\n'"]);
+    wait_until("the second job to end", SECS(10), || (b.state("t") == "exited").then_some(()));
+    let stamped = String::from_utf8(read("stamped.log")).unwrap();
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 2, "{stamped}");
+    for (line, text) in lines.iter().zip(["a", "b"]) {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(humantime::parse_rfc3339(time).is_ok() && rest == text, "{line}");
+    }
+}

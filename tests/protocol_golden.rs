@@ -6,7 +6,7 @@
 
 use bgrun::logs::Stream;
 use bgrun::protocol::*;
-use bgrun::spec::{Condition, Dependency, JobSpec, KillMode, Readiness, RestartPolicy, Restarts, Stopping};
+use bgrun::spec::{Condition, Dependency, JobSpec, KillMode, Mirror, Readiness, RestartPolicy, Restarts, Stopping};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ fn spec() -> JobSpec {
         backoff: Duration::from_secs(2),
         restarts: Restarts { stop_exit_codes: vec![64], ..Restarts::default() },
         disabled: false,
+        mirror: Mirror { log: Some("logs/web.log".into()), timestamps: true, ..Mirror::default() },
         max_rss_mb: Some(512),
         max_runtime: None,
         allocate_ports: vec![],

@@ -95,6 +95,18 @@ pub struct Args {
     /// An exit code that means the program stopped itself on purpose: never restarted (repeatable).
     #[arg(long)]
     pub stop_exit_codes: Vec<i32>,
+    /// A file (relative to the job's cwd) that gets a copy of its stdout, as written.
+    #[arg(long)]
+    pub stdout: Option<PathBuf>,
+    /// A file that gets a copy of its stderr, as written.
+    #[arg(long)]
+    pub stderr: Option<PathBuf>,
+    /// A file that gets a copy of both streams, as written.
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// In those files, each line starts with the time it was written.
+    #[arg(long)]
+    pub log_timestamps: bool,
     /// Kill the job when its processes use more memory than this (MB, or e.g. 512MB, 1GB).
     #[arg(long, value_parser = parse_size)]
     pub max_rss: Option<SizeMb>,
@@ -245,6 +257,12 @@ impl Args {
                 stop_exit_codes: self.stop_exit_codes,
             },
             disabled: false,
+            mirror: crate::spec::Mirror {
+                stdout: self.stdout,
+                stderr: self.stderr,
+                log: self.log,
+                timestamps: self.log_timestamps,
+            },
             max_rss_mb: self.max_rss.map(|s| s.0),
             max_runtime: self.max_runtime,
             allocate_ports: self.allocate_port,
@@ -292,7 +310,8 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "ready_when_notify" => ready.notify, "ready_timeout" => ready.timeout, "ready_when_exec" => ready.exec,
         "restart" => restart, "backoff" => backoff, "max_restarts" => restarts.max,
         "min_uptime" => restarts.min_uptime, "restart_delay" => restarts.delay,
-        "stop_exit_codes" => restarts.stop_exit_codes, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
+        "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
+        "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
         "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );

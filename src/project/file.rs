@@ -158,6 +158,15 @@ pub struct JobTable {
     /// Exit codes that mean the program stopped itself on purpose: never restarted.
     #[serde(default)]
     pub stop_exit_codes: Vec<i32>,
+    /// A file (relative to the job's cwd) that gets a copy of the job's stdout, as written.
+    pub stdout: Option<String>,
+    /// A file that gets a copy of the job's stderr, as written.
+    pub stderr: Option<String>,
+    /// A file that gets a copy of both streams, as written.
+    pub log: Option<String>,
+    /// In those files, each line starts with the time it was written.
+    #[serde(default)]
+    pub log_timestamps: bool,
     /// `bgrun up` leaves this job alone unless it is named, or a job it starts needs it.
     #[serde(default)]
     pub disabled: bool,

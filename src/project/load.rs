@@ -359,6 +359,12 @@ impl Checker {
                 stop_exit_codes: t.stop_exit_codes.clone(),
             },
             disabled: t.disabled,
+            mirror: spec::Mirror {
+                stdout: t.stdout.as_ref().map(PathBuf::from),
+                stderr: t.stderr.as_ref().map(PathBuf::from),
+                log: t.log.as_ref().map(PathBuf::from),
+                timestamps: t.log_timestamps,
+            },
             max_rss_mb,
             max_runtime: t.max_runtime.as_ref().map(|m| self.duration(Some(m), "max-runtime", spans, Duration::ZERO)),
             allocate_ports: t.allocate_port.clone().map(OneOrMany::into_vec).unwrap_or_default(),

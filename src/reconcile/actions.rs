@@ -76,6 +76,7 @@ impl Reconciler {
             stop: job.spec.stop.clone(),
             daemonizes: job.spec.daemonizes,
             pidfile: job.spec.pidfile.clone(),
+            mirror: job.spec.mirror.clone(),
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {

@@ -30,6 +30,9 @@ pub struct SpawnFile {
     /// Where a daemonizing job writes its daemon's pid (relative to `cwd`).
     #[serde(default)]
     pub pidfile: Option<PathBuf>,
+    /// Files that get a copy of the job's output.
+    #[serde(default)]
+    pub mirror: crate::spec::Mirror,
 }
 
 /// The one line a shim prints to the daemon once the job is (or could not be) spawned.

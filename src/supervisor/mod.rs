@@ -5,6 +5,7 @@
 pub mod files;
 pub mod launch;
 mod live_screen;
+mod mirror;
 pub mod probes;
 pub mod process;
 pub mod procfs;

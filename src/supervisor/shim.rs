@@ -11,6 +11,7 @@
 
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::live_screen::LiveScreen;
+use super::mirror::Mirror;
 use super::procfs;
 use crate::logs::{Stream, writer::LogWriter};
 use crate::spec::KillMode;
@@ -81,6 +82,8 @@ fn run(dir: &Path) -> Result<(), String> {
     } else {
         None
     };
+    // Opened before the job starts: a file that cannot be opened is a launch that failed.
+    let mirror = Mirror::open(&spawn)?;
     let (child, outputs, pty) = start_job(dir, &spawn)?;
     let child_pid = Pid::from_raw(child.id() as i32);
     let start_time = procfs::start_time(child_pid.as_raw()).unwrap_or(0);
@@ -112,6 +115,7 @@ fn run(dir: &Path) -> Result<(), String> {
         buf: vec![0u8; READ_CHUNK],
         partial_since: None,
         screen: spawn.pty.as_ref().map(|p| LiveScreen::new(p.cols, p.rows)),
+        mirror,
     };
     while shim.step()? {}
     let _ = shim.writer.finish(crate::clock::unix_ms());
@@ -219,6 +223,8 @@ struct Shim<'a> {
     partial_since: Option<Instant>,
     /// A PTY job's terminal as it is now.
     screen: Option<LiveScreen>,
+    /// Files that get a copy of the output.
+    mirror: Mirror,
 }
 
 impl Shim<'_> {
@@ -241,7 +247,7 @@ impl Shim<'_> {
         for (output, readable) in self.io.outputs.iter_mut().zip(ready.outputs) {
             if let Some((fd, stream)) = output
                 && readable
-                && !read_into(fd, *stream, &mut self.buf, &mut self.writer, self.screen.as_mut(), ms)
+                && !read_into(fd, *stream, &mut self.buf, &mut self.writer, self.screen.as_mut(), &mut self.mirror, ms)
             {
                 *output = None;
             }
@@ -266,7 +272,15 @@ impl Shim<'_> {
         if over {
             // Nobody in the job's tree is left to hold the pipes: take what is buffered and stop.
             for (fd, stream) in self.io.outputs.iter_mut().flatten() {
-                while read_into(fd, *stream, &mut self.buf, &mut self.writer, self.screen.as_mut(), ms) {}
+                while read_into(
+                    fd,
+                    *stream,
+                    &mut self.buf,
+                    &mut self.writer,
+                    self.screen.as_mut(),
+                    &mut self.mirror,
+                    ms,
+                ) {}
             }
             let _ = self.writer.flush();
         }
@@ -335,7 +349,6 @@ fn exit_file(leader: Option<WaitStatus>, stopped: bool, unix_ms: u64) -> ExitFil
     ExitFile { code, signal, stopped, unix_ms }
 }
 
-/// Reads once from a ready pipe. Returns false at end of file.
 /// Reads once from a ready pipe into the log (and a PTY's bytes into its live screen). Returns
 /// false at end of file.
 fn read_into(
@@ -344,12 +357,14 @@ fn read_into(
     buf: &mut [u8],
     writer: &mut LogWriter<File>,
     screen: Option<&mut LiveScreen>,
+    mirror: &mut Mirror,
     ms: u64,
 ) -> bool {
     match nix::unistd::read(fd, buf) {
         Ok(0) => false,
         Ok(n) => {
             writer.push(stream, &buf[..n], ms);
+            mirror.write(stream, &buf[..n], ms);
             if let Some(screen) = screen {
                 screen.feed(&buf[..n]);
             }
