@@ -7,7 +7,7 @@ use super::tail::FilterArgs;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::protocol::{JobView, LineView, Request, Response, TailRequest, short_id};
+use crate::protocol::{JobView, LineView, Request, Response, TailRequest};
 use crate::render::{Colour, paint};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -50,7 +50,7 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     let mut filter = args.filter.to_filter(None);
     filter.since_ms = args.since.map(|d| crate::clock::unix_ms().saturating_sub(d.as_millis() as u64));
     let lines = if args.since.is_some() { SINCE_LINES } else { args.lines };
-    let labels: Vec<String> = jobs.iter().map(label).collect();
+    let labels: Vec<String> = jobs.iter().map(|j| j.display_name().to_string()).collect();
     let (tx, rx) = mpsc::channel();
     for (i, job) in jobs.iter().enumerate() {
         let req =
@@ -109,10 +109,6 @@ fn chosen_jobs(keys: &[String], home: &Home) -> Result<Vec<JobView>> {
         Some(p) => all.into_iter().filter(|j| j.project.as_deref() == Some(p.name.as_str())).collect(),
         None => all,
     })
-}
-
-fn label(job: &JobView) -> String {
-    job.name.clone().unwrap_or_else(|| short_id(&job.id).to_string())
 }
 
 /// Reads one job's lines (following them when asked) and hands them over, then says it ended.

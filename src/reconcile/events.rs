@@ -132,27 +132,26 @@ impl Reconciler {
             _ if job.desired == Desired::Stopped => Some(crate::state::Cause::Requested),
             _ => None,
         };
-        let end = match self.sup.exit_of(id, Some(&run)) {
-            Some(exit) => Ending {
-                why: match cause {
+        let (why, code, signal, at_ms) = match self.sup.exit_of(id, Some(&run)) {
+            Some(exit) => {
+                let why = match cause {
                     Some(cause) => Why::Stopped { cause },
                     None if exit.stopped => Why::StoppedOutside,
                     None if exit.code.is_some_and(|c| job.spec.restarts.stop_exit_codes.contains(&c)) => Why::StopCode,
                     None => Why::OnItsOwn,
-                },
-                code: exit.code,
-                signal: exit.signal,
-                at_ms: exit.unix_ms,
-                started_ms: life.started_ms(),
-                ready_ms: life.ready_ms(),
-                pid: life.pid(),
-            },
-            None => Ending {
-                started_ms: life.started_ms(),
-                ready_ms: life.ready_ms(),
-                pid: life.pid(),
-                ..Ending::new(Why::SupervisorDied { cause }, now)
-            },
+                };
+                (why, exit.code, exit.signal, exit.unix_ms)
+            }
+            None => (Why::SupervisorDied { cause }, None, None, now),
+        };
+        // What the run was goes with how it ended.
+        let end = Ending {
+            code,
+            signal,
+            started_ms: life.started_ms(),
+            ready_ms: life.ready_ms(),
+            pid: life.pid(),
+            ..Ending::new(why, at_ms)
         };
         self.end_run(id, end);
     }

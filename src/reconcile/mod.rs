@@ -103,6 +103,13 @@ impl Handle {
         let ids = vec![id.to_string()];
         Ok(self.query(|reply| Query::ByIds { ids, reply }).await?.pop().flatten())
     }
+
+    /// Where the job with this id stands, if it still exists: what a loop that follows a job's
+    /// output asks each time it wakes.
+    pub async fn progress(&self, id: &str) -> Result<Option<Progress>> {
+        let ids = vec![id.to_string()];
+        Ok(self.query(|reply| Query::Progress { ids, reply }).await?.pop().flatten())
+    }
 }
 
 /// How the daemon wires a reconciler: its supervisor reports into `reports`.

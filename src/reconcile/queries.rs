@@ -49,11 +49,14 @@ pub enum Query {
     },
 }
 
-/// Where a job stands, for those who follow it through a change: its lifecycle, and whether a
-/// newer spec than its current run's is yet to run.
+/// Where a job stands, for those who follow it (through a change, or its output as it comes):
+/// its lifecycle, and whether a newer spec than its current run's is yet to run. Light: asked
+/// after every pass or every write, it copies no spec.
 pub struct Progress {
     pub life: Lifecycle,
     pub stale: bool,
+    /// Ended, and nothing will run it again by itself ([`crate::job::Job::is_finished`]).
+    pub finished: bool,
 }
 
 /// The reconciler's side of `daemon status`.
@@ -73,7 +76,11 @@ impl Reconciler {
                     .iter()
                     .map(|id| {
                         let job = self.jobs.get(id)?;
-                        Some(Progress { life: job.life().clone(), stale: job.obs.generation < job.generation })
+                        Some(Progress {
+                            life: job.life().clone(),
+                            stale: job.obs.generation < job.generation,
+                            finished: job.is_finished(),
+                        })
                     })
                     .collect();
                 let _ = reply.send(progress);

@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
     loop {
         // Liveness first: once the job has ended its shim has finished the log, so the read below
         // is complete and the last one.
-        let alive = ctx.handle.job_by_id(&id).await.ok().flatten().is_some_and(|j| j.life().has_process());
+        let alive = ctx.handle.progress(&id).await.ok().flatten().is_some_and(|j| j.life.has_process());
         let (bytes, next) = reader::terminal_bytes_since(&log, offset)?;
         offset = next;
         if !bytes.is_empty() {

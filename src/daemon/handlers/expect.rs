@@ -33,7 +33,7 @@ pub async fn handle(ctx: &Ctx, key: String, pattern: String, regex: bool, timeou
                     return Ok::<_, Error>(Some(whole));
                 }
             }
-            let over = ctx.handle.job_by_id(&id).await?.is_none_or(|j| j.is_finished());
+            let over = ctx.handle.progress(&id).await?.is_none_or(|j| j.finished);
             if over {
                 // The last read after the end saw everything the job wrote.
                 let (lines, _) =

@@ -71,7 +71,7 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
     loop {
         // The state first: once the job has ended its shim has finished the log, so the read
         // below is complete and the last one.
-        let job = ctx.handle.job_by_id(&id).await;
+        let job = ctx.handle.progress(&id).await;
         let (lines, next) = reader::read_from(&path, offset).map_err(std::io::Error::other)?;
         offset = next;
         let views: Vec<_> =
@@ -82,8 +82,8 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         }
         match job {
             // Across restarts: the follow ends once nothing will run the job again by itself.
-            Ok(Some(j)) if !j.is_finished() => {}
-            Ok(Some(j)) => return send(stream, Response::End { state: j.state().as_str().into() }).await,
+            Ok(Some(j)) if !j.finished => {}
+            Ok(Some(j)) => return send(stream, Response::End { state: j.life.state().as_str().into() }).await,
             _ => return send(stream, Response::End { state: "removed".into() }).await,
         }
         tokio::select! {
