@@ -14,7 +14,6 @@ pub enum Desired {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(from = "StoredObserved")]
 pub struct Observed {
     pub life: Lifecycle,
     /// The generation of the spec the current or last run was started from (0: never started).
@@ -23,6 +22,7 @@ pub struct Observed {
     pub diff_cursor: u64,
     /// The cursors of filtered diffs (`--stream`, `--filter-regex`), one per filter: a filtered
     /// diff never moves `diff_cursor` past lines it hid, yet goes on from where it was.
+    #[serde(default)]
     pub filtered_cursors: std::collections::BTreeMap<String, u64>,
     /// Set once the job has run at all; a first spawn that fails leaves no job behind.
     pub ever_spawned: bool,
@@ -31,8 +31,10 @@ pub struct Observed {
     /// Where the current run's output starts in the log.
     pub log_offset: u64,
     /// Ports allocated for `--allocate-port`, kept across restarts while they stay free.
+    #[serde(default)]
     pub allocated_ports: std::collections::BTreeMap<String, u16>,
     /// The job was removed from its file: forget it once it has stopped.
+    #[serde(default)]
     pub remove_when_stopped: bool,
 }
 
@@ -152,30 +154,12 @@ impl Job {
     }
 }
 
-/// The stored shape of the observed half: today's, or the flat one of protocol 1 and 2 daemons,
-/// which is read once and converted (a job is never lost to an upgrade).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StoredObserved {
-    Current(CurrentObserved),
-    Flat(FlatObserved),
-}
-
-#[derive(Deserialize)]
-struct CurrentObserved {
-    life: Lifecycle,
-    generation: u64,
-    restart_count: u32,
-    diff_cursor: u64,
-    #[serde(default)]
-    filtered_cursors: std::collections::BTreeMap<String, u64>,
-    ever_spawned: bool,
-    crash_streak: u32,
-    log_offset: u64,
-    #[serde(default)]
-    allocated_ports: std::collections::BTreeMap<String, u16>,
-    #[serde(default)]
-    remove_when_stopped: bool,
+impl Observed {
+    /// The observed half as stored: today's shape, or the flat one of protocol 1 and 2 daemons,
+    /// which is read and converted (a job is never lost to an upgrade).
+    pub fn from_stored(json: &str) -> serde_json::Result<Observed> {
+        serde_json::from_str(json).or_else(|_| serde_json::from_str::<FlatObserved>(json).map(Observed::from))
+    }
 }
 
 #[derive(Deserialize)]
@@ -206,33 +190,19 @@ struct FlatObserved {
     remove_when_stopped: bool,
 }
 
-impl From<StoredObserved> for Observed {
-    fn from(stored: StoredObserved) -> Self {
-        match stored {
-            StoredObserved::Current(c) => Observed {
-                life: c.life,
-                generation: c.generation,
-                restart_count: c.restart_count,
-                diff_cursor: c.diff_cursor,
-                filtered_cursors: c.filtered_cursors,
-                ever_spawned: c.ever_spawned,
-                crash_streak: c.crash_streak,
-                log_offset: c.log_offset,
-                allocated_ports: c.allocated_ports,
-                remove_when_stopped: c.remove_when_stopped,
-            },
-            StoredObserved::Flat(f) => Observed {
-                life: flat_life(&f),
-                generation: f.generation,
-                restart_count: f.restart_count,
-                diff_cursor: f.diff_cursor,
-                filtered_cursors: Default::default(),
-                ever_spawned: f.ever_spawned,
-                crash_streak: f.crash_streak,
-                log_offset: f.log_offset,
-                allocated_ports: f.allocated_ports,
-                remove_when_stopped: f.remove_when_stopped,
-            },
+impl From<FlatObserved> for Observed {
+    fn from(f: FlatObserved) -> Self {
+        Observed {
+            life: flat_life(&f),
+            generation: f.generation,
+            restart_count: f.restart_count,
+            diff_cursor: f.diff_cursor,
+            filtered_cursors: Default::default(),
+            ever_spawned: f.ever_spawned,
+            crash_streak: f.crash_streak,
+            log_offset: f.log_offset,
+            allocated_ports: f.allocated_ports,
+            remove_when_stopped: f.remove_when_stopped,
         }
     }
 }
@@ -308,12 +278,12 @@ mod tests {
         let flat = r#"{"state":"crashed","generation":2,"run":null,"exit_code":1,"exit_signal":null,
             "reason":"exited with code 1; restarting in 2s","started_ms":5,"ready_ms":null,"ended_ms":9,
             "restart_count":1,"diff_cursor":0,"ever_spawned":true,"crash_streak":1,"restart_at_ms":11}"#;
-        let obs: Observed = serde_json::from_str(flat).unwrap();
+        let obs = Observed::from_stored(flat).unwrap();
         assert_eq!(obs.generation, 2);
         assert_eq!(obs.life.state(), JobState::Crashed);
         assert!(matches!(obs.life, Lifecycle::BackingOff { until_ms: 11, delay_ms: 2, .. }));
         assert_eq!(obs.life.ending().unwrap().describe(), "exited with code 1");
-        let again: Observed = serde_json::from_str(&serde_json::to_string(&obs).unwrap()).unwrap();
+        let again = Observed::from_stored(&serde_json::to_string(&obs).unwrap()).unwrap();
         assert_eq!(again, obs);
     }
 }

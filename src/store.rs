@@ -95,7 +95,7 @@ impl Store {
             let (Ok(spec), Ok(desired), Ok(obs)) = (
                 serde_json::from_str(&spec),
                 serde_json::from_value(serde_json::Value::String(desired)),
-                serde_json::from_str(&observed),
+                Observed::from_stored(&observed),
             ) else {
                 unreadable.push(id);
                 continue;
