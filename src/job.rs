@@ -28,8 +28,9 @@ pub struct Observed {
     pub ever_spawned: bool,
     /// Crashes in a row without a stable run between them (drives the backoff).
     pub crash_streak: u32,
-    /// Where the current run's output starts in the log.
-    pub log_offset: u64,
+    /// Where the current run's output starts in the log (a cursor, see `logs::index`).
+    #[serde(default, alias = "log_offset")]
+    pub log_cursor: u64,
     /// Ports allocated for `--allocate-port`, kept across restarts while they stay free.
     #[serde(default)]
     pub allocated_ports: std::collections::BTreeMap<String, u16>,
@@ -200,7 +201,7 @@ impl From<FlatObserved> for Observed {
             filtered_cursors: Default::default(),
             ever_spawned: f.ever_spawned,
             crash_streak: f.crash_streak,
-            log_offset: f.log_offset,
+            log_cursor: f.log_offset,
             allocated_ports: f.allocated_ports,
             remove_when_stopped: f.remove_when_stopped,
         }

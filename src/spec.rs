@@ -156,6 +156,35 @@ pub struct Mirror {
     pub timestamps: bool,
 }
 
+/// How big the job's own log (`output.log`) may grow before it is rotated, and how many files of
+/// it are kept; unset, the daemon's defaults ([`DEFAULT_LOG_MAX_SIZE_MB`], [`DEFAULT_LOG_MAX_FILES`],
+/// or `BGRUN_LOG_MAX_SIZE` / `BGRUN_LOG_MAX_FILES` in the daemon's environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct LogLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u32>,
+}
+
+pub const DEFAULT_LOG_MAX_SIZE_MB: u64 = 100;
+pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+
+impl LogLimits {
+    pub fn is_unset(&self) -> bool {
+        *self == LogLimits::default()
+    }
+
+    /// The limits the shim applies: the job's, else the daemon's.
+    pub fn resolve(&self) -> crate::logs::writer::Limits {
+        let env_size = || std::env::var("BGRUN_LOG_MAX_SIZE").ok().and_then(|s| parse_size_mb(&s).ok());
+        let env_files = || std::env::var("BGRUN_LOG_MAX_FILES").ok().and_then(|s| s.trim().parse().ok());
+        let mb = self.max_size_mb.or_else(env_size).unwrap_or(DEFAULT_LOG_MAX_SIZE_MB);
+        let files: u32 = self.max_files.or_else(env_files).unwrap_or(DEFAULT_LOG_MAX_FILES);
+        crate::logs::writer::Limits { max_size: mb.saturating_mul(1024 * 1024), max_files: files.max(1) }
+    }
+}
+
 /// How a job is stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Stopping {
@@ -292,6 +321,9 @@ pub struct JobSpec {
     /// Files that get a copy of the job's output.
     #[serde(default)]
     pub mirror: Mirror,
+    /// How big bgrun's log of the job may grow.
+    #[serde(default, skip_serializing_if = "LogLimits::is_unset")]
+    pub log_limits: LogLimits,
     #[serde(default)]
     pub max_rss_mb: Option<u64>,
     #[serde(default, with = "opt_duration_ms")]
@@ -356,6 +388,9 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     replace("daemonizes", old.daemonizes != new.daemonizes || old.pidfile != new.pidfile);
     // The shim opens the mirror files when it starts: a change needs a new run.
     replace("log", old.mirror != new.mirror);
+    // So does the shim's rotation of bgrun's own log.
+    replace("log-max-size", old.log_limits.max_size_mb != new.log_limits.max_size_mb);
+    replace("log-max-files", old.log_limits.max_files != new.log_limits.max_files);
     let mut update = |name, changed: bool| {
         if changed {
             d.update.push(name)
@@ -715,6 +750,7 @@ pub(crate) mod tests {
             restarts: Restarts::default(),
             disabled: false,
             mirror: Mirror::default(),
+            log_limits: LogLimits::default(),
             max_rss_mb: None,
             max_runtime: None,
             allocate_ports: vec![],

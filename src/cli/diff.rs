@@ -1,4 +1,4 @@
-use super::tail::{FilterArgs, print_lines};
+use super::tail::{FilterArgs, LinesPrinter};
 use super::{JobArg, Output};
 use crate::client::Client;
 use crate::error::Result;
@@ -17,11 +17,9 @@ pub struct Args {
 
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     let req = DiffRequest { job: args.job.key()?, lines: args.lines, filter: args.filter.to_filter(None) };
-    let (cursor, lines) = client.diff(req)?;
-    if out.json {
-        out.json_line(&serde_json::json!({ "cursor": cursor, "lines": lines }));
-    } else {
-        print_lines(&lines, out, false);
-    }
+    let head = |cursor: u64| format!("\"cursor\":{cursor},");
+    let mut printer = LinesPrinter::new(out);
+    let cursor = client.diff_each(req, |cursor, lines| printer.add(&head(cursor), &lines))?;
+    printer.finish(&head(cursor));
     Ok(0)
 }

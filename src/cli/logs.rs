@@ -22,16 +22,16 @@ pub struct Args {
     /// Only lines written in this last stretch of time (e.g. 5m, 1h).
     #[arg(long, value_parser = crate::spec::parse_duration)]
     pub since: Option<Duration>,
-    /// Lines per job (the last ones; with --since, those of the window, up to 10,000).
+    /// Lines per job (the last ones; with --since, those of the window, up to 100,000).
     #[arg(long, short = 'n', default_value_t = 100)]
     pub lines: usize,
     #[command(flatten)]
     pub filter: FilterArgs,
 }
 
-/// With --since, the lines of the window, up to this many per job: the daemon reads a log's tail
-/// in one piece, so an unbounded window of a chatty job would stall it.
-const SINCE_LINES: usize = 10_000;
+/// With --since, the lines of the window, up to this many per job: they are merged by time in
+/// memory before the first is printed.
+const SINCE_LINES: usize = 100_000;
 
 /// What a job's reader sends: its first lines, more lines, or that it has ended (after its first
 /// lines, or instead of them when it could not be read).
@@ -117,12 +117,22 @@ fn read_job(i: usize, req: TailRequest, home: &Home, tx: &mpsc::Sender<Part>) {
     let read = || -> Result<()> {
         let mut client = Client::connect(home)?;
         client.send(Request::Tail(req))?;
-        let mut first = true;
+        // The last lines, which may come in several frames, are handed over as one part.
+        let mut first = Some(Vec::new());
         loop {
             match client.receive()? {
-                Response::Lines { lines } => {
-                    let part = if first { Part::First(i, lines) } else { Part::More(i, lines) };
-                    first = false;
+                Response::Lines { lines, more } => {
+                    let part = match first.as_mut() {
+                        Some(so_far) if more => {
+                            so_far.extend(lines);
+                            continue;
+                        }
+                        Some(so_far) => {
+                            so_far.extend(lines);
+                            Part::First(i, first.take().unwrap_or_default())
+                        }
+                        None => Part::More(i, lines),
+                    };
                     if tx.send(part).is_err() || !follow {
                         return Ok(());
                     }

@@ -107,6 +107,12 @@ pub struct Args {
     /// In those files, each line starts with the time it was written.
     #[arg(long)]
     pub log_timestamps: bool,
+    /// Rotate bgrun's log of the job when it reaches this size (MB, or e.g. 512MB, 1GB; default 100).
+    #[arg(long, value_parser = parse_size)]
+    pub log_max_size: Option<SizeMb>,
+    /// How many files of bgrun's log of the job are kept, the current one included (default 5).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_files: Option<u32>,
     /// Kill the job when its processes use more memory than this (MB, or e.g. 512MB, 1GB).
     #[arg(long, value_parser = parse_size)]
     pub max_rss: Option<SizeMb>,
@@ -263,6 +269,10 @@ impl Args {
                 log: self.log,
                 timestamps: self.log_timestamps,
             },
+            log_limits: crate::spec::LogLimits {
+                max_size_mb: self.log_max_size.map(|s| s.0),
+                max_files: self.log_max_files,
+            },
             max_rss_mb: self.max_rss.map(|s| s.0),
             max_runtime: self.max_runtime,
             allocate_ports: self.allocate_port,
@@ -311,7 +321,8 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "restart" => restart, "backoff" => backoff, "max_restarts" => restarts.max,
         "min_uptime" => restarts.min_uptime, "restart_delay" => restarts.delay,
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
-        "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb, "max_runtime" => max_runtime,
+        "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
+        "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime,
         "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );

@@ -78,15 +78,19 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
         client.send(Request::Tail(req))?;
         loop {
             match client.receive()? {
-                Response::Lines { lines } => print_lines(&lines, out, true),
+                Response::Lines { lines, .. } => print_lines(&lines, out, true),
                 Response::End { .. } => return Ok(0),
                 other => return Err(crate::client::unexpected(&other)),
             }
         }
     }
+    if !req.digest {
+        let mut printer = LinesPrinter::new(out);
+        client.tail_each(req, |lines| printer.add("", &lines))?;
+        printer.finish("");
+        return Ok(0);
+    }
     match client.call(Request::Tail(req))? {
-        Response::Lines { lines } if out.json => out.json_line(&serde_json::json!({ "lines": lines })),
-        Response::Lines { lines } => print_lines(&lines, out, false),
         Response::Digest(d) if out.json => out.json_line(&d),
         Response::Digest(d) => out.text(&format!(
             "{} lines, {} errors, {} warnings\nlast error: {}",
@@ -98,6 +102,45 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
         other => return Err(crate::client::unexpected(&other)),
     }
     Ok(0)
+}
+
+/// Prints a large answer as its frames arrive: as text, or as the one JSON object
+/// `{<head>"lines":[...]}` written piece by piece, so no answer has to fit in memory at once.
+pub struct LinesPrinter<'a> {
+    out: &'a Output,
+    started: bool,
+}
+
+impl<'a> LinesPrinter<'a> {
+    pub fn new(out: &'a Output) -> Self {
+        LinesPrinter { out, started: false }
+    }
+
+    /// `head` goes before `"lines"` in the JSON object (e.g. `"cursor":5,`).
+    pub fn add(&mut self, head: &str, lines: &[LineView]) {
+        if !self.out.json {
+            return print_lines(lines, self.out, false);
+        }
+        let mut text = String::new();
+        for line in lines {
+            if self.started {
+                text.push(',');
+            } else {
+                text = format!("{{{head}\"lines\":[");
+                self.started = true;
+            }
+            text.push_str(&serde_json::to_string(line).unwrap_or_default());
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    }
+
+    pub fn finish(self, head: &str) {
+        if self.out.json {
+            let open = if self.started { String::new() } else { format!("{{{head}\"lines\":[") };
+            self.out.text(&format!("{open}]}}"));
+        }
+    }
 }
 
 /// Lines as text, errors in red and warnings in yellow; as NDJSON when following into a pipe.

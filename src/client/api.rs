@@ -5,7 +5,7 @@ use super::Client;
 use crate::error::{Error, Result};
 use crate::protocol::{
     Change, DaemonInfo, DiffRequest, ExpectView, JobView, KillTarget, LineView, Request, Response, StatsView,
-    StatusView, WaitView,
+    StatusView, TailRequest, WaitView,
 };
 use crate::spec::JobSpec;
 
@@ -68,7 +68,38 @@ impl Client {
 
     /// New lines since the job's cursor, and the cursor after them.
     pub fn diff(&mut self, request: DiffRequest) -> Result<(u64, Vec<LineView>)> {
-        answer!(self.call(Request::Diff(request))?, Response::Diff { cursor, lines } => (cursor, lines))
+        let mut all = Vec::new();
+        let cursor = self.diff_each(request, |_, lines| all.extend(lines))?;
+        Ok((cursor, all))
+    }
+
+    /// New lines since the job's cursor, handed over as they arrive (a large diff comes in
+    /// several frames, each with the cursor after them all); returns that cursor.
+    pub fn diff_each(&mut self, request: DiffRequest, mut each: impl FnMut(u64, Vec<LineView>)) -> Result<u64> {
+        self.send(Request::Diff(request))?;
+        loop {
+            let (cursor, more) = answer!(self.receive()?, Response::Diff { cursor, lines, more } => {
+                each(cursor, lines);
+                (cursor, more)
+            })?;
+            if !more {
+                return Ok(cursor);
+            }
+        }
+    }
+
+    /// The last lines of a job (`tail` without `follow`), handed over as they arrive.
+    pub fn tail_each(&mut self, request: TailRequest, mut each: impl FnMut(Vec<LineView>)) -> Result<()> {
+        self.send(Request::Tail(TailRequest { follow: false, digest: false, ..request }))?;
+        loop {
+            let more = answer!(self.receive()?, Response::Lines { lines, more } => {
+                each(lines);
+                more
+            })?;
+            if !more {
+                return Ok(());
+            }
+        }
     }
 
     pub fn screen(&mut self, job: String, lines: usize) -> Result<Vec<String>> {

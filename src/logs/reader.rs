@@ -1,171 +1,312 @@
-//! Reads `output.log` back as lines: the last N (for `tail`), or everything after a byte offset (for
-//! `diff`, `--follow` and log readiness).
+//! Reads a job's log back as lines, through its index: forward from a cursor (for `diff`,
+//! `--follow`, `expect` and readiness), or backward from the end (for `tail`), across rotated
+//! segments. A cursor is an entry's sequence number, valid across rotations and restarts.
 
+use super::index::{self, Entry, Segment};
 use super::{Line, Stream};
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 
-/// One parsed record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record<'a> {
-    pub unix_ms: u64,
-    pub number: u64,
-    pub stream: Stream,
-    pub complete: bool,
-    pub content: &'a [u8],
-}
+/// Entries read from an index at a time.
+const BLOCK: u64 = 1024;
+/// Data read in one go for a block of neighbouring entries.
+const SPAN: u64 = 4 << 20;
 
-pub fn parse_record(line: &[u8]) -> Option<Record<'_>> {
-    let mut parts = line.splitn(4, |b| *b == b' ');
-    let unix_ms = parse_u64(parts.next()?)?;
-    let number = parse_u64(parts.next()?)?;
-    let tag = parts.next()?;
-    let content = parts.next().unwrap_or(&[]);
-    let [tag] = tag else { return None };
-    let (stream, complete) = Stream::from_tag(*tag)?;
-    Some(Record { unix_ms, number, stream, complete, content })
-}
+pub use super::index::end;
 
-fn parse_u64(b: &[u8]) -> Option<u64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
-
-/// Iterates over the complete records in `bytes` (which must start at a record boundary).
-/// Returns the records and the length of the prefix they span; a trailing unfinished record is
-/// left for the next read.
-pub fn records(bytes: &[u8]) -> (Vec<Record<'_>>, usize) {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) {
-        if let Some(r) = parse_record(&bytes[pos..pos + nl]) {
-            out.push(r);
+/// The segments holding entries from `cursor` on (all of them when the cursor is before the
+/// oldest), oldest first. A cursor past the end means the log was replaced: start over.
+fn segments_from(dir: &Path, cursor: u64) -> io::Result<(Vec<Segment>, u64)> {
+    if let Some(current) = Segment::open(dir, 0)?
+        && current.header.first_seq <= cursor
+    {
+        let cursor = if cursor > current.end_seq() { 0 } else { cursor };
+        if cursor >= current.header.first_seq {
+            return Ok((vec![current], cursor));
         }
-        pos += nl + 1;
     }
-    (out, pos)
+    let all = index::segments(dir)?;
+    let end = all.last().map_or(0, |s| s.end_seq());
+    let cursor = if cursor > end { 0 } else { cursor };
+    Ok((all.into_iter().filter(|s| s.end_seq() > cursor).collect(), cursor))
 }
 
-/// Puts fragments with the same line number back together, in line order.
-pub fn assemble(records: &[Record<'_>]) -> Vec<Line> {
-    let mut lines: BTreeMap<u64, Line> = BTreeMap::new();
-    for r in records {
-        lines
-            .entry(r.number)
-            .and_modify(|l| {
-                l.content.extend_from_slice(r.content);
-                l.complete = r.complete;
-                l.unix_ms = r.unix_ms;
+/// What [`each_entry`] calls with each entry: its sequence number, itself and its bytes.
+type Visit<'a> = dyn FnMut(u64, &Entry, &[u8]) -> ControlFlow<()> + 'a;
+
+/// Calls `f` with every entry of `seg` in `from..to` (indices within the segment) and its bytes,
+/// in order or in reverse, reading neighbouring entries' bytes in one go.
+fn each_entry(
+    seg: &Segment,
+    from: u64,
+    to: u64,
+    backward: bool,
+    f: &mut Visit<'_>,
+) -> io::Result<ControlFlow<()>> {
+    let blocks: Vec<u64> = (from..to).step_by(BLOCK as usize).collect();
+    let ordered: Box<dyn Iterator<Item = &u64>> =
+        if backward { Box::new(blocks.iter().rev()) } else { Box::new(blocks.iter()) };
+    for &start in ordered {
+        let entries = seg.entries(start, (start + BLOCK).min(to))?;
+        let lo = entries.iter().map(|e| e.offset).min().unwrap_or(0);
+        let hi = entries.iter().map(|e| e.offset + u64::from(e.len)).max().unwrap_or(0);
+        let span = if hi - lo <= SPAN { Some(seg.read_at(lo, hi - lo)?) } else { None };
+        let mut visit = |i: usize| -> io::Result<ControlFlow<()>> {
+            let e = &entries[i];
+            let seq = seg.header.first_seq + start + i as u64;
+            Ok(match &span {
+                Some(bytes) => {
+                    let at = (e.offset - lo) as usize;
+                    f(seq, e, &bytes[at..at + e.len as usize])
+                }
+                None => f(seq, e, &seg.bytes(e)?),
             })
-            .or_insert_with(|| Line {
-                number: r.number,
-                stream: r.stream,
-                unix_ms: r.unix_ms,
-                content: r.content.to_vec(),
-                complete: r.complete,
-            });
+        };
+        let order: Box<dyn Iterator<Item = usize>> =
+            if backward { Box::new((0..entries.len()).rev()) } else { Box::new(0..entries.len()) };
+        for i in order {
+            if visit(i)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
     }
-    lines.into_values().collect()
+    Ok(ControlFlow::Continue(()))
 }
 
-/// Everything written after `offset`: the lines and the offset to continue from.
-pub fn read_from(path: &Path, offset: u64) -> io::Result<(Vec<Line>, u64)> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((vec![], offset)),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    // A cursor past the end means the log was replaced; start over rather than show nothing forever.
-    let offset = if offset > len { 0 } else { offset };
-    file.seek(SeekFrom::Start(offset))?;
-    let mut bytes = Vec::with_capacity((len - offset) as usize);
-    file.read_to_end(&mut bytes)?;
-    let (recs, used) = records(&bytes);
-    Ok((assemble(&recs), offset + used as u64))
+/// A line's end as the program wrote it: a terminal ends lines with `\r\n`, and the `\r` is the
+/// terminal's, not the program's.
+fn finish_line(line: &mut Line) {
+    if line.complete && line.stream == Stream::Pty && line.content.last() == Some(&b'\r') {
+        line.content.pop();
+    }
 }
 
-/// The bytes a terminal received over the last `window` bytes of the log after `from`, in the
-/// order they were written: a complete line ends with the `\r\n` the terminal sent.
-pub fn terminal_bytes(path: &Path, from: u64, window: u64) -> io::Result<Vec<u8>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(window).max(from.min(len));
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let skip = if start == from { 0 } else { memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1) };
-    let (recs, _) = records(&bytes[skip..]);
-    Ok(as_terminal(&recs))
+/// Reads lines forward from a cursor, in batches, holding the lines still unfinished between
+/// batches so a line split across reads is never shown in pieces.
+pub struct Forward {
+    dir: PathBuf,
+    cursor: u64,
+    /// Reading stops at this cursor.
+    until: u64,
+    open: BTreeMap<u64, Line>,
 }
 
-/// The terminal bytes written after `offset`, and the offset to continue from.
-pub fn terminal_bytes_since(path: &Path, offset: u64) -> io::Result<(Vec<u8>, u64)> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let (recs, used) = records(&bytes);
-    Ok((as_terminal(&recs), offset + used as u64))
+impl Forward {
+    pub fn new(dir: &Path, cursor: u64) -> Forward {
+        Forward { dir: dir.to_path_buf(), cursor, until: u64::MAX, open: BTreeMap::new() }
+    }
+
+    /// Stops reading at `cursor` (what was written after it is left for another reader).
+    pub fn until(self, cursor: u64) -> Forward {
+        Forward { until: cursor, ..self }
+    }
+
+    /// Where the next read starts.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The lines finished in the entries after the cursor, in order, stopping once `max_lines`
+    /// lines or `max_bytes` bytes of them are in hand (at an entry's end), or at the end of the
+    /// log (or the reader's limit). Returns them and whether the end was reached.
+    pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<(Vec<Line>, bool)> {
+        let (segments, cursor) = segments_from(&self.dir, self.cursor)?;
+        self.cursor = cursor;
+        let mut done: Vec<Line> = Vec::new();
+        let mut bytes_done = 0;
+        for seg in &segments {
+            let from = self.cursor.saturating_sub(seg.header.first_seq);
+            let to = seg.entries.min(self.until.saturating_sub(seg.header.first_seq));
+            let flow = each_entry(seg, from, to, false, &mut |seq, e, bytes| {
+                for piece in e.numbers(bytes) {
+                    let line = match self.open.entry(piece.line) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        // The end of a line already shown in full (as a fragment) adds nothing.
+                        std::collections::btree_map::Entry::Vacant(_) if piece.bytes.is_empty() && !piece.starts => {
+                            continue;
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => v.insert(Line {
+                            number: piece.line,
+                            stream: e.stream,
+                            unix_ms: e.unix_ms,
+                            content: Vec::new(),
+                            complete: false,
+                        }),
+                    };
+                    line.content.extend_from_slice(piece.bytes);
+                    line.unix_ms = e.unix_ms;
+                    if piece.ends {
+                        let mut line = self.open.remove(&piece.line).expect("just seen");
+                        line.complete = true;
+                        finish_line(&mut line);
+                        bytes_done += line.content.len();
+                        done.push(line);
+                    }
+                }
+                self.cursor = seq + 1;
+                let full = done.len() >= max_lines || bytes_done >= max_bytes;
+                if full { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })?;
+            if flow.is_break() {
+                done.sort_by_key(|l| l.number);
+                return Ok((done, false));
+            }
+        }
+        done.sort_by_key(|l| l.number);
+        Ok((done, true))
+    }
+
+    /// The lines still unfinished, as far as they go (a prompt waiting for input); the reader
+    /// forgets them, so what comes later of them comes as the rest of the line.
+    pub fn take_unfinished(&mut self) -> Vec<Line> {
+        std::mem::take(&mut self.open).into_values().collect()
+    }
 }
 
-/// Records in the order they were written, as the terminal received them.
-fn as_terminal(recs: &[Record<'_>]) -> Vec<u8> {
+/// Everything written after `cursor`, unfinished lines included: the lines and the cursor to
+/// continue from.
+pub fn read_from(dir: &Path, cursor: u64) -> io::Result<(Vec<Line>, u64)> {
+    let mut reader = Forward::new(dir, cursor);
+    let (mut lines, _) = reader.read(usize::MAX, usize::MAX)?;
+    lines.extend(reader.take_unfinished());
+    lines.sort_by_key(|l| l.number);
+    Ok((lines, reader.cursor()))
+}
+
+/// A line seen backward: its pieces from the last one.
+struct Backward {
+    stream: Stream,
+    unix_ms: u64,
+    complete: bool,
+    pieces: Vec<Vec<u8>>,
+}
+
+impl Backward {
+    fn into_line(mut self, number: u64) -> Line {
+        self.pieces.reverse();
+        let mut line = Line {
+            number,
+            stream: self.stream,
+            unix_ms: self.unix_ms,
+            content: self.pieces.concat(),
+            complete: self.complete,
+        };
+        finish_line(&mut line);
+        line
+    }
+}
+
+/// Where the last `n` lines for which `keep` is true begin: the cursor of the entry holding the
+/// first one's start and its number. Reads backward from the end, so the cost follows what is
+/// shown, not the size of the log. Collects the lines too when `collect` is set.
+fn last_lines(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, collect: bool) -> io::Result<(Vec<Line>, u64, u64)> {
+    let segments = index::segments(dir)?;
+    let mut partial: HashMap<u64, Backward> = HashMap::new();
+    let mut found = Vec::new();
+    let mut count = 0;
+    let mut at = (segments.first().map_or(0, |s| s.header.first_seq), 0);
+    if n == 0 {
+        let end = segments.last().map_or(0, |s| s.end_seq());
+        return Ok((found, end, u64::MAX));
+    }
+    for seg in segments.iter().rev() {
+        let flow = each_entry(seg, 0, seg.entries, true, &mut |seq, e, bytes| {
+            for piece in e.numbers(bytes).into_iter().rev() {
+                let acc = partial.entry(piece.line).or_insert_with(|| Backward {
+                    stream: e.stream,
+                    unix_ms: e.unix_ms,
+                    complete: piece.ends,
+                    pieces: Vec::new(),
+                });
+                acc.pieces.push(piece.bytes.to_vec());
+                if !piece.starts {
+                    continue;
+                }
+                let line = partial.remove(&piece.line).expect("just seen").into_line(piece.line);
+                if keep(&line) {
+                    count += 1;
+                    at = (seq, line.number);
+                    if collect {
+                        found.push(line);
+                    }
+                    if count == n {
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+        if flow.is_break() {
+            found.sort_by_key(|l| l.number);
+            return Ok((found, at.0, at.1));
+        }
+    }
+    // The log's oldest lines may have lost their beginnings to rotation: they count as they are.
+    let mut rest: Vec<Line> = partial.into_iter().map(|(number, b)| b.into_line(number)).filter(|l| keep(l)).collect();
+    rest.sort_by_key(|l| std::cmp::Reverse(l.number));
+    rest.truncate(n - count);
+    let first = rest.last().map_or(at.1, |l| l.number);
+    found.extend(rest);
+    found.sort_by_key(|l| l.number);
+    let oldest = segments.first().map_or(0, |s| s.header.first_seq);
+    Ok((found, if first == at.1 && count > 0 { at.0 } else { oldest }, first))
+}
+
+/// The last `n` lines for which `keep` is true, in order.
+pub fn read_last(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Result<Vec<Line>> {
+    Ok(last_lines(dir, n, keep, true)?.0)
+}
+
+/// Where the last `n` lines for which `keep` is true start: a cursor to read forward from, and
+/// the first of those lines' number (lines before it that end after the cursor are not among
+/// them). For answers too big to hold at once.
+pub fn locate_last(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Result<(u64, u64)> {
+    let (_, cursor, first) = last_lines(dir, n, keep, false)?;
+    Ok((cursor, first))
+}
+
+/// The bytes written after `cursor` in the order they were written (a terminal's output as the
+/// terminal received it), and the cursor to continue from.
+pub fn bytes_since(dir: &Path, cursor: u64) -> io::Result<(Vec<u8>, u64)> {
+    let (segments, mut next) = segments_from(dir, cursor)?;
     let mut out = Vec::new();
-    for r in recs {
-        out.extend_from_slice(r.content);
-        if r.complete {
-            out.extend_from_slice(b"\r\n");
-        }
+    for seg in &segments {
+        let from = next.saturating_sub(seg.header.first_seq);
+        let _ = each_entry(seg, from, seg.entries, false, &mut |seq, _, bytes| {
+            out.extend_from_slice(bytes);
+            next = seq + 1;
+            ControlFlow::Continue(())
+        })?;
     }
-    out
+    Ok((out, next))
 }
 
-/// The last `n` lines for which `keep` is true. Reads backwards in growing windows, so the cost
-/// follows what is shown, not the size of the log.
-pub fn read_last(path: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Result<Vec<Line>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let mut window: u64 = 64 * 1024;
-    loop {
-        let start = len.saturating_sub(window);
-        file.seek(SeekFrom::Start(start))?;
-        let mut bytes = Vec::with_capacity((len - start) as usize);
-        file.by_ref().take(len - start).read_to_end(&mut bytes)?;
-        // Skip the partial record we probably landed in the middle of.
-        let from = if start == 0 { 0 } else { memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1) };
-        let (recs, _) = records(&bytes[from..]);
-        let mut lines = assemble(&recs);
-        // The window may begin inside a line written in fragments: its first line could be
-        // missing pieces, so it only counts once the window reaches the start of the file.
-        if start > 0
-            && let Some(first) = recs.first()
-        {
-            lines.retain(|l| l.number != first.number);
+/// About the last `window` bytes written at or after `from`, in order (whole entries).
+pub fn last_bytes(dir: &Path, from: u64, window: usize) -> io::Result<Vec<u8>> {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0;
+    for seg in index::segments(dir)?.iter().rev().filter(|s| s.end_seq() > from) {
+        let start = from.saturating_sub(seg.header.first_seq);
+        let flow = each_entry(seg, start, seg.entries, true, &mut |_, _, bytes| {
+            total += bytes.len();
+            chunks.push(bytes.to_vec());
+            if total >= window { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })?;
+        if flow.is_break() {
+            break;
         }
-        lines.retain(|l| keep(l));
-        if lines.len() >= n || start == 0 {
-            let skip = lines.len().saturating_sub(n);
-            return Ok(lines.split_off(skip));
-        }
-        window = window.saturating_mul(4);
     }
+    chunks.reverse();
+    Ok(chunks.concat())
 }
 
-/// Joins the fragments of a line that arrive in separate reads (a reader following a log sees a
-/// line still being written first as an unfinished fragment, then the rest).
+/// Joins the pieces of a line that arrive in separate reads (a reader following a log sees a
+/// line still being written first as an unfinished piece, then the rest).
 #[derive(Default)]
 pub struct Joiner {
-    partial: std::collections::HashMap<u64, Vec<u8>>,
+    partial: HashMap<u64, Vec<u8>>,
 }
 
 impl Joiner {
@@ -180,103 +321,159 @@ impl Joiner {
     }
 }
 
-/// The number to give the next line of an existing log, so numbering carries on across restarts.
-pub fn last_line_number(path: &Path) -> io::Result<u64> {
-    let mut last = 0;
-    for line in read_last(path, 1, &|_| true)? {
-        last = line.number;
-    }
-    Ok(last)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::writer::LogWriter;
+    use super::super::writer::{Limits, LogWriter};
     use super::*;
 
-    fn write(chunks: &[(Stream, &[u8])], partial_after: &[usize]) -> Vec<u8> {
-        let mut w = LogWriter::new(Vec::new(), 1);
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bgrun-reader-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    const BIG: Limits = Limits { max_size: u64::MAX, max_files: 1 };
+
+    /// Writes the chunks, indexing unfinished lines after those whose index is in `partial_after`.
+    fn write(name: &str, chunks: &[(Stream, &[u8])], partial_after: &[usize]) -> PathBuf {
+        let d = dir(name);
+        let mut w = LogWriter::open(&d, BIG).unwrap();
         for (i, (stream, data)) in chunks.iter().enumerate() {
             w.push(*stream, data, 1000 + i as u64);
             if partial_after.contains(&i) {
-                w.flush_partial(1000 + i as u64);
+                w.flush_partial(std::time::Duration::ZERO);
             }
+            w.flush().unwrap();
         }
         w.finish(9999).unwrap();
-        w.into_inner().unwrap()
+        d
     }
 
-    fn lines_of(bytes: &[u8]) -> Vec<(u64, Stream, String, bool)> {
-        let (recs, used) = records(bytes);
-        assert_eq!(used, bytes.len());
-        assemble(&recs).into_iter().map(|l| (l.number, l.stream, l.text(), l.complete)).collect()
+    fn lines_of(d: &Path) -> Vec<(u64, Stream, String, bool)> {
+        let (lines, _) = read_from(d, 0).unwrap();
+        let back = read_last(d, usize::MAX, &|_| true).unwrap();
+        assert_eq!(lines, back, "forward and backward agree");
+        lines.into_iter().map(|l| (l.number, l.stream, l.text(), l.complete)).collect()
     }
 
     #[test]
     fn a_line_written_in_pieces_is_one_line() {
-        let out =
-            write(&[(Stream::Stdout, b"hel"), (Stream::Stdout, b"lo wor"), (Stream::Stdout, b"ld\nnext\n")], &[0]);
+        let d = write(
+            "pieces",
+            &[(Stream::Stdout, b"hel"), (Stream::Stdout, b"lo wor"), (Stream::Stdout, b"ld\nnext\n")],
+            &[0],
+        );
         assert_eq!(
-            lines_of(&out),
+            lines_of(&d),
             vec![(1, Stream::Stdout, "hello world".into(), true), (2, Stream::Stdout, "next".into(), true)]
         );
     }
 
     #[test]
     fn streams_do_not_mix_their_partial_lines() {
-        let out =
-            write(&[(Stream::Stdout, b"out-"), (Stream::Stderr, b"err line\n"), (Stream::Stdout, b"done\n")], &[]);
-        assert_eq!(
-            lines_of(&out),
-            vec![(1, Stream::Stderr, "err line".into(), true), (2, Stream::Stdout, "out-done".into(), true)]
+        let d = write(
+            "streams",
+            &[(Stream::Stdout, b"out-"), (Stream::Stderr, b"err line\n"), (Stream::Stdout, b"done\n")],
+            &[0],
         );
+        assert_eq!(
+            lines_of(&d),
+            vec![(1, Stream::Stdout, "out-done".into(), true), (2, Stream::Stderr, "err line".into(), true)]
+        );
+        assert_eq!(std::fs::read(d.join("output.log")).unwrap(), b"out-err line\ndone\n");
     }
 
     #[test]
     fn unterminated_last_line_is_kept_at_finish() {
-        let out = write(&[(Stream::Stdout, b"a\nno newline")], &[]);
-        assert_eq!(lines_of(&out)[1], (2, Stream::Stdout, "no newline".into(), true));
+        let d = write("unterminated", &[(Stream::Stdout, b"a\nno newline")], &[]);
+        assert_eq!(lines_of(&d)[1], (2, Stream::Stdout, "no newline".into(), true));
     }
 
     #[test]
     fn pty_carriage_returns_are_the_terminals() {
-        let out = write(&[(Stream::Pty, b"one\r\ntwo\r\n")], &[]);
-        assert_eq!(lines_of(&out)[0].2, "one");
-        assert_eq!(lines_of(&out)[1].2, "two");
+        let d = write("pty", &[(Stream::Pty, b"one\r\ntwo\r\n")], &[]);
+        assert_eq!(lines_of(&d)[0].2, "one");
+        assert_eq!(lines_of(&d)[1].2, "two");
+        assert_eq!(bytes_since(&d, 0).unwrap().0, b"one\r\ntwo\r\n");
     }
 
     #[test]
-    fn content_is_kept_byte_for_byte() {
-        let out = write(&[(Stream::Stdout, b"a  b\t\x1b[31mred\x1b[0m \xff\n")], &[]);
-        let (recs, _) = records(&out);
-        assert_eq!(assemble(&recs)[0].content, b"a  b\t\x1b[31mred\x1b[0m \xff");
+    fn a_follower_sees_an_unfinished_line_then_its_rest() {
+        let d = dir("follow");
+        let mut w = LogWriter::open(&d, BIG).unwrap();
+        w.push(Stream::Stdout, b"Password: ", 1);
+        w.flush_partial(std::time::Duration::ZERO);
+        w.flush().unwrap();
+        let (first, cursor) = read_from(&d, 0).unwrap();
+        assert_eq!((first[0].text(), first[0].complete), ("Password: ".into(), false));
+        w.push(Stream::Stdout, b"ok\n", 2);
+        w.flush().unwrap();
+        let (rest, _) = read_from(&d, cursor).unwrap();
+        let mut joiner = Joiner::default();
+        joiner.join(first[0].clone());
+        let whole = joiner.join(rest[0].clone());
+        assert_eq!((whole.number, whole.text(), whole.complete), (1, "Password: ok".into(), true));
     }
 
     #[test]
     fn tail_reads_the_last_lines_of_a_large_log() {
-        let dir = std::env::temp_dir().join(format!("bgrun-reader-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("output.log");
-        let mut w = LogWriter::new(Vec::new(), 1);
+        let d = dir("large");
+        let mut w = LogWriter::open(&d, BIG).unwrap();
         for i in 1..=50_000u64 {
             w.push(Stream::Stdout, format!("line {i}\n").as_bytes(), i);
         }
-        std::fs::write(&path, w.into_inner().unwrap()).unwrap();
-        let last = read_last(&path, 3, &|_| true).unwrap();
+        w.flush().unwrap();
+        let last = read_last(&d, 3, &|_| true).unwrap();
         let got: Vec<_> = last.iter().map(|l| (l.number, l.text())).collect();
         assert_eq!(
             got,
             vec![(49_998, "line 49998".into()), (49_999, "line 49999".into()), (50_000, "line 50000".into())]
         );
-        let sevens = read_last(&path, 2, &|l| l.text().ends_with("777")).unwrap();
+        let sevens = read_last(&d, 2, &|l| l.text().ends_with("777")).unwrap();
         assert_eq!(sevens.iter().map(|l| l.number).collect::<Vec<_>>(), vec![48_777, 49_777]);
-        assert_eq!(last_line_number(&path).unwrap(), 50_000);
-        let (all, end) = read_from(&path, 0).unwrap();
+        let (from, first) = locate_last(&d, 10_000, &|_| true).unwrap();
+        assert_eq!(first, 40_001);
+        let (after, _) = read_from(&d, from).unwrap();
+        assert_eq!(after.iter().filter(|l| l.number >= first).count(), 10_000);
+        let (all, end) = read_from(&d, 0).unwrap();
         assert_eq!(all.len(), 50_000);
-        assert_eq!(end, std::fs::metadata(&path).unwrap().len());
-        let (none, same) = read_from(&path, end).unwrap();
+        assert_eq!(end, index::end(&d));
+        let (none, same) = read_from(&d, end).unwrap();
         assert!(none.is_empty());
         assert_eq!(same, end);
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn rotation_keeps_every_retained_line_exactly_once() {
+        let d = dir("rotate");
+        let limits = Limits { max_size: 4096, max_files: 4 };
+        let mut w = LogWriter::open(&d, limits).unwrap();
+        let mut follower = Forward::new(&d, 0);
+        let mut seen = Vec::new();
+        for i in 1..=5_000u64 {
+            // Lines split across reads, on two streams.
+            let text = format!("line {i:05}\n");
+            let (a, b) = text.as_bytes().split_at(3);
+            let stream = if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout };
+            w.push(stream, a, i);
+            w.push(stream, b, i);
+            w.flush().unwrap();
+            if i % 97 == 0 {
+                let (lines, _) = follower.read(usize::MAX, usize::MAX).unwrap();
+                seen.extend(lines.into_iter().map(|l| l.text()));
+            }
+        }
+        w.finish(0).unwrap();
+        seen.extend(follower.read(usize::MAX, usize::MAX).unwrap().0.into_iter().map(|l| l.text()));
+        let want: Vec<String> = (1..=5_000).map(|i| format!("line {i:05}")).collect();
+        assert_eq!(seen, want, "a follower that keeps up sees every line once, in order");
+        let kept = read_last(&d, usize::MAX, &|_| true).unwrap();
+        let texts: Vec<String> = kept.iter().map(|l| l.text()).collect();
+        assert!(texts.len() > 500 && texts.len() < 5_000, "old segments were dropped: {}", texts.len());
+        assert_eq!(texts[..], want[want.len() - texts.len()..], "the retained lines are the last ones, once each");
+        assert!(!d.join("output.log.4").exists() && d.join("output.log.3").exists());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

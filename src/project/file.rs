@@ -167,6 +167,12 @@ pub struct JobTable {
     /// In those files, each line starts with the time it was written.
     #[serde(default)]
     pub log_timestamps: bool,
+    /// Rotate bgrun's log of the job (`output.log`) when it reaches this size (MB, or e.g.
+    /// "512MB", "1GB"; default 100 MB).
+    pub log_max_size: Option<Size>,
+    /// How many files of bgrun's log of the job are kept, the current one included (default 5).
+    #[schemars(range(min = 1))]
+    pub log_max_files: Option<u32>,
     /// `bgrun up` leaves this job alone unless it is named, or a job it starts needs it.
     #[serde(default)]
     pub disabled: bool,

@@ -233,6 +233,15 @@ impl Checker {
         }
     }
 
+    fn size_mb(&mut self, value: Option<&Size>, key: &str, spans: &Spans) -> Option<u64> {
+        match value? {
+            Size::Megabytes(mb) => Some(*mb),
+            Size::Text(text) => spec::parse_size_mb(text)
+                .map_err(|e| self.problem(spans.value(key), format!("`{key}`: {e}"), None))
+                .ok(),
+        }
+    }
+
     fn job(
         &mut self,
         name: &str,
@@ -296,17 +305,11 @@ impl Checker {
                 );
             }
         }
-        let max_rss_mb = match &t.max_rss {
-            None => None,
-            Some(Size::Megabytes(mb)) => Some(*mb),
-            Some(Size::Text(text)) => match crate::spec::parse_size_mb(text) {
-                Ok(mb) => Some(mb),
-                Err(e) => {
-                    self.problem(spans.value("max-rss"), format!("`max-rss`: {e}"), None);
-                    None
-                }
-            },
-        };
+        let max_rss_mb = self.size_mb(t.max_rss.as_ref(), "max-rss", spans);
+        let log_max_size_mb = self.size_mb(t.log_max_size.as_ref(), "log-max-size", spans);
+        if t.log_max_files == Some(0) {
+            self.problem(spans.value("log-max-files"), "`log-max-files` must be at least 1".into(), None);
+        }
         let health_interval =
             self.duration(t.health_interval.as_ref(), "health-interval", spans, Duration::from_secs(10));
         let health_timeout =
@@ -365,6 +368,7 @@ impl Checker {
                 log: t.log.as_ref().map(PathBuf::from),
                 timestamps: t.log_timestamps,
             },
+            log_limits: spec::LogLimits { max_size_mb: log_max_size_mb, max_files: t.log_max_files },
             max_rss_mb,
             max_runtime: t.max_runtime.as_ref().map(|m| self.duration(Some(m), "max-runtime", spans, Duration::ZERO)),
             allocate_ports: t.allocate_port.clone().map(OneOrMany::into_vec).unwrap_or_default(),

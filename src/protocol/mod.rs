@@ -13,7 +13,9 @@ pub use types::*;
 /// 2: error answers carry their kind, `daemon status` its problems, `run` specs a request id.
 /// 3: specs carry `after` conditions, `oneshot`, `daemonizes`/`pidfile`, exec probes and how
 /// the job is stopped; tail filters a `since_ms`; attach input and output are bytes (base64).
-pub const VERSION: u32 = 3;
+/// 4: `tail` and `diff` answers may come in several frames (`more`); specs carry log limits;
+/// cursors count log index entries, not bytes.
+pub const VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestFrame {

@@ -134,13 +134,18 @@ pub enum Response {
         jobs: Vec<JobView>,
     },
     Status(Box<StatusView>),
+    /// A large answer comes in several frames: every one but the last says `more`.
     Lines {
         lines: Vec<LineView>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     Digest(DigestView),
     Diff {
         cursor: u64,
         lines: Vec<LineView>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     },
     Killed {
         killed: Vec<String>,

@@ -46,7 +46,7 @@ impl Reconciler {
     }
 
     fn spawn(&mut self, id: &str) {
-        let log_offset = self.sup.log_end(id);
+        let log_cursor = self.sup.log_end(id);
         let ports = self.allocate_ports(id);
         let Some(job) = self.jobs.get_mut(id) else { return };
         let restart = match job.life() {
@@ -61,7 +61,7 @@ impl Reconciler {
         job.attempt += 1;
         job.stop_grace = None;
         job.obs.allocated_ports = ports;
-        job.obs.log_offset = log_offset;
+        job.obs.log_cursor = log_cursor;
         job.obs.generation = job.generation;
         let mut env = job.spec.env.clone();
         env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
@@ -77,6 +77,7 @@ impl Reconciler {
             daemonizes: job.spec.daemonizes,
             pidfile: job.spec.pidfile.clone(),
             mirror: job.spec.mirror.clone(),
+            log_limits: job.spec.log_limits.resolve(),
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {

@@ -66,14 +66,14 @@ impl Reconciler {
     /// the memory limit for its whole life.
     pub(super) fn start_probes(&mut self, id: &str, attempt: u64, child: &ChildFile) {
         let Some(job) = self.jobs.get(id) else { return };
-        let (spec, log_offset) = (job.spec.clone(), job.obs.log_offset);
+        let (spec, log_cursor) = (job.spec.clone(), job.obs.log_cursor);
         match job.life() {
             Lifecycle::Ready { .. } => self.start_health(id, attempt, child),
             Lifecycle::Running { checks: Checks::UntilExit, .. } => {}
             Lifecycle::Running { .. } if spec.ready.is_empty() => self.on_ready(id),
             Lifecycle::Running { .. } => {
                 let at = ProbeContext { cwd: spec.cwd.clone(), env: spec.env.clone() };
-                let probe = Probe::Readiness { ready: spec.ready.clone(), at, log_offset };
+                let probe = Probe::Readiness { ready: spec.ready.clone(), at, log_cursor };
                 self.sup.probe(id, attempt, child, probe);
             }
             _ => return,

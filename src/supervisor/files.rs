@@ -33,6 +33,9 @@ pub struct SpawnFile {
     /// Files that get a copy of the job's output.
     #[serde(default)]
     pub mirror: crate::spec::Mirror,
+    /// How big the job's log may grow before it is rotated, and how many files are kept.
+    #[serde(default)]
+    pub log_limits: crate::logs::writer::Limits,
 }
 
 /// The one line a shim prints to the daemon once the job is (or could not be) spawned.
@@ -80,8 +83,9 @@ pub struct ScreenFile {
     pub formatted: String,
     /// Each row's text, trailing blanks trimmed.
     pub lines: Vec<String>,
-    /// The log's length when the screen was taken: output after it is not on it yet.
-    pub log_len: u64,
+    /// The log's cursor when the screen was taken: output after it is not on it yet.
+    #[serde(alias = "log_len")]
+    pub log_cursor: u64,
 }
 
 pub fn write_screen(dir: &Path, screen: &ScreenFile) -> io::Result<()> {

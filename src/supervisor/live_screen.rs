@@ -47,12 +47,13 @@ impl LiveScreen {
         self.dirty.then(|| self.written_at.map_or(Duration::ZERO, |at| (at + EVERY).saturating_duration_since(now)))
     }
 
-    /// Writes the screen if a change is due (or `now_anyway`), with the log's length it shows.
-    pub fn write_if_due(&mut self, dir: &Path, log_len: u64, now_anyway: bool) {
-        let now = Instant::now();
-        if !(self.dirty && (now_anyway || self.due_in(now) == Some(Duration::ZERO))) {
-            return;
-        }
+    /// Whether a change is due to be written (or `now_anyway`, if anything changed).
+    pub fn is_due(&self, now_anyway: bool) -> bool {
+        self.dirty && (now_anyway || self.due_in(Instant::now()) == Some(Duration::ZERO))
+    }
+
+    /// Writes the screen, with the log's cursor after the output it shows.
+    pub fn write(&mut self, dir: &Path, log_cursor: u64) {
         let screen = self.term.screen();
         let (rows, cols) = screen.size();
         let file = ScreenFile {
@@ -60,12 +61,12 @@ impl LiveScreen {
             rows: rows.get(),
             formatted: screen.contents_formatted(),
             lines: screen.rows(0, cols.get()).map(|r| r.trim_end().to_string()).collect(),
-            log_len,
+            log_cursor,
         };
         // A full disk loses this snapshot, not the job: the next change writes it again.
         if files::write_screen(dir, &file).is_ok() {
             self.dirty = false;
-            self.written_at = Some(now);
+            self.written_at = Some(Instant::now());
         }
     }
 }

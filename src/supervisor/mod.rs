@@ -36,8 +36,8 @@ pub enum Report {
 /// A check run beside a job for one run, reporting back when it has something to say.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
-    /// Reports Ready once every check passes; log checks read from `log_offset`.
-    Readiness { ready: Readiness, at: ProbeContext, log_offset: u64 },
+    /// Reports Ready once every check passes; log checks read from `log_cursor`.
+    Readiness { ready: Readiness, at: ProbeContext, log_cursor: u64 },
     /// Reports Evict once the job is unhealthy.
     Health { health: Health, at: ProbeContext },
     /// Reports Evict once the job's memory goes over the limit.

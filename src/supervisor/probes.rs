@@ -55,7 +55,6 @@ pub async fn readiness(
     mut offset: u64,
 ) {
     let cwd = &at.cwd;
-    let log = dir.join(crate::logs::LOG_FILE);
     let mut substrings = ready.log_contains.clone();
     let mut regexes: Vec<regex::Regex> = ready.log_regex.iter().filter_map(|r| regex::Regex::new(r).ok()).collect();
     let mut port = ready.port;
@@ -68,7 +67,7 @@ pub async fn readiness(
     let mut sub = watch.subscribe(&dir).ok();
     loop {
         if (!substrings.is_empty() || !regexes.is_empty())
-            && let Ok((lines, next)) = reader::read_from(&log, offset)
+            && let Ok((lines, next)) = reader::read_from(&dir, offset)
         {
             offset = next;
             for line in lines {
@@ -242,9 +241,9 @@ pub async fn memory(pid: i32, start: u64, limit_mb: u64) -> Option<u64> {
     }
 }
 
-/// The log's length, where a new run's output will start.
+/// The log's end, where a new run's output will start.
 pub fn log_end(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join(crate::logs::LOG_FILE)).map_or(0, |m| m.len())
+    reader::end(dir)
 }
 
 #[cfg(test)]

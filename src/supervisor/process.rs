@@ -127,10 +127,10 @@ impl Supervisor for ProcessSupervisor {
     fn probe(&mut self, id: &str, attempt: u64, child: &ChildFile, probe: Probe) {
         let (key, child) = (id.to_string(), child.clone());
         match probe {
-            Probe::Readiness { ready, at, log_offset } => {
+            Probe::Readiness { ready, at, log_cursor } => {
                 let (http, logs, dir) = (self.http(), self.logs.clone(), self.home.job_dir(id));
                 self.report_later(id, async move {
-                    probes::readiness(logs, http, dir, at, ready, log_offset).await;
+                    probes::readiness(logs, http, dir, at, ready, log_cursor).await;
                     Some(Report::Ready { id: key, attempt })
                 });
             }

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 /// How long an unfinished line may wait for its end before it is shown as a fragment.
 const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(50);
-const READ_CHUNK: usize = 512 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
+/// How soon the shim comes back to write an index entry that waits for its millisecond to end.
+const SEAL_DELAY: Duration = Duration::from_millis(1);
 const PIPE_SIZE: i32 = 1024 * 1024;
 const EXIT_FILE_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a daemonizing job's first process may take, once it exited, to leave its daemon.
@@ -68,11 +70,7 @@ fn run(dir: &Path) -> Result<(), String> {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let signals = block_signals()?;
 
-    let log_path = dir.join(crate::logs::LOG_FILE);
-    let next_line = crate::logs::reader::last_line_number(&log_path).unwrap_or(0) + 1;
-    let log =
-        crate::home::Home::open_private(&log_path).map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let writer = LogWriter::new(log, next_line);
+    let writer = LogWriter::open(dir, spawn.log_limits).map_err(|e| format!("cannot open the job's log: {e}"))?;
 
     spawn.env.insert(procfs::RUN_ENV.into(), procfs::run_marker(me, procfs::start_time(me).unwrap_or(0)));
     let notify = if spawn.notify {
@@ -113,7 +111,6 @@ fn run(dir: &Path) -> Result<(), String> {
             childless: false,
         },
         buf: vec![0u8; READ_CHUNK],
-        partial_since: None,
         screen: spawn.pty.as_ref().map(|p| LiveScreen::new(p.cols, p.rows)),
         mirror,
     };
@@ -216,11 +213,9 @@ impl Io {
 /// The shim's state while the job runs.
 struct Shim<'a> {
     io: Io,
-    writer: LogWriter<File>,
+    writer: LogWriter,
     sup: Supervision<'a>,
     buf: Vec<u8>,
-    /// Since when an unfinished line has been waiting for its end.
-    partial_since: Option<Instant>,
     /// A PTY job's terminal as it is now.
     screen: Option<LiveScreen>,
     /// Files that get a copy of the output.
@@ -231,7 +226,7 @@ impl Shim<'_> {
     /// Waits for something to happen and deals with it. False once the job is over and its
     /// output is all read.
     fn step(&mut self) -> Result<bool, String> {
-        let mut wake = next_wake(self.sup.kill_at, self.partial_since, Instant::now());
+        let mut wake = next_wake(self.sup.kill_at, self.writer.partial_since(), Instant::now());
         // While a fragment waits, the screen waits with it (its timer wakes us).
         if let Some(due) =
             self.screen.as_ref().filter(|_| !self.writer.has_partial()).and_then(|s| s.due_in(Instant::now()))
@@ -241,6 +236,10 @@ impl Shim<'_> {
         if self.sup.awaiting_main.is_some() {
             // The pidfile may be written a moment after the first process exits: look again soon.
             wake = Some(wake.map_or(FOLLOW_POLL, |w| w.min(FOLLOW_POLL)));
+        }
+        if self.writer.unsealed() {
+            // The newest index entry is written once its millisecond is over.
+            wake = Some(wake.map_or(SEAL_DELAY, |w| w.min(SEAL_DELAY)));
         }
         let ready = self.io.wait(wake)?;
         let ms = crate::clock::unix_ms();
@@ -264,7 +263,7 @@ impl Shim<'_> {
         self.sup.reap();
         self.sup.follow_main();
         self.sup.escalate();
-        self.flush_partial_line(ms);
+        self.flush_partial_line();
         // A write that fails (a full disk) drops and counts what it could not write, and the
         // loop goes on reading: the job must never block on its output, nor die with us.
         let _ = self.writer.flush();
@@ -286,9 +285,12 @@ impl Shim<'_> {
         }
         // The screen is written with the log's length it shows: never while the log still holds
         // back a fragment the screen already shows (attach would draw it twice).
-        if let Some(screen) = self.screen.as_mut().filter(|_| over || !self.writer.has_partial()) {
-            let log_len = self.writer.inner().metadata().map_or(0, |m| m.len());
-            screen.write_if_due(self.sup.dir, log_len, over);
+        if let Some(screen) = self.screen.as_mut().filter(|_| over || !self.writer.has_partial())
+            && screen.is_due(over)
+        {
+            // The screen shows every byte read so far: its cursor must be after all of them.
+            let _ = self.writer.flush_all();
+            screen.write(self.sup.dir, self.writer.cursor());
         }
         if over {
             return Ok(false);
@@ -311,17 +313,11 @@ impl Shim<'_> {
         }
     }
 
-    /// An unfinished line (a prompt) is written as a fragment once it has waited long enough.
-    fn flush_partial_line(&mut self, ms: u64) {
-        if !self.writer.has_partial() {
-            self.partial_since = None;
-            return;
-        }
-        let since = *self.partial_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= PARTIAL_LINE_DELAY {
-            self.writer.flush_partial(ms);
-            self.partial_since = None;
-            // The screen's log length now covers the fragment: write it again with it.
+    /// An unfinished line (a prompt) is indexed as a fragment once it has waited long enough.
+    fn flush_partial_line(&mut self) {
+        if self.writer.partial_since().is_some_and(|since| since.elapsed() >= PARTIAL_LINE_DELAY) {
+            self.writer.flush_partial(PARTIAL_LINE_DELAY);
+            // The screen's log cursor now covers the fragment: write it again with it.
             if let Some(screen) = &mut self.screen {
                 screen.touch();
             }
@@ -355,7 +351,7 @@ fn read_into(
     fd: &OwnedFd,
     stream: Stream,
     buf: &mut [u8],
-    writer: &mut LogWriter<File>,
+    writer: &mut LogWriter,
     screen: Option<&mut LiveScreen>,
     mirror: &mut Mirror,
     ms: u64,

@@ -15,15 +15,14 @@ use tokio::net::UnixStream;
 pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut UnixStream) -> std::io::Result<()> {
     let found = ctx.handle.job(key).await.and_then(|job| match (job.spec.pty.is_some(), job.life().pid()) {
         (false, _) => Err(Error::new("the job has no terminal").with_hint("attach works with jobs started with --pty")),
-        (true, Some(_)) => Ok((job.id.clone(), job.obs.log_offset)),
+        (true, Some(_)) => Ok((job.id.clone(), job.obs.log_cursor)),
         (true, None) => Err(Error::new("the job is not running")),
     });
-    let (id, run_offset) = match found {
+    let (id, run_start) = match found {
         Ok(f) => f,
         Err(e) => return send(stream, error(e)).await,
     };
     let dir = ctx.home.job_dir(&id);
-    let log = dir.join(crate::logs::LOG_FILE);
     // Like every change to a job's processes, a resize goes through the reconciler.
     let resize = |cols: u16, rows: u16| {
         let id = id.clone();
@@ -39,10 +38,10 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
     let mut changes = ctx.handle.changes();
     // The screen as it is now, drawn on the client's terminal; then the output written since.
     let (first, mut offset) = match files::read_screen(&dir) {
-        Some(screen) => (screen.formatted, screen.log_len),
+        Some(screen) => (screen.formatted, screen.log_cursor),
         None => {
-            let offset = std::fs::metadata(&log).map_or(0, |m| m.len());
-            (crate::logs::terminal::replay(&log, run_offset, cols, rows)?.screen().contents_formatted(), offset)
+            let cursor = reader::end(&dir);
+            (crate::logs::terminal::replay(&dir, run_start, cols, rows)?.screen().contents_formatted(), cursor)
         }
     };
     send(stream, Response::Output { data: first.into() }).await?;
@@ -53,7 +52,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
         // Liveness first: once the job has ended its shim has finished the log, so the read below
         // is complete and the last one.
         let alive = ctx.handle.progress(&id).await.ok().flatten().is_some_and(|j| j.life.has_process());
-        let (bytes, next) = reader::terminal_bytes_since(&log, offset)?;
+        let (bytes, next) = reader::bytes_since(&dir, offset)?;
         offset = next;
         if !bytes.is_empty() {
             send(&mut wr, Response::Output { data: bytes }).await?;

@@ -15,16 +15,15 @@ pub async fn handle(ctx: &Ctx, key: String, pattern: String, regex: bool, timeou
     } else {
         Box::new(move |s| s.contains(pattern.as_str()))
     };
-    let (id, path) = log_of(ctx, key).await?;
-    let mut sub =
-        ctx.logs.subscribe(path.parent().unwrap_or(&path)).map_err(|e| Error::context("cannot watch the log", e))?;
+    let (id, dir) = log_of(ctx, key).await?;
+    let mut sub = ctx.logs.subscribe(&dir).map_err(|e| Error::context("cannot watch the log", e))?;
     let mut changes = ctx.handle.changes();
     let search = async {
         let mut offset = 0;
         let mut joiner = reader::Joiner::default();
         loop {
             let (lines, next) =
-                reader::read_from(&path, offset).map_err(|e| Error::context("cannot read the log", e))?;
+                reader::read_from(&dir, offset).map_err(|e| Error::context("cannot read the log", e))?;
             offset = next;
             for line in lines {
                 // A prompt without a newline may match while it is still unfinished.
@@ -37,7 +36,7 @@ pub async fn handle(ctx: &Ctx, key: String, pattern: String, regex: bool, timeou
             if over {
                 // The last read after the end saw everything the job wrote.
                 let (lines, _) =
-                    reader::read_from(&path, offset).map_err(|e| Error::context("cannot read the log", e))?;
+                    reader::read_from(&dir, offset).map_err(|e| Error::context("cannot read the log", e))?;
                 return Ok(lines.into_iter().find(|l| matcher(&l.text())));
             }
             tokio::select! {

@@ -32,7 +32,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::List { workspace } => list::handle(ctx, workspace).await,
         Request::Status { job } => status::handle(ctx, job).await,
         Request::Tail(req) if req.follow => return tail::follow(ctx, req, stream).await,
-        Request::Tail(req) => tail::handle(ctx, req).await,
+        Request::Tail(req) => return tail::handle(ctx, req, stream).await,
         Request::Up(req) => return up::handle(ctx, req, stream).await,
         Request::Plan { project, jobs, only } => plan::handle(ctx, project, jobs, only).await,
         Request::Down { project, only } => down::handle(ctx, project, only).await,
@@ -44,7 +44,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::AttachInput { .. } | Request::AttachResize { .. } => {
             Err(crate::error::Error::new("not attached: send `attach` first"))
         }
-        Request::Diff(req) => diff::handle(ctx, req).await,
+        Request::Diff(req) => return diff::handle(ctx, req, stream).await,
         Request::Kill { target, grace_ms } => kill::handle(ctx, target, grace_ms).await,
         Request::Clean { workspace } => clean::handle(ctx, workspace).await,
         Request::Wait { job, timeout_ms } => {
@@ -91,9 +91,9 @@ pub async fn client_gone(stream: &UnixStream) {
     }
 }
 
-/// The log file of a job, found by id, name or prefix.
+/// A job's id and the directory its log is in, found by id, name or prefix.
 async fn log_of(ctx: &Ctx, key: String) -> crate::error::Result<(String, std::path::PathBuf)> {
     let id = ctx.handle.job(key).await?.id;
-    let path = ctx.home.job_dir(&id).join(crate::logs::LOG_FILE);
-    Ok((id, path))
+    let dir = ctx.home.job_dir(&id);
+    Ok((id, dir))
 }

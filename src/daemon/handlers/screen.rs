@@ -8,19 +8,19 @@ use crate::protocol::Response;
 /// for a piped job, its last lines.
 pub async fn handle(ctx: &Ctx, key: String, lines: usize) -> Result<Response> {
     let job = ctx.handle.job(key).await?;
-    let (id, pty, offset) = (job.id, job.spec.pty, job.obs.log_offset);
-    let path = ctx.home.job_dir(&id).join(crate::logs::LOG_FILE);
+    let (id, pty, run_start) = (job.id, job.spec.pty, job.obs.log_cursor);
+    let dir = ctx.home.job_dir(&id);
     let read_err = |e| Error::context("cannot read the job's output", e);
     let Some(size) = pty else {
-        let last = reader::read_last(&path, lines, &|_| true).map_err(read_err)?;
+        let last = reader::read_last(&dir, lines, &|_| true).map_err(read_err)?;
         return Ok(Response::Screen { lines: last.iter().map(|l| l.text()).collect() });
     };
     // The live terminal the job's shim keeps; a replay of recent output for a run whose shim
     // kept none (one started by an earlier bgrun).
-    let mut rows = match crate::supervisor::files::read_screen(&ctx.home.job_dir(&id)) {
+    let mut rows = match crate::supervisor::files::read_screen(&dir) {
         Some(screen) => screen.lines,
         None => {
-            let term = crate::logs::terminal::replay(&path, offset, size.cols, size.rows).map_err(read_err)?;
+            let term = crate::logs::terminal::replay(&dir, run_start, size.cols, size.rows).map_err(read_err)?;
             term.screen().rows(0, size.cols).map(|r| r.trim_end().to_string()).collect()
         }
     };

@@ -1,46 +1,112 @@
 use super::log_of;
 use crate::daemon::Ctx;
-use crate::daemon::conn::send;
+use crate::daemon::conn::{error, send};
 use crate::error::{Error, Result};
 use crate::logs::filter::{Compiled, line_level};
-use crate::logs::reader;
-use crate::protocol::{DigestView, Response, TailRequest};
+use crate::logs::reader::{self, Forward};
+use crate::protocol::{DigestView, LineView, Response, TailRequest};
+use std::sync::Arc;
 use tokio::net::UnixStream;
+
+/// A frame of lines holds at most this many lines, or about this many bytes of them: a large
+/// answer comes in several frames, never cut.
+const FRAME_LINES: usize = 5_000;
+const FRAME_BYTES: usize = 4 << 20;
 
 fn read_err(e: std::io::Error) -> Error {
     Error::context("cannot read the job's log", e)
 }
 
-pub async fn handle(ctx: &Ctx, req: TailRequest) -> Result<Response> {
-    let filter = Compiled::new(&req.filter)?;
-    let (_, path) = log_of(ctx, req.job).await?;
-    if req.digest {
-        return digest(&path, &filter);
-    }
-    let lines = reader::read_last(&path, req.lines, &|l| filter.keeps(l)).map_err(read_err)?;
-    Ok(Response::Lines { lines: lines.iter().map(|l| filter.view(l)).collect() })
+/// Runs a log read on the blocking pool: a large log must not hold up the daemon's other work.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::new(format!("log reader failed: {e}")))?.map_err(read_err)
 }
 
-/// Counts of errors and warnings over the whole log, with the last of each.
-fn digest(path: &std::path::Path, filter: &Compiled) -> Result<Response> {
-    let (lines, _) = reader::read_from(path, 0).map_err(read_err)?;
-    let mut d = DigestView { lines: 0, errors: 0, warnings: 0, last_error: None, last_warning: None };
-    for line in lines.iter().filter(|l| filter.keeps(l)) {
-        d.lines += 1;
-        let text = crate::logs::filter::strip_ansi(&line.text());
-        match line_level(&text) {
-            Some(2) => {
-                d.errors += 1;
-                d.last_error = Some(text);
-            }
-            Some(_) => {
-                d.warnings += 1;
-                d.last_warning = Some(text);
-            }
-            None => {}
+/// The next lines of `reader` (numbered `first` or later, kept by the filter), up to one frame's
+/// worth; at the log's end (or the reader's limit) its unfinished lines too. True at the end.
+pub async fn next_frame(reader: Forward, filter: &Arc<Compiled>, first: u64) -> Result<(Forward, Vec<LineView>, bool)> {
+    let filter = filter.clone();
+    blocking(move || {
+        let mut reader = reader;
+        let (mut lines, end) = reader.read(FRAME_LINES, FRAME_BYTES)?;
+        if end {
+            lines.extend(reader.take_unfinished());
+        }
+        let views = lines.iter().filter(|l| l.number >= first && filter.keeps(l)).map(|l| filter.view(l)).collect();
+        Ok((reader, views, end))
+    })
+    .await
+}
+
+/// `tail` (without --follow): the last lines, in as many frames as they take.
+pub async fn handle(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std::io::Result<()> {
+    let prepared = async {
+        let filter = Arc::new(Compiled::new(&req.filter)?);
+        let (_, dir) = log_of(ctx, req.job.clone()).await?;
+        if req.digest {
+            return Ok(Err(digest(dir, filter).await?));
+        }
+        let keep = filter.clone();
+        let lines = req.lines;
+        let start = blocking(move || {
+            let end = reader::end(&dir);
+            let (cursor, first) = reader::locate_last(&dir, lines, &|l| keep.keeps(l))?;
+            Ok((Forward::new(&dir, cursor).until(end), first))
+        })
+        .await?;
+        Ok::<_, Error>(Ok((start, filter)))
+    };
+    let ((mut reader, first), filter) = match prepared.await {
+        Ok(Ok(ready)) => ready,
+        Ok(Err(digest)) => return send(stream, digest).await,
+        Err(e) => return send(stream, error(e)).await,
+    };
+    loop {
+        let (next, lines, end) = match next_frame(reader, &filter, first).await {
+            Ok(frame) => frame,
+            Err(e) => return send(stream, error(e)).await,
+        };
+        reader = next;
+        if end || !lines.is_empty() {
+            send(stream, Response::Lines { lines, more: !end }).await?;
+        }
+        if end {
+            return Ok(());
         }
     }
-    Ok(Response::Digest(d))
+}
+
+/// Counts of errors and warnings over the whole log, with the last of each, read in batches.
+async fn digest(dir: std::path::PathBuf, filter: Arc<Compiled>) -> Result<Response> {
+    blocking(move || {
+        let mut d = DigestView { lines: 0, errors: 0, warnings: 0, last_error: None, last_warning: None };
+        let mut reader = Forward::new(&dir, 0);
+        loop {
+            let (mut lines, end) = reader.read(FRAME_LINES, FRAME_BYTES)?;
+            if end {
+                lines.extend(reader.take_unfinished());
+            }
+            for line in lines.iter().filter(|l| filter.keeps(l)) {
+                d.lines += 1;
+                let text = crate::logs::filter::strip_ansi(&line.text());
+                match line_level(&text) {
+                    Some(2) => {
+                        d.errors += 1;
+                        d.last_error = Some(text);
+                    }
+                    Some(_) => {
+                        d.warnings += 1;
+                        d.last_warning = Some(text);
+                    }
+                    None => {}
+                }
+            }
+            if end {
+                return Ok(Response::Digest(d));
+            }
+        }
+    })
+    .await
 }
 
 /// `tail --follow`: the last lines, then new lines as they are written (woken by inotify on the
@@ -48,38 +114,40 @@ fn digest(path: &std::path::Path, filter: &Compiled) -> Result<Response> {
 /// or killed) or the client goes away.
 pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std::io::Result<()> {
     let prepared = async {
-        let filter = Compiled::new(&req.filter)?;
-        let (id, path) = log_of(ctx, req.job.clone()).await?;
-        Ok::<_, Error>((filter, id, path))
+        let filter = Arc::new(Compiled::new(&req.filter)?);
+        let (id, dir) = log_of(ctx, req.job.clone()).await?;
+        let wake = ctx.logs.subscribe(&dir).map_err(|e| Error::context("cannot watch the log", e))?;
+        let keep = filter.clone();
+        let (lines, path) = (req.lines, dir.clone());
+        let (cursor, first) = blocking(move || reader::locate_last(&path, lines, &|l| keep.keeps(l))).await?;
+        Ok::<_, Error>((filter, id, Forward::new(&dir, cursor), first, wake))
     };
-    let (filter, id, path) = match prepared.await {
+    let (filter, id, mut reader, mut first, mut wake) = match prepared.await {
         Ok(p) => p,
-        Err(e) => return send(stream, crate::daemon::conn::error(e)).await,
-    };
-    let mut wake = match ctx.logs.subscribe(path.parent().unwrap_or(&path)) {
-        Ok(s) => s,
-        Err(e) => return send(stream, crate::daemon::conn::error(Error::context("cannot watch the log", e))).await,
+        Err(e) => return send(stream, error(e)).await,
     };
     let mut changes = ctx.handle.changes();
-
-    // Everything up to here is covered by the tail below; what follows is read from here on.
-    let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let last = reader::read_last(&path, req.lines, &|l| filter.keeps(l)).map_err(std::io::Error::other)?;
-    send(stream, Response::Lines { lines: last.iter().map(|l| filter.view(l)).collect() }).await?;
-    // Lines the tail already showed (written between the size check and the read) are skipped.
-    let mut shown = last.last().map_or(0, |l| l.number);
+    // The last lines go out in full (their last frame says no `more`, even if empty), then each
+    // wake-up's new lines.
+    let mut initial = true;
     loop {
-        // The state first: once the job has ended its shim has finished the log, so the read
-        // below is complete and the last one.
+        // The state first: once the job has ended its shim has finished the log, so the reads
+        // below are complete and the last ones.
         let job = ctx.handle.progress(&id).await;
-        let (lines, next) = reader::read_from(&path, offset).map_err(std::io::Error::other)?;
-        offset = next;
-        let views: Vec<_> =
-            lines.iter().filter(|l| l.number > shown && filter.keeps(l)).map(|l| filter.view(l)).collect();
-        shown = 0;
-        if !views.is_empty() {
-            send(stream, Response::Lines { lines: views }).await?;
+        loop {
+            let (next, lines, end) = match next_frame(reader, &filter, first).await {
+                Ok(frame) => frame,
+                Err(e) => return send(stream, error(e)).await,
+            };
+            reader = next;
+            if !lines.is_empty() || (end && initial) {
+                send(stream, Response::Lines { lines, more: !end }).await?;
+            }
+            if end {
+                break;
+            }
         }
+        (first, initial) = (0, false);
         match job {
             // Across restarts: the follow ends once nothing will run the job again by itself.
             Ok(Some(j)) if !j.finished => {}
