@@ -21,7 +21,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BGRUN = os.path.join(ROOT, "target", "release", "bgrun")
+# Built for the host tuple named in .cargo/config.toml (so it can be linked statically).
+HOST = subprocess.run(["rustc", "--print", "host-tuple"], capture_output=True, text=True, check=True).stdout.strip()
+BGRUN = os.path.join(ROOT, "target", HOST, "release", "bgrun")
 LINE = "x" * 99  # 100-byte lines with the newline
 JOBS = 100
 
@@ -180,7 +182,7 @@ class Bgrun(Manager):
         for p in processes_with_env("BGRUN_HOME", self.home):
             try:
                 with open(f"/proc/{p}/cmdline", "rb") as f:
-                    if b"__shim" in f.read():
+                    if f.read().startswith(b"bgrun-shim\0"):
                         pids.append(p)
             except OSError:
                 pass

@@ -96,8 +96,6 @@ enum Command {
     Completions(completions::Args),
     #[command(name = "__daemon", hide = true)]
     InternalDaemon,
-    #[command(name = "__shim", hide = true)]
-    InternalShim { dir: std::path::PathBuf },
 }
 
 /// How to print: JSON for programs, text for people.
@@ -132,7 +130,6 @@ pub fn main() -> i32 {
     };
     // Internal entry points first: they must not touch the terminal or the daemon.
     match cli.command {
-        Some(Command::InternalShim { dir }) => return crate::supervisor::shim::main(&dir),
         Some(Command::InternalDaemon) => {
             return match Home::from_env().and_then(crate::daemon::main) {
                 Ok(()) => 0,
@@ -189,7 +186,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Skill(args)) => skill::exec(args, out),
         Some(Command::Schema(args)) => schema::exec(args, out),
         Some(Command::Completions(args)) => completions::exec(args, &home, out),
-        Some(Command::InternalDaemon | Command::InternalShim { .. }) => unreachable!("handled in main"),
+        Some(Command::InternalDaemon) => unreachable!("handled in main"),
     }
 }
 

@@ -38,13 +38,7 @@ type Visit<'a> = dyn FnMut(u64, &Entry, &[u8]) -> ControlFlow<()> + 'a;
 
 /// Calls `f` with every entry of `seg` in `from..to` (indices within the segment) and its bytes,
 /// in order or in reverse, reading neighbouring entries' bytes in one go.
-fn each_entry(
-    seg: &Segment,
-    from: u64,
-    to: u64,
-    backward: bool,
-    f: &mut Visit<'_>,
-) -> io::Result<ControlFlow<()>> {
+fn each_entry(seg: &Segment, from: u64, to: u64, backward: bool, f: &mut Visit<'_>) -> io::Result<ControlFlow<()>> {
     let blocks: Vec<u64> = (from..to).step_by(BLOCK as usize).collect();
     let ordered: Box<dyn Iterator<Item = &u64>> =
         if backward { Box::new(blocks.iter().rev()) } else { Box::new(blocks.iter()) };
@@ -114,6 +108,9 @@ impl Forward {
     pub fn read(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<(Vec<Line>, bool)> {
         let (segments, cursor) = segments_from(&self.dir, self.cursor)?;
         self.cursor = cursor;
+        // Read from the oldest kept segment's start, the pieces of lines begun in a segment
+        // rotated away are not lines any more: they are left out.
+        let lost_before = segments.first().filter(|s| cursor <= s.header.first_seq).map_or(0, |s| s.header.next_line);
         let mut done: Vec<Line> = Vec::new();
         let mut bytes_done = 0;
         for seg in &segments {
@@ -124,7 +121,9 @@ impl Forward {
                     let line = match self.open.entry(piece.line) {
                         std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                         // The end of a line already shown in full (as a fragment) adds nothing.
-                        std::collections::btree_map::Entry::Vacant(_) if piece.bytes.is_empty() && !piece.starts => {
+                        std::collections::btree_map::Entry::Vacant(_)
+                            if !piece.starts && (piece.bytes.is_empty() || piece.line < lost_before) =>
+                        {
                             continue;
                         }
                         std::collections::btree_map::Entry::Vacant(v) => v.insert(Line {
@@ -206,7 +205,8 @@ fn last_lines(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, collect: bool)
     let mut partial: HashMap<u64, Backward> = HashMap::new();
     let mut found = Vec::new();
     let mut count = 0;
-    let mut at = (segments.first().map_or(0, |s| s.header.first_seq), 0);
+    // The entry where the first line found begins, and its number.
+    let mut at = (0, 0);
     if n == 0 {
         let end = segments.last().map_or(0, |s| s.end_seq());
         return Ok((found, end, u64::MAX));
@@ -243,15 +243,12 @@ fn last_lines(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, collect: bool)
             return Ok((found, at.0, at.1));
         }
     }
-    // The log's oldest lines may have lost their beginnings to rotation: they count as they are.
-    let mut rest: Vec<Line> = partial.into_iter().map(|(number, b)| b.into_line(number)).filter(|l| keep(l)).collect();
-    rest.sort_by_key(|l| std::cmp::Reverse(l.number));
-    rest.truncate(n - count);
-    let first = rest.last().map_or(at.1, |l| l.number);
-    found.extend(rest);
+    // What is left began in a segment rotated away: pieces of lines, not lines.
     found.sort_by_key(|l| l.number);
-    let oldest = segments.first().map_or(0, |s| s.header.first_seq);
-    Ok((found, if first == at.1 && count > 0 { at.0 } else { oldest }, first))
+    if count == 0 {
+        at = (segments.first().map_or(0, |s| s.header.first_seq), u64::MAX);
+    }
+    Ok((found, at.0, at.1))
 }
 
 /// The last `n` lines for which `keep` is true, in order.

@@ -67,6 +67,7 @@ impl Reconciler {
         env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
         env.insert(crate::supervisor::procfs::JOB_ID_ENV.into(), id.to_string());
         let spawn = SpawnFile {
+            label: job.qualified_name(),
             argv: job.spec.argv(),
             cwd: job.spec.cwd.clone(),
             env,

@@ -12,6 +12,9 @@ use std::time::Duration;
 /// What the shim should run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpawnFile {
+    /// The job's name (or id), shown by `ps` on the supervisor's command line.
+    #[serde(default)]
+    pub label: String,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,

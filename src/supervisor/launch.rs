@@ -20,15 +20,39 @@ pub struct Launched {
     handshake: tokio::net::unix::pipe::Receiver,
 }
 
+/// The `bgrun-shim` binary beside the daemon's own, opened when the daemon starts: an upgrade
+/// that replaces the files on disk meanwhile does not mix the running daemon with a shim of
+/// another version.
+pub struct ShimBinary(Result<std::fs::File, String>);
+
+impl ShimBinary {
+    pub fn find() -> ShimBinary {
+        let found =
+            std::env::current_exe().map_err(|e| format!("cannot find bgrun's own binary: {e}")).and_then(|exe| {
+                let path = exe.with_file_name("bgrun-shim");
+                std::fs::File::open(&path).map_err(|e| {
+                    format!(
+                        "cannot open {} ({e}): install both binaries, e.g. `cargo install --path .`",
+                        path.display()
+                    )
+                })
+            });
+        ShimBinary(found)
+    }
+}
+
 /// Starts the shim for one run. Returns as soon as the shim process exists.
-pub fn launch(dir: &Path, spawn: &SpawnFile) -> io::Result<Launched> {
+pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile) -> io::Result<Launched> {
+    let binary = shim.0.as_ref().map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.clone()))?;
     files::prepare_run(dir, spawn)?;
     let lock = files::lock_for_shim(dir)?
         .ok_or_else(|| io::Error::other("another supervisor runs this job already (its lock is held)"))?;
     let lock_fd = lock.as_raw_fd();
-    // /proc/self/exe still works after the binary on disk was replaced by an upgrade.
-    let mut command = Command::new("/proc/self/exe");
-    command.arg("__shim").arg(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    // Executed through the descriptor opened at start (an ELF binary runs from a close-on-exec
+    // descriptor: the kernel has opened it before the descriptors close).
+    let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
+    command.arg0("bgrun-shim").arg(&spawn.label).arg(dir);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe. The copy it makes
     // is not close-on-exec, so the shim is born holding the lock.
     unsafe {

@@ -22,11 +22,13 @@ pub struct ProcessSupervisor {
     /// The probe tasks of each job's current run, to stop them when the run ends or its
     /// settings change.
     probes: HashMap<String, Vec<AbortHandle>>,
+    shim: launch::ShimBinary,
 }
 
 impl ProcessSupervisor {
     pub fn new(home: Home, reports: UnboundedSender<Report>, logs: Arc<LogWatch>) -> ProcessSupervisor {
-        ProcessSupervisor { home, reports, logs, http: OnceLock::new(), probes: HashMap::new() }
+        let shim = launch::ShimBinary::find();
+        ProcessSupervisor { home, reports, logs, http: OnceLock::new(), probes: HashMap::new(), shim }
     }
 
     fn http(&self) -> reqwest::Client {
@@ -53,7 +55,7 @@ async fn watch_exit(reports: UnboundedSender<Report>, id: String, attempt: u64, 
 
 impl Supervisor for ProcessSupervisor {
     fn launch(&mut self, id: &str, attempt: u64, spawn: &SpawnFile) -> Result<RunIds, String> {
-        let launched = launch::launch(&self.home.job_dir(id), spawn)
+        let launched = launch::launch(&self.shim, &self.home.job_dir(id), spawn)
             .map_err(|e| format!("cannot start the job's supervisor: {e}"))?;
         let run = RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() };
         let (reports, id) = (self.reports.clone(), id.to_string());

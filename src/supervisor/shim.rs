@@ -1,4 +1,4 @@
-//! The shim: a small synchronous process (`bgrun __shim <job-dir>`) that is the parent of one run
+//! The shim: a small synchronous process (`bgrun-shim <job> <job-dir>`) that is the parent of one run
 //! of a job. It exists so that nothing about a job depends on the daemon being alive:
 //! - it holds the job's output pipes and writes them to the log file;
 //! - it is a child subreaper, so processes the job leaves behind become its children and can be
@@ -88,6 +88,10 @@ fn run(dir: &Path) -> Result<(), String> {
     files::write_child(dir, &ChildFile { pid: child_pid.as_raw(), start_time })
         .map_err(|e| format!("cannot write child.json: {e}"))?;
     handshake(&Handshake::Ok { pid: child_pid.as_raw(), start_time });
+    // What starting took (the spawn file, the environment) is freed: give its pages back, so the
+    // shim's memory while the job runs is only what it keeps.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
 
     let mut shim = Shim {
         io: Io { outputs, signals, notify, pty },
@@ -110,7 +114,7 @@ fn run(dir: &Path) -> Result<(), String> {
             kill_at: None,
             childless: false,
         },
-        buf: vec![0u8; READ_CHUNK],
+        buf: ReadBuffer::new(),
         screen: spawn.pty.as_ref().map(|p| LiveScreen::new(p.cols, p.rows)),
         mirror,
     };
@@ -215,7 +219,7 @@ struct Shim<'a> {
     io: Io,
     writer: LogWriter,
     sup: Supervision<'a>,
-    buf: Vec<u8>,
+    buf: ReadBuffer,
     /// A PTY job's terminal as it is now.
     screen: Option<LiveScreen>,
     /// Files that get a copy of the output.
@@ -237,6 +241,9 @@ impl Shim<'_> {
             // The pidfile may be written a moment after the first process exits: look again soon.
             wake = Some(wake.map_or(FOLLOW_POLL, |w| w.min(FOLLOW_POLL)));
         }
+        if let Some(due) = self.buf.release_in(Instant::now()) {
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
         if self.writer.unsealed() {
             // The newest index entry is written once its millisecond is over.
             wake = Some(wake.map_or(SEAL_DELAY, |w| w.min(SEAL_DELAY)));
@@ -246,7 +253,7 @@ impl Shim<'_> {
         for (output, readable) in self.io.outputs.iter_mut().zip(ready.outputs) {
             if let Some((fd, stream)) = output
                 && readable
-                && !read_into(fd, *stream, &mut self.buf, &mut self.writer, self.screen.as_mut(), &mut self.mirror, ms)
+                && !read_into(fd, *stream, self.buf.get(), &mut self.writer, self.screen.as_mut(), &mut self.mirror, ms)
             {
                 *output = None;
             }
@@ -258,8 +265,9 @@ impl Shim<'_> {
             read_notifications(n, self.sup.dir);
         }
         if let (Some((master, fifo)), true) = (&self.io.pty, ready.input) {
-            forward_input(fifo, master, &mut self.buf);
+            forward_input(fifo, master, self.buf.get());
         }
+        self.buf.release_if_idle(Instant::now());
         self.sup.reap();
         self.sup.follow_main();
         self.sup.escalate();
@@ -274,7 +282,7 @@ impl Shim<'_> {
                 while read_into(
                     fd,
                     *stream,
-                    &mut self.buf,
+                    self.buf.get(),
                     &mut self.writer,
                     self.screen.as_mut(),
                     &mut self.mirror,
@@ -321,6 +329,48 @@ impl Shim<'_> {
             if let Some(screen) = &mut self.screen {
                 screen.touch();
             }
+        }
+    }
+}
+
+/// The buffer output is read into: large, so a chatty job is read in few calls, yet costing no
+/// memory while the job is quiet, as its pages are given back after [`BUFFER_IDLE`] unused.
+struct ReadBuffer {
+    buf: Vec<u8>,
+    used_at: Option<Instant>,
+}
+
+const BUFFER_IDLE: Duration = Duration::from_secs(1);
+
+impl ReadBuffer {
+    fn new() -> ReadBuffer {
+        // Zeroed allocations this large come straight from the kernel, untouched: they cost
+        // nothing until the first read.
+        ReadBuffer { buf: vec![0u8; READ_CHUNK], used_at: None }
+    }
+
+    fn get(&mut self) -> &mut [u8] {
+        self.used_at = Some(Instant::now());
+        &mut self.buf
+    }
+
+    /// How long until the buffer's pages are due to be given back.
+    fn release_in(&self, now: Instant) -> Option<Duration> {
+        self.used_at.map(|at| (at + BUFFER_IDLE).saturating_duration_since(now))
+    }
+
+    fn release_if_idle(&mut self, now: Instant) {
+        if self.release_in(now) != Some(Duration::ZERO) {
+            return;
+        }
+        self.used_at = None;
+        let page = 4096;
+        let start = self.buf.as_ptr() as usize;
+        let (first, end) = (start.next_multiple_of(page), (start + self.buf.len()) / page * page);
+        if end > first {
+            // SAFETY: the range lies inside the buffer, which we own; MADV_DONTNEED only makes
+            // its pages read back as zeroes, a valid content for bytes we never read unwritten.
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
         }
     }
 }
