@@ -128,18 +128,15 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // Internal entry points first: they must not touch the terminal or the daemon.
-    match cli.command {
-        Some(Command::InternalDaemon) => {
-            return match Home::from_env().and_then(crate::daemon::main) {
-                Ok(()) => 0,
-                Err(e) => {
-                    crate::warn!("bgrun daemon: {e}");
-                    1
-                }
-            };
-        }
-        _ => {}
+    // The daemon's entry point first: it must not touch the terminal.
+    if let Some(Command::InternalDaemon) = cli.command {
+        return match Home::from_env().and_then(crate::daemon::main) {
+            Ok(()) => 0,
+            Err(e) => {
+                crate::warn!("bgrun daemon: {e}");
+                1
+            }
+        };
     }
     let out = Output { json: cli.json || !std::io::stdout().is_terminal(), colour: crate::render::colours_enabled() };
     // `run` needs to know which flags were typed, to lay them over a job from bgrun.toml.
