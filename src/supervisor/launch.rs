@@ -51,7 +51,8 @@ pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile) -> io::Result<La
     // Executed through the descriptor opened at start (an ELF binary runs from a close-on-exec
     // descriptor: the kernel has opened it before the descriptors close).
     let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
-    command.arg0("bgrun-shim").arg(&spawn.label).arg(dir);
+    // The job's environment is in its spawn file: the shim needs none of its own.
+    command.arg0("bgrun-shim").arg(&spawn.label).arg(dir).env_clear();
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe. The copy it makes
     // is not close-on-exec, so the shim is born holding the lock.

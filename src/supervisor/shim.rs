@@ -88,6 +88,11 @@ fn run(dir: &Path) -> Result<(), String> {
     files::write_child(dir, &ChildFile { pid: child_pid.as_raw(), start_time })
         .map_err(|e| format!("cannot write child.json: {e}"))?;
     handshake(&Handshake::Ok { pid: child_pid.as_raw(), start_time });
+    // Only a stop command needs the job's environment again.
+    if spawn.stop.command.is_none() {
+        spawn.env = Default::default();
+    }
+    drop(child);
     // What starting took (the spawn file, the environment) is freed: give its pages back, so the
     // shim's memory while the job runs is only what it keeps.
     // SAFETY: malloc_trim only releases free heap memory.
