@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
-"""bgrun's benchmark harness: bgrun side by side with PM2 and supervisord, on this machine, in one
-run, with several rounds per figure (managers alternate inside each round so drift hits all alike).
+"""bgrun's benchmark harness: bgrun side by side with PM2, supervisord and pueue, on this machine, in
+one run, with several rounds per figure (managers alternate inside each round so drift hits all
+alike). A figure a manager does not have (pueue restarts nothing) shows as "–".
 
 Every daemon and job it starts runs in a temporary directory with its own home, and is stopped by
 pid at the end. Peers are installed into that directory: PM2 from the npm registry, supervisord from
-PyPI into a virtual environment; a peer that cannot be installed is reported and skipped.
+PyPI into a virtual environment, pueue with `cargo install` from crates.io; a peer that cannot be
+installed is reported and skipped.
+
+Log capture is checked byte for byte: the job writes 100-byte lines, and "bytes lost" counts what
+the stored output does not hold of them, from the first byte that differs on.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -26,6 +32,7 @@ HOST = subprocess.run(["rustc", "--print", "host-tuple"], capture_output=True, t
 BGRUN = os.path.join(ROOT, "target", HOST, "release", "bgrun")
 LINE = "x" * 99  # 100-byte lines with the newline
 JOBS = 100
+MANY = 1000
 
 
 def now():
@@ -50,6 +57,33 @@ def proc_kb(pid, name, key):
 
 def rss_kb(pid):
     return proc_kb(pid, "status", "VmRSS:")
+
+
+def private_kb(pid):
+    """Memory only this process has: what each more of it costs."""
+    return proc_kb(pid, "smaps_rollup", "Private_Dirty:") + proc_kb(pid, "smaps_rollup", "Private_Clean:")
+
+
+def bytes_lost(path, nbytes):
+    """How much of the `nbytes` of LINE-lines the file at `path` does not hold, byte for byte: all
+    from the first byte that differs (or from its end, if it is short)."""
+    unit = (LINE + "\n").encode()
+    chunk = unit * (64_000_000 // len(unit))
+    good = 0
+    try:
+        with open(path, "rb") as f:
+            while good < nbytes:
+                want = chunk[: min(len(chunk), nbytes - good)]
+                got = f.read(len(want))
+                if got != want:
+                    same = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+                    return nbytes - good - same
+                good += len(want)
+            if f.read(1):
+                return -1  # more than was written: a corruption of its own
+    except FileNotFoundError:
+        return nbytes
+    return 0
 
 
 def pss_kb(pid):
@@ -156,6 +190,22 @@ class Manager:
     def log_cmd(self, nbytes):
         return f"yes {LINE} | head -c {nbytes}"
 
+    # Figures only some managers have: None leaves them out.
+    def crash_respawn(self):
+        return None
+
+    def many_jobs(self):
+        return None
+
+    def tail_last_lines(self):
+        return None
+
+    def supervisor_private_kb(self):
+        return None
+
+    def index_share(self):
+        return None
+
 
 class Bgrun(Manager):
     name = "bgrun"
@@ -176,32 +226,71 @@ class Bgrun(Manager):
     def daemon_pids(self):
         return [json.loads(self.cli("daemon", "status").stdout)["pid"]]
 
+    def teardown(self):
+        # Supervisors start with an environment of their own: found by their command line.
+        if self.home:
+            kill_pids(self.shim_pids())
+        super().teardown()
+
     def all_manager_pids(self):
-        """The daemon and the supervisor process (shim) of every job."""
-        pids = self.daemon_pids()
-        for p in processes_with_env("BGRUN_HOME", self.home):
+        """The daemon and the supervisor process of every job (`bgrun-shim <job> <dir in home>`)."""
+        return self.daemon_pids() + self.shim_pids()
+
+    def shim_pids(self):
+        found = []
+        jobs = os.path.join(self.home, "jobs").encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
             try:
-                with open(f"/proc/{p}/cmdline", "rb") as f:
-                    if f.read().startswith(b"bgrun-shim\0"):
-                        pids.append(p)
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
             except OSError:
-                pass
-        return pids
+                continue
+            if argv[0] == b"bgrun-shim" and len(argv) > 2 and argv[2].startswith(jobs):
+                found.append(int(entry))
+        return found
+
+    def supervisor_private_kb(self):
+        shims = self.shim_pids()
+        return sum(private_kb(p) for p in shims) / len(shims) if shims else None
 
     def list(self):
         self.cli("list")
 
-    def start_jobs(self):
-        proj = os.path.join(self.home, "proj")
+    def project(self, name, jobs):
+        proj = os.path.join(self.home, name)
         os.makedirs(proj)
         with open(os.path.join(proj, "bgrun.toml"), "w") as f:
-            for i in range(JOBS):
+            for i in range(jobs):
                 f.write(f'[jobs.j{i}]\ncmd = ["sleep", "600"]\n\n')
+        return proj
+
+    def start_jobs(self):
+        proj = self.project("proj", JOBS)
         t0 = now()
         out = json.loads(self.cli("up", cwd=proj).stdout)
         took = ms(t0)
         assert out["ok"] and len(out["jobs"]) == JOBS
         return took
+
+    def many_jobs(self):
+        """`up`, `list` (the slowest of 10 calls, the first included) and `down` of 1000 jobs."""
+        proj = self.project("many", MANY)
+        t0 = now()
+        out = json.loads(self.cli("up", cwd=proj).stdout)
+        up = ms(t0)
+        assert out["ok"] and len(out["jobs"]) == MANY
+        lat = []
+        for _ in range(10):
+            t0 = now()
+            self.cli("list")
+            lat.append(ms(t0))
+        pids = self.job_pids()
+        t0 = now()
+        self.cli("down", cwd=proj)
+        wait_for("jobs gone", lambda: not any(alive(p) for p in pids))
+        return up, max(lat), ms(t0)
 
     def job_pids(self):
         return [json.loads(line)["pid"] for line in self.cli("list").stdout.splitlines()]
@@ -221,26 +310,29 @@ class Bgrun(Manager):
         return gaps
 
     def log_throughput(self, nbytes):
+        # One file for the whole output, so it can be compared with what was written.
+        size = str(nbytes // 1_000_000 + 100)
         t0 = now()
-        job = json.loads(self.cli("run", "--name", "logs", self.log_cmd(nbytes)).stdout)
-        exit_file = os.path.join(self.home, "jobs", job["id"], "exit.json")
+        job = json.loads(self.cli("run", "--name", "logs", "--log-max-size", size, self.log_cmd(nbytes)).stdout)
+        self.log_dir = os.path.join(self.home, "jobs", job["id"])
+        exit_file = os.path.join(self.log_dir, "exit.json")
         wait_for("log job done", lambda: os.path.exists(exit_file), timeout=600, pause=0.005)
         took = now() - t0
-        log = os.path.join(self.home, "jobs", job["id"], "output.log")
-        return took, captured_bgrun(log)
+        return took, os.path.join(self.log_dir, "output.log")
 
+    def index_share(self):
+        idx, log = (os.path.getsize(os.path.join(self.log_dir, f)) for f in ("output.idx", "output.log"))
+        return 100 * idx / log
 
-def captured_bgrun(path):
-    """Bytes of the job's output in bgrun's log: every line is LINE, so count complete lines."""
-    lines = 0
-    tail = b""
-    with open(path, "rb") as f:
-        while chunk := f.read(64 << 20):
-            chunk = tail + chunk
-            cut = chunk.rfind(b"\n") + 1
-            tail = chunk[cut:]
-            lines += chunk.count(b" o " + LINE.encode() + b"\n", 0, cut)
-    return lines * (len(LINE) + 1)
+    def tail_last_lines(self):
+        """The last 20 lines of the big log just written, in ms (the CLI process included)."""
+        lat = []
+        for _ in range(5):
+            t0 = now()
+            out = self.cli("tail", "logs", "--lines", "20").stdout
+            lat.append(ms(t0))
+        assert len(json.loads(out)["lines"]) == 20
+        return statistics.median(lat)
 
 
 class Pm2(Manager):
@@ -324,7 +416,7 @@ class Pm2(Manager):
         self.cli("start", eco)
         wait_for("log job done", lambda: any(a["name"] == "logs" and a["pm2_env"]["status"] != "online" for a in self.jlist()), timeout=600, pause=0.05)
         took = now() - t0
-        return took, os.path.getsize(out) if os.path.exists(out) else 0
+        return took, out
 
 
 class Supervisord(Manager):
@@ -419,7 +511,110 @@ files = {self.home}/programs/*.conf
         self.ctl("update")
         wait_for("log job done", lambda: "EXITED" in self.ctl("status", "logs").stdout, timeout=600, pause=0.05)
         took = now() - t0
-        return took, os.path.getsize(out) if os.path.exists(out) else 0
+        return took, out
+
+
+class Pueue(Manager):
+    """pueue runs tasks rather than services: it restarts nothing, so it has no respawn figure."""
+
+    name = "pueue"
+
+    def install(self):
+        root = os.path.join(self.base, "cargo")
+        if not os.path.exists(os.path.join(root, "bin", "pueued")):
+            run(["cargo", "install", "--quiet", "--locked", "--root", root, "pueue"])
+        self.bin = root + "/bin"
+        return run([self.bin + "/pueue", "--version"]).stdout.split()[-1]
+
+    def env(self):
+        e = super().env()
+        e["PUEUE_CONFIG_PATH"] = os.path.join(self.home, "pueue.yml")
+        return e
+
+    def cli(self, *args, check=True):
+        return run([self.bin + "/pueue", *args], env=self.env(), cwd=self.home, check=check)
+
+    def cold_start(self):
+        with open(os.path.join(self.home, "pueue.yml"), "w") as f:
+            f.write(f"shared:\n  pueue_directory: {self.home}\n  runtime_directory: {self.home}\n"
+                    f"  unix_socket_path: {self.home}/pueue.socket\n  pid_path: {self.home}/pueue.pid\n"
+                    f"daemon:\n  default_parallel_tasks: {MANY + 10}\n")
+        t0 = now()
+        run([self.bin + "/pueued", "--daemonize"], env=self.env())
+        wait_for("pueue answers", lambda: self.cli("status", "--json", check=False).returncode == 0)
+        return ms(t0)
+
+    def daemon_pids(self):
+        with open(os.path.join(self.home, "pueue.pid")) as f:
+            return [int(f.read().strip())]
+
+    def all_manager_pids(self):
+        return self.daemon_pids()
+
+    def list(self):
+        self.cli("status", "--json")
+
+    def tasks(self):
+        return json.loads(self.cli("status", "--json").stdout)["tasks"].values()
+
+    def running(self):
+        return sum(1 for t in self.tasks() if "Running" in json.dumps(t["status"]))
+
+    def job_pids(self):
+        """The task processes: pueued's children and theirs."""
+        daemon = self.daemon_pids()[0]
+        parents = {}
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+        children = [p for p, pp in parents.items() if pp == daemon]
+        return children + [p for p, pp in parents.items() if pp in children]
+
+    def add_all(self, n):
+        t0 = now()
+        for _ in range(n):
+            self.cli("add", "--", "sleep 600")
+        wait_for(f"{n} running", lambda: self.running() == n, pause=0.01)
+        return ms(t0)
+
+    def start_jobs(self):
+        return self.add_all(JOBS)
+
+    def stop_all(self, pids):
+        t0 = now()
+        self.cli("kill", "--all")
+        wait_for("jobs gone", lambda: not any(alive(p) for p in pids))
+        return ms(t0)
+
+    def many_jobs(self):
+        self.cli("clean")
+        up = self.add_all(MANY)
+        lat = []
+        for _ in range(10):
+            t0 = now()
+            self.list()
+            lat.append(ms(t0))
+        return up, max(lat), self.stop_all(self.job_pids())
+
+    def log_throughput(self, nbytes):
+        t0 = now()
+        task = self.cli("add", "--print-task-id", "--", self.log_cmd(nbytes)).stdout.strip()
+        done = lambda: any(str(t["id"]) == task and "Done" in json.dumps(t["status"]) for t in self.tasks())
+        wait_for("log job done", done, timeout=600, pause=0.005)
+        took = now() - t0
+        self.task = task
+        return took, os.path.join(self.home, "task_logs", f"{task}.log")
+
+    def tail_last_lines(self):
+        lat = []
+        for _ in range(5):
+            t0 = now()
+            self.cli("log", self.task, "--lines", "20")
+            lat.append(ms(t0))
+        return statistics.median(lat)
 
 
 def direct_write(base, nbytes):
@@ -432,33 +627,52 @@ def direct_write(base, nbytes):
     return took
 
 
-def measure_round(m, figures, log_bytes):
+def measure_round(m, figures, log_bytes, many):
+    """One round of every figure for manager `m`; a figure it does not have stays empty."""
+    def put(name, value):
+        if value is not None:
+            figures[name].append(value)
+
     m.fresh()
     if isinstance(m, Supervisord):
         m.conf_path = None
-    figures["cold start to first list (ms)"].append(m.cold_start())
+    put("cold start to first list (ms)", m.cold_start())
     time.sleep(0.5)  # let the daemon settle before reading its memory
-    figures["idle daemon RSS (MB)"].append(sum(rss_kb(p) for p in m.daemon_pids()) / 1024)
+    put("idle daemon RSS (MB)", sum(rss_kb(p) for p in m.daemon_pids()) / 1024)
+    idle_pss = sum(pss_kb(p) for p in m.all_manager_pids())
     lat = []
     for _ in range(10):
         t0 = now()
         m.list()
         lat.append(ms(t0))
-    figures["list, 0 jobs (ms)"].append(statistics.median(lat))
-    figures["start 100 jobs from one file until all running (ms)"].append(m.start_jobs())
+    put("list, 0 jobs (ms)", statistics.median(lat))
+    put("start 100 jobs from one file until all running (ms)", m.start_jobs())
     lat = []
     for _ in range(10):
         t0 = now()
         m.list()
         lat.append(ms(t0))
-    figures["list, 100 jobs (ms)"].append(statistics.median(lat))
-    figures["daemon RSS with 100 jobs (MB)"].append(sum(rss_kb(p) for p in m.daemon_pids()) / 1024)
-    figures["all of the manager's processes with 100 jobs, PSS (MB)"].append(sum(pss_kb(p) for p in m.all_manager_pids()) / 1024)
-    figures["stop 100 jobs until every process is gone (ms)"].append(m.stop_all(m.job_pids()))
-    figures["crash to respawn, no backoff (ms)"].append(statistics.median(m.crash_respawn()))
-    took, captured = m.log_throughput(log_bytes)
-    figures["log capture throughput (MB/s)"].append(log_bytes / took / 1e6)
-    figures["log bytes lost"].append(log_bytes - captured)
+    put("list, 100 jobs (ms)", statistics.median(lat))
+    put("daemon RSS with 100 jobs (MB)", sum(rss_kb(p) for p in m.daemon_pids()) / 1024)
+    pss = sum(pss_kb(p) for p in m.all_manager_pids())
+    put("all of the manager's processes with 100 jobs, PSS (MB)", pss / 1024)
+    put("manager memory per job, PSS (KB)", (pss - idle_pss) / JOBS)
+    put("private memory of one job's supervisor process (KB)", m.supervisor_private_kb())
+    put("stop 100 jobs until every process is gone (ms)", m.stop_all(m.job_pids()))
+    if many:
+        found = m.many_jobs()
+        if found:
+            up, slowest_list, down = found
+            put(f"{MANY} jobs: up until all running (ms)", up)
+            put(f"{MANY} jobs: list, slowest of 10 calls (ms)", slowest_list)
+            put(f"{MANY} jobs: down until every process is gone (ms)", down)
+    gaps = m.crash_respawn()
+    put("crash to respawn, no backoff (ms)", statistics.median(gaps) if gaps else None)
+    took, stored = m.log_throughput(log_bytes)
+    put("log capture throughput (MB/s)", log_bytes / took / 1e6)
+    put("log bytes lost (byte for byte)", bytes_lost(stored, log_bytes))
+    put("log index, % of the stored bytes", m.index_share())
+    put(f"tail: last 20 lines of the {log_bytes // 1_000_000} MB log (ms)", m.tail_last_lines())
     m.teardown()
 
 
@@ -486,7 +700,7 @@ def main():
     managers = [Bgrun(base)]
     versions = {"bgrun": run([BGRUN, "--version"]).stdout.split()[-1]}
     if not args.quick:
-        for cls in (Pm2, Supervisord):
+        for cls in (Pm2, Supervisord, Pueue):
             m = cls(base)
             try:
                 versions[m.name] = m.install()
@@ -494,11 +708,7 @@ def main():
             except Exception as e:  # a peer that cannot be installed is skipped, loudly
                 print(f"skipping {m.name}: cannot install it ({e})", file=sys.stderr)
     figures = {m.name: {} for m in managers}
-    names = ["cold start to first list (ms)", "idle daemon RSS (MB)", "list, 0 jobs (ms)", "start 100 jobs from one file until all running (ms)",
-             "list, 100 jobs (ms)", "daemon RSS with 100 jobs (MB)", "all of the manager's processes with 100 jobs, PSS (MB)",
-             "stop 100 jobs until every process is gone (ms)", "crash to respawn, no backoff (ms)", "log capture throughput (MB/s)", "log bytes lost"]
-    for m in managers:
-        figures[m.name] = {n: [] for n in names}
+    figures = {m.name: collections.defaultdict(list) for m in managers}
     direct = []
     failed = {}
     try:
@@ -509,7 +719,7 @@ def main():
                     continue
                 print(f"round {r + 1}/{rounds}: {m.name}", file=sys.stderr)
                 try:
-                    measure_round(m, figures[m.name], log_bytes)
+                    measure_round(m, figures[m.name], log_bytes, many=not args.quick)
                 except Exception as e:
                     if m.name == "bgrun":
                         raise
@@ -534,13 +744,18 @@ def report(figures, direct, versions, rounds, log_bytes, update_readme):
              f"versions: {', '.join(f'{k} {v}' for k, v in versions.items())}. Regenerated by `bench/run --update-readme`.", ""]
     head = "| " + " | ".join(["figure", "bgrun"] + peers + [f"bgrun/{p}" for p in peers]) + " |"
     lines += [head, "|" + "---|" * (2 + 2 * len(peers))]
+    def num(x):
+        # Small shares (an index's size) keep two significant digits.
+        return f"{x:.2g}" if 0 < abs(x) < 1 else f"{x:.1f}"
+
     def cell(xs):
-        return f"{statistics.median(xs):.1f} ({min(xs):.1f}–{max(xs):.1f})"
+        return f"{num(statistics.median(xs))} ({num(min(xs))}–{num(max(xs))})" if xs else "–"
     for name in figures["bgrun"]:
         row = [name, cell(figures["bgrun"][name])]
-        row += [cell(figures[p][name]) for p in peers]
+        row += [cell(figures[p].get(name, [])) for p in peers]
         for p in peers:
-            b, o = statistics.median(figures["bgrun"][name]), statistics.median(figures[p][name])
+            theirs = figures[p].get(name, [])
+            b, o = statistics.median(figures["bgrun"][name]), statistics.median(theirs) if theirs else 0
             row.append(f"{b / o:.2f}" if o else "–")
         lines.append("| " + " | ".join(row) + " |")
     lines.append(f"| writing the same {log_bytes // 1_000_000} MB straight to a file (MB/s) | {cell(direct)} |" + " |" * (2 * len(peers)))
