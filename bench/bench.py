@@ -8,6 +8,8 @@ pid at the end. Peers are installed into that directory: PM2 from the npm regist
 PyPI into a virtual environment, pueue with `cargo install` from crates.io; a peer that cannot be
 installed is reported and skipped.
 
+BGRUN_BENCH_CACHE=DIR installs the peers there instead, once for all runs.
+
 Log capture is checked byte for byte: the job writes 100-byte lines, and "bytes lost" counts what
 the stored output does not hold of them, from the first byte that differs on.
 """
@@ -162,6 +164,10 @@ class Manager:
     def __init__(self, base):
         self.base = os.path.join(base, self.name)
         os.makedirs(self.base, exist_ok=True)
+        # Where the peer is installed: BGRUN_BENCH_CACHE keeps installs between runs.
+        cache = os.environ.get("BGRUN_BENCH_CACHE")
+        self.install_dir = os.path.join(cache, self.name) if cache else self.base
+        os.makedirs(self.install_dir, exist_ok=True)
         self.home = None
         self.marker = None
 
@@ -339,7 +345,7 @@ class Pm2(Manager):
     name = "pm2"
 
     def install(self):
-        prefix = os.path.join(self.base, "npm")
+        prefix = os.path.join(self.install_dir, "npm")
         if not os.path.exists(os.path.join(prefix, "node_modules", ".bin", "pm2")):
             run(["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", "pm2"])
         self.bin = os.path.join(prefix, "node_modules", ".bin", "pm2")
@@ -423,7 +429,7 @@ class Supervisord(Manager):
     name = "supervisord"
 
     def install(self):
-        venv = os.path.join(self.base, "venv")
+        venv = os.path.join(self.install_dir, "venv")
         if not os.path.exists(os.path.join(venv, "bin", "supervisord")):
             run([sys.executable, "-m", "venv", venv])
             run([os.path.join(venv, "bin", "pip"), "install", "--quiet", "supervisor"])
@@ -520,7 +526,7 @@ class Pueue(Manager):
     name = "pueue"
 
     def install(self):
-        root = os.path.join(self.base, "cargo")
+        root = os.path.join(self.install_dir, "cargo")
         if not os.path.exists(os.path.join(root, "bin", "pueued")):
             run(["cargo", "install", "--quiet", "--locked", "--root", root, "pueue"])
         self.bin = root + "/bin"
