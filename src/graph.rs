@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Edges point from a dependency to the job that waits for it.
 pub struct Graph<'a> {
     g: DiGraphMap<&'a str, ()>,
+    /// The jobs, by name: the graph's nodes.
+    deps: &'a BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Graph<'a> {
@@ -25,7 +27,7 @@ impl<'a> Graph<'a> {
                 }
             }
         }
-        Graph { g }
+        Graph { g, deps }
     }
 
     /// Every cycle, each as the names of the jobs in it (sorted), so an error can name them all.
@@ -50,7 +52,9 @@ impl<'a> Graph<'a> {
     /// The named jobs and everything they need, transitively.
     pub fn with_dependencies(&self, names: &[String]) -> BTreeSet<&'a str> {
         let mut out = BTreeSet::new();
-        let mut stack: Vec<&str> = names.iter().filter_map(|n| self.g.nodes().find(|m| m == n)).collect();
+        // Looked up, not searched for among the nodes: `up` names every job of the file here.
+        let mut stack: Vec<&str> =
+            names.iter().filter_map(|n| self.deps.get_key_value(n).map(|(m, _)| m.as_str())).collect();
         while let Some(n) = stack.pop() {
             if out.insert(n) {
                 stack.extend(self.g.neighbors_directed(n, petgraph::Direction::Incoming));

@@ -6,7 +6,8 @@
 use crate::job::{Desired, Job};
 use crate::spec::Condition;
 use crate::state::{Blocked, Cause, Checks, Holdup, Lifecycle};
-use std::collections::BTreeMap;
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 /// How long the daemon trusts a shim to finish a stop beyond the job's grace.
@@ -55,6 +56,7 @@ impl Plan {
 }
 
 pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
+    let index = Index::new(jobs);
     let mut plan = Plan::default();
     let mut blocked = Vec::new();
     for job in jobs.values() {
@@ -70,7 +72,7 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
             // A run being launched is dealt with once its pid is known.
             Lifecycle::Starting { .. } => {}
             Lifecycle::Running { since_ms, evict, .. } | Lifecycle::Ready { since_ms, evict, .. } => {
-                if let Some(stop) = plan_running(job, jobs, *since_ms, evict.as_ref(), now, &mut plan) {
+                if let Some(stop) = plan_running(job, &index, *since_ms, evict.as_ref(), now, &mut plan) {
                     plan.actions.push(Action::Stop(id(), stop));
                 } else if let Lifecycle::Running { checks: Checks::Until { deadline_ms }, .. } = job.life()
                     // A job waiting for its dependents to stop is on its way out, not to ready.
@@ -100,7 +102,7 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
                     _ => false,
                 };
                 if due {
-                    match blocked_by(job, jobs, &[]) {
+                    match index.blocked_by(job, &Soon::default()) {
                         None => plan.actions.push(Action::Spawn(id())),
                         Some(_) => blocked.push(job),
                     }
@@ -111,11 +113,19 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
     // Reasons for waiting are given as of after this pass's spawns, stops and failures, so they
     // do not change again the moment those are applied. A failure can fail a dependent in turn:
     // failures are found until there are no more (one round per link of the chain).
+    let mut soon = Soon::default();
+    if !blocked.is_empty() {
+        for action in &plan.actions {
+            soon.note(jobs, action);
+        }
+    }
     loop {
         let before = plan.actions.len();
-        blocked.retain(|job| match blocked_by(job, jobs, &plan.actions) {
+        blocked.retain(|job| match index.blocked_by(job, &soon) {
             Some(why) if why.is_failed() => {
-                plan.actions.push(Action::Fail(job.id.clone(), why));
+                let fail = Action::Fail(job.id.clone(), why);
+                soon.note(jobs, &fail);
+                plan.actions.push(fail);
                 false
             }
             _ => true,
@@ -127,7 +137,7 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
     let waits: Vec<Action> = blocked
         .into_iter()
         .filter_map(|job| {
-            let why = blocked_by(job, jobs, &plan.actions)?;
+            let why = index.blocked_by(job, &soon)?;
             let already = matches!(job.life(), Lifecycle::Waiting { blocked: Some(b), .. } if *b == why);
             (!already).then(|| Action::Wait(job.id.clone(), why))
         })
@@ -139,7 +149,7 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
 /// Why a running job must stop now, if it must; arms the wake-up for its runtime limit.
 fn plan_running(
     job: &Job,
-    jobs: &BTreeMap<String, Job>,
+    index: &Index,
     since_ms: u64,
     evict: Option<&Cause>,
     now: u64,
@@ -147,7 +157,7 @@ fn plan_running(
 ) -> Option<Cause> {
     if job.desired == Desired::Stopped {
         // Dependents stop first: a job waits while one that starts after it is stopping.
-        return (!has_stopping_dependent(job, jobs)).then_some(Cause::Requested);
+        return (!index.has_stopping_dependent(job)).then_some(Cause::Requested);
     }
     // A new spec that shapes the process: the old run ends, then the plan starts the new.
     if job.obs.generation < job.generation {
@@ -166,45 +176,101 @@ fn plan_running(
     None
 }
 
-/// The job a dependency name means: the one of that name in the same project.
-fn dependency<'a>(job: &Job, name: &str, jobs: &'a BTreeMap<String, Job>) -> Option<&'a Job> {
-    jobs.values().find(|j| j.spec.project == job.spec.project && j.spec.name.as_deref() == Some(name))
+/// The jobs as a plan looks them up, indexed at most once per plan (and only if a plan needs
+/// it). Found by a scan of every job instead, each dependency of each waiting job, and each job a
+/// `down` stops (looking for a dependent still stopping), made every plan quadratic; and a plan is
+/// made after every event.
+struct Index<'a> {
+    jobs: &'a BTreeMap<String, Job>,
+    /// The job a dependency name means: the one of that name in the same project (the first by id,
+    /// should two share it).
+    named: OnceCell<HashMap<(Option<&'a str>, &'a str), &'a Job>>,
+    /// Project and name of every dependency of a job being stopped whose process is still alive.
+    awaited_by_stopping: OnceCell<HashSet<(Option<&'a str>, &'a str)>>,
 }
 
-/// True while a job that starts after `job` is still running and being stopped too.
-fn has_stopping_dependent(job: &Job, jobs: &BTreeMap<String, Job>) -> bool {
-    let Some(name) = job.spec.name.as_deref() else { return false };
-    jobs.values().any(|d| {
-        d.desired == Desired::Stopped
-            && d.life().has_process()
-            && d.spec.after.iter().any(|a| a.job == name)
-            && dependency(d, name, jobs).is_some_and(|dep| dep.id == job.id)
-    })
-}
+/// What the actions planned so far do to each job, as a job that starts after it sees it.
+#[derive(Default)]
+struct Soon<'a>(HashMap<&'a str, Holdup>);
 
-/// What holds a job back from starting, if its `after` dependencies do: each is judged on its
-/// current run against its condition. `soon` are actions about to be applied: a dependency is
-/// judged as of after them.
-pub fn blocked_by(job: &Job, jobs: &BTreeMap<String, Job>, soon: &[Action]) -> Option<Blocked> {
-    for dep_of in &job.spec.after {
-        let holdup = match dependency(job, &dep_of.job, jobs) {
-            None => Holdup::NoSuchJob,
-            Some(dep) => match (soon.iter().find(|a| a.job() == dep.id), dep.life()) {
-                (Some(Action::Spawn(_)), _) => Holdup::NotReady,
-                (Some(Action::Stop(..)), _) => Holdup::Stopping,
-                (Some(Action::ReadyTimeout(_)), _) => Holdup::ReadyTimedOut,
-                (Some(Action::Fail(..)), _) => Holdup::Failed { how: "a dependency failed".into() },
-                // Ended, and about to run a newer spec: what it did last says nothing.
-                (_, life) if dep.has_new_generation() && !life.has_process() => Holdup::NotReady,
-                (_, life) => match holdup(dep, life, dep_of.condition) {
-                    None => continue,
-                    Some(h) => h,
-                },
-            },
+impl<'a> Soon<'a> {
+    fn note(&mut self, jobs: &'a BTreeMap<String, Job>, action: &Action) {
+        let holdup = match action {
+            Action::Spawn(_) => Holdup::NotReady,
+            Action::Stop(..) => Holdup::Stopping,
+            Action::ReadyTimeout(_) => Holdup::ReadyTimedOut,
+            Action::Fail(..) => Holdup::Failed { how: "a dependency failed".into() },
+            Action::ForceKill(_) | Action::Wait(..) => return,
         };
-        return Some(Blocked { on: dep_of.job.clone(), condition: dep_of.condition, holdup });
+        // A plan has one action per job; the first one counts.
+        if let Some((id, _)) = jobs.get_key_value(action.job()) {
+            self.0.entry(id.as_str()).or_insert(holdup);
+        }
     }
-    None
+}
+
+impl<'a> Index<'a> {
+    fn new(jobs: &'a BTreeMap<String, Job>) -> Index<'a> {
+        Index { jobs, named: OnceCell::new(), awaited_by_stopping: OnceCell::new() }
+    }
+
+    /// The job a dependency name of `job` means.
+    fn dependency(&self, job: &Job, name: &str) -> Option<&'a Job> {
+        let named = self.named.get_or_init(|| {
+            let mut named = HashMap::new();
+            for j in self.jobs.values() {
+                if let Some(n) = j.spec.name.as_deref() {
+                    named.entry((j.spec.project.as_deref(), n)).or_insert(j);
+                }
+            }
+            named
+        });
+        named.get(&(job.spec.project.as_deref(), name)).copied()
+    }
+
+    /// True while a job that starts after `job` is still running and being stopped too.
+    fn has_stopping_dependent(&self, job: &Job) -> bool {
+        let Some(name) = job.spec.name.as_deref() else { return false };
+        let awaited = self.awaited_by_stopping.get_or_init(|| {
+            let stopping = self.jobs.values().filter(|d| d.desired == Desired::Stopped && d.life().has_process());
+            stopping
+                .flat_map(|d| d.spec.after.iter().map(move |a| (d.spec.project.as_deref(), a.job.as_str())))
+                .collect()
+        });
+        awaited.contains(&(job.spec.project.as_deref(), name))
+            && self.dependency(job, name).is_some_and(|dep| dep.id == job.id)
+    }
+
+    /// What holds a job back from starting, if its `after` dependencies do: each is judged on its
+    /// current run against its condition, as of after the actions `soon` describes.
+    fn blocked_by(&self, job: &Job, soon: &Soon) -> Option<Blocked> {
+        for dep_of in &job.spec.after {
+            let holdup = match self.dependency(job, &dep_of.job) {
+                None => Holdup::NoSuchJob,
+                Some(dep) => match (soon.0.get(dep.id.as_str()), dep.life()) {
+                    (Some(about_to), _) => about_to.clone(),
+                    // Ended, and about to run a newer spec: what it did last says nothing.
+                    (_, life) if dep.has_new_generation() && !life.has_process() => Holdup::NotReady,
+                    (_, life) => match holdup(dep, life, dep_of.condition) {
+                        None => continue,
+                        Some(h) => h,
+                    },
+                },
+            };
+            return Some(Blocked { on: dep_of.job.clone(), condition: dep_of.condition, holdup });
+        }
+        None
+    }
+}
+
+/// What holds a job back from starting, if its `after` dependencies do. `soon` are actions about
+/// to be applied: a dependency is judged as of after them.
+pub fn blocked_by(job: &Job, jobs: &BTreeMap<String, Job>, soon: &[Action]) -> Option<Blocked> {
+    let mut planned = Soon::default();
+    for action in soon {
+        planned.note(jobs, action);
+    }
+    Index::new(jobs).blocked_by(job, &planned)
 }
 
 /// What keeps the current run of `dep` from meeting `condition`, if anything.

@@ -154,28 +154,27 @@ impl Store {
 
     /// Writes the job and, in the same transaction, an event about it.
     pub fn save(&mut self, job: &Job, event: Option<(&str, &str)>) -> Result<()> {
+        // Prepared once and kept: parsing the statement again was a good part of each save.
         self.write(|conn| {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO jobs (id, name, workspace, spec, desired, generation, observed, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(id) DO UPDATE SET name=?2, workspace=?3, spec=?4, desired=?5,
                      generation=?6, observed=?7",
-                params![
-                    job.id,
-                    job.spec.name,
-                    job.spec.workspace,
-                    serde_json::to_string(&job.spec).unwrap_or_default(),
-                    desired_str(job.desired),
-                    job.generation as i64,
-                    serde_json::to_string(&job.obs).unwrap_or_default(),
-                    job.created_ms as i64,
-                ],
-            )?;
+            )?
+            .execute(params![
+                job.id,
+                job.spec.name,
+                job.spec.workspace,
+                serde_json::to_string(&job.spec).unwrap_or_default(),
+                desired_str(job.desired),
+                job.generation as i64,
+                serde_json::to_string(&job.obs).unwrap_or_default(),
+                job.created_ms as i64,
+            ])?;
             if let Some((kind, detail)) = event {
-                conn.execute(
-                    "INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
-                    params![job.id, crate::clock::unix_ms() as i64, kind, detail],
-                )?;
+                conn.prepare_cached("INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
+                    .execute(params![job.id, crate::clock::unix_ms() as i64, kind, detail])?;
             }
             Ok(())
         })

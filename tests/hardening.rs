@@ -181,25 +181,10 @@ fn a_daemon_killed_during_run_leaves_no_untracked_job() {
     let states: Vec<&str> = jobs.iter().map(|j| j["state"].as_str().unwrap()).collect();
     assert_eq!(running, succeeded.len(), "{states:?} {list}");
     let shims = wait_until("leftover shims to stop", SECS(20), || {
-        let n = shims_of(&b).len();
+        let n = shims_of(&b.home).len();
         (n == running).then_some(n)
     });
     assert_eq!(shims, running);
-}
-
-fn shims_of(b: &Bgrun) -> Vec<i32> {
-    let needle = format!("BGRUN_HOME={}", b.home.display());
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| alive(*pid))
-        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"bgrun-shim\0")))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
-        })
-        .collect()
 }
 
 // 3. Waiting on a log costs nothing while nothing is written, and stops with its client.

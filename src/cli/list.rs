@@ -16,9 +16,7 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     let jobs = client.list(args.workspace)?;
     if out.json {
         // One object per line (NDJSON), as the contract says.
-        for job in &jobs {
-            out.json_line(job);
-        }
+        out.json_lines(&jobs);
     } else if jobs.is_empty() {
         out.text("no jobs");
     } else {

@@ -106,9 +106,18 @@ pub struct Output {
 
 impl Output {
     pub fn json_line<T: serde::Serialize>(&self, value: &T) {
-        let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer(&mut out, value);
-        let _ = writeln!(out);
+        self.json_lines([value]);
+    }
+
+    /// One line of JSON per value, written at once: stdout's line buffer would otherwise see
+    /// each value in many small pieces, and write each line with a call of its own.
+    pub fn json_lines<'a, T: serde::Serialize + 'a>(&self, values: impl IntoIterator<Item = &'a T>) {
+        let mut lines = Vec::new();
+        for value in values {
+            let _ = serde_json::to_writer(&mut lines, value);
+            lines.push(b'\n');
+        }
+        let _ = std::io::stdout().lock().write_all(&lines);
     }
 
     pub fn text(&self, text: &str) {
@@ -123,6 +132,14 @@ impl Output {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     use clap::{CommandFactory, FromArgMatches};
+    // The daemon's usual command line skips clap, whose whole command tree it would otherwise
+    // build (and keep resident).
+    let internal: Vec<std::ffi::OsString> = std::env::args_os().skip(1).take(2).collect();
+    if let [cmd] = internal.as_slice()
+        && cmd == "__daemon"
+    {
+        return daemon_main();
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -130,13 +147,7 @@ pub fn main() -> i32 {
     };
     // The daemon's entry point first: it must not touch the terminal.
     if let Some(Command::InternalDaemon) = cli.command {
-        return match Home::from_env().and_then(crate::daemon::main) {
-            Ok(()) => 0,
-            Err(e) => {
-                crate::warn!("bgrun daemon: {e}");
-                1
-            }
-        };
+        return daemon_main();
     }
     let out = Output { json: cli.json || !std::io::stdout().is_terminal(), colour: crate::render::colours_enabled() };
     // `run` needs to know which flags were typed, to lay them over a job from bgrun.toml.
@@ -146,6 +157,16 @@ pub fn main() -> i32 {
         Err(e) => {
             crate::warn!("error: {e}");
             e.kind.exit_code()
+        }
+    }
+}
+
+fn daemon_main() -> i32 {
+    match Home::from_env().and_then(crate::daemon::main) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::warn!("bgrun daemon: {e}");
+            1
         }
     }
 }

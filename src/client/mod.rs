@@ -111,15 +111,25 @@ impl Client {
     }
 
     pub fn receive(&mut self) -> Result<Response> {
-        let bytes = protocol::read_frame(&mut self.stream)
+        let bytes = self.receive_frame()?;
+        decode(&bytes)
+    }
+
+    /// The next answer's bytes, not yet decoded.
+    pub(crate) fn receive_frame(&mut self) -> Result<Vec<u8>> {
+        protocol::read_frame(&mut self.stream)
             .map_err(|e| self.lost(e))?
-            .ok_or_else(|| unreachable("the daemon closed the connection without answering"))?;
-        let frame: ResponseFrame =
-            serde_json::from_slice(&bytes).map_err(|e| Error::context("unreadable answer from the daemon", e))?;
-        match frame.response {
-            Response::Error { message, hint, kind } => Err(Error { kind, message, hint }),
-            other => Ok(other),
-        }
+            .ok_or_else(|| unreachable("the daemon closed the connection without answering"))
+    }
+}
+
+/// An answer's bytes as a [`Response`]; an error answer becomes an `Err`.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Response> {
+    let frame: ResponseFrame =
+        serde_json::from_slice(bytes).map_err(|e| Error::context("unreadable answer from the daemon", e))?;
+    match frame.response {
+        Response::Error { message, hint, kind } => Err(Error { kind, message, hint }),
+        other => Ok(other),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub shutdown: Notify,
     pub logs: Arc<crate::logs::watch::LogWatch>,
     pub ports: Arc<crate::reconcile::views::PortCache>,
+    /// The last `list` answer, sent again while nothing changed.
+    pub listings: handlers::Listings,
 }
 
 /// Environment variable naming the fd on which the daemon reports that it is listening.
@@ -37,6 +39,12 @@ pub fn main(home: Home) -> Result<()> {
         // Another daemon owns this home; the caller will talk to it.
         return Ok(());
     };
+    // Large buffers (an `up` of 1000 jobs is a 4 MB request, and its answer and `list`'s are
+    // hundreds of kB) get pages of their own, returned when freed. By default glibc raises this
+    // threshold after the first such free, and they are carved from the heap instead, which then
+    // stays as large as the largest request ever was.
+    // SAFETY: mallopt only sets an allocator parameter; nothing is allocated concurrently yet.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
     let store = Store::open(&home.database())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +76,10 @@ async fn serve(home: Home, store: Store) -> Result<()> {
         shutdown: Notify::new(),
         logs,
         ports: Default::default(),
+        listings: Default::default(),
     });
+    let warm = ctx.clone();
+    tokio::spawn(async move { handlers::warm_ports(&warm).await });
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::context("signal handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::context("signal handler", e))?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -69,9 +69,16 @@ pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) 
     }
     let deps: BTreeMap<String, Vec<String>> =
         jobs.iter().map(|j| (j.name.clone().unwrap_or_default(), j.after_names())).collect();
-    let order: Vec<String> =
-        Graph::new(&deps).start_order().unwrap_or_default().into_iter().map(String::from).collect();
-    jobs.sort_by_key(|j| order.iter().position(|n| Some(n) == j.name.as_ref()));
+    // Each job's place in the start order, looked up (a search of the order for every comparison
+    // of the sort made loading a file of N jobs cost N² log N).
+    let order: std::collections::HashMap<String, usize> = Graph::new(&deps)
+        .start_order()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| (name.to_string(), i))
+        .collect();
+    jobs.sort_by_key(|j| j.name.as_ref().and_then(|n| order.get(n).copied()));
     Ok(Project { name, file: path.to_path_buf(), jobs, inputs: checker.inputs })
 }
 

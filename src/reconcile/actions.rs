@@ -107,6 +107,11 @@ impl Reconciler {
     /// still free (so a restart keeps its address), and never one another job of this daemon holds.
     fn allocate_ports(&self, id: &str) -> BTreeMap<String, u16> {
         let Some(job) = self.jobs.get(id) else { return Default::default() };
+        // Most jobs ask for no port: they need no look at every other job's (which, for each of
+        // the N launches of an `up`, made it quadratic).
+        if job.spec.allocate_ports.is_empty() {
+            return Default::default();
+        }
         let held: std::collections::HashSet<u16> =
             self.jobs.values().filter(|j| j.id != id).flat_map(|j| j.obs.allocated_ports.values().copied()).collect();
         let mut out = BTreeMap::new();

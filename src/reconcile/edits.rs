@@ -82,13 +82,19 @@ impl Reconciler {
                 Ok((targets, killed)) => {
                     // Done once the runs alive now have ended: a job run again meanwhile (a new
                     // attempt) does not keep the kill waiting.
-                    let runs: Vec<(String, u64)> =
+                    let mut runs: Vec<(String, u64)> =
                         targets.iter().filter_map(|id| Some((id.clone(), self.jobs.get(id)?.attempt))).collect();
                     let mut reply = Some(reply);
                     self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                        let done = runs.iter().all(|(id, attempt)| {
-                            rec.jobs.get(id).is_none_or(|j| j.attempt != *attempt || !j.life().has_process())
-                        });
+                        // A run once ended stays ended: it is dropped, and a pass looks no further
+                        // than the first run still alive (not at every run, after every exit).
+                        while let Some((id, attempt)) = runs.last() {
+                            if rec.jobs.get(id).is_some_and(|j| j.attempt == *attempt && j.life().has_process()) {
+                                break;
+                            }
+                            runs.pop();
+                        }
+                        let done = runs.is_empty();
                         if done && let Some(r) = reply.take() {
                             let _ = r.send(Ok(killed.clone()));
                         }
@@ -134,9 +140,18 @@ impl Reconciler {
             }
             Edit::Down { project, only, reply } => {
                 let ids = self.down_project(&project, &only);
+                let mut running = ids.clone();
                 let mut reply = Some(reply);
                 self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                    let done = ids.iter().all(|id| rec.jobs.get(id).is_none_or(|j| !j.life().has_process()));
+                    // A job seen stopped is dropped: a pass looks no further than the first job
+                    // still running, rather than at every job of the project after every exit.
+                    while let Some(id) = running.last() {
+                        if rec.jobs.get(id).is_some_and(|j| j.life().has_process()) {
+                            break;
+                        }
+                        running.pop();
+                    }
+                    let done = running.is_empty();
                     if done && let Some(r) = reply.take() {
                         let _ = r.send(ids.clone());
                     }

@@ -60,6 +60,11 @@ pub struct Reconciler {
 /// Rounds of plan-and-apply in one pass (a stop, then the wake-up for its deadline).
 const MAX_ROUNDS: usize = 4;
 
+/// Reports already waiting that one pass takes in with the report that woke it. A pass plans every
+/// job and commits: one per report made a `down` (or an `up`) of N jobs, which sees N exits (or N
+/// launches), quadratic. Bounded, so that edits and queries still get their turn in a flood.
+const REPORTS_PER_PASS: usize = 64;
+
 /// What request handlers hold: a way to send the reconciler edits and queries.
 #[derive(Clone)]
 pub struct Handle {
@@ -150,7 +155,7 @@ impl Reconciler {
                     Some(msg) => self.on_message(msg),
                     None => break,
                 },
-                Some(report) = reports.recv() => self.on_report(report),
+                Some(report) = reports.recv() => self.on_reports(report, &mut reports),
                 _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => self.tick(),
             }
         }
@@ -165,6 +170,18 @@ impl Reconciler {
 
     pub fn on_report(&mut self, report: Report) {
         self.in_one_transaction(|r| r.on_event(report));
+    }
+
+    /// `first`, and the reports that came with it, in one transaction and one pass (the plan is
+    /// made from scratch, so it asks the same of several events applied together as of each).
+    fn on_reports(&mut self, first: Report, more: &mut mpsc::UnboundedReceiver<Report>) {
+        self.in_one_transaction(|r| {
+            r.on_event(first);
+            for _ in 1..REPORTS_PER_PASS {
+                let Ok(report) = more.try_recv() else { break };
+                r.on_event(report);
+            }
+        });
     }
 
     /// A pass with nothing new but the time.

@@ -7,7 +7,7 @@ use crate::job::{Desired, Job};
 use crate::protocol::Change;
 use crate::spec::{JobSpec, diff};
 use crate::state::{JobState, StoppedBy};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 impl Reconciler {
     /// The file's jobs `only` asks for (when empty: every job not `disabled`), with everything
@@ -29,10 +29,11 @@ impl Reconciler {
     /// jobs that were stopped on request (or crashed) start again, as an explicit `up` does.
     pub(super) fn changes(&self, project: &str, jobs: &[JobSpec], only: &[String], revive: bool) -> Vec<Change> {
         let targets = Self::targets(jobs, only);
+        let current = self.project_jobs(project);
         let mut out = Vec::new();
         for spec in jobs.iter().filter(|j| j.name.as_ref().is_some_and(|n| targets.contains(n))) {
             let name = spec.name.clone().unwrap_or_default();
-            let (action, fields) = match self.find(Some(project), &name) {
+            let (action, fields) = match current.get(name.as_str()) {
                 None => ("create", vec![]),
                 Some(job) => {
                     let d = diff(&job.spec, spec);
@@ -80,6 +81,8 @@ impl Reconciler {
         let changes = self.changes(project, &jobs, only, revive);
         let mut specs: BTreeMap<String, JobSpec> =
             jobs.into_iter().map(|j| (j.name.clone().unwrap_or_default(), j)).collect();
+        let ids: HashMap<String, String> =
+            self.project_jobs(project).into_iter().map(|(name, job)| (name.to_string(), job.id.clone())).collect();
         let mut out = Vec::new();
         let mut replaced = Vec::new();
         for change in changes {
@@ -88,11 +91,14 @@ impl Reconciler {
                     Some(spec) => self.create(spec),
                     None => continue,
                 },
-                "remove" => self.remove(project, &change.job),
-                "unchanged" => self.find(Some(project), &change.job).map(|j| j.id.clone()).unwrap_or_default(),
+                "remove" => match ids.get(&change.job) {
+                    Some(id) => self.remove(id),
+                    None => String::new(),
+                },
+                "unchanged" => ids.get(&change.job).cloned().unwrap_or_default(),
                 action => {
                     let Some(spec) = specs.remove(&change.job) else { continue };
-                    let Some(id) = self.find(Some(project), &change.job).map(|j| j.id.clone()) else { continue };
+                    let Some(id) = ids.get(&change.job).cloned() else { continue };
                     self.change_job(&id, action, spec);
                     if action == "replace" {
                         replaced.push(change.job.clone());
@@ -104,25 +110,39 @@ impl Reconciler {
             };
             out.push((change, id));
         }
-        // Dependents that asked for it restart with a replaced dependency.
-        for dep in replaced {
-            let dependents: Vec<String> = self
-                .jobs
-                .values()
-                .filter(|j| j.spec.project.as_deref() == Some(project) && j.spec.after.iter().any(|d| d.job == dep))
-                .filter(|j| j.spec.restart_with_dependencies && j.desired == Desired::Running)
-                .filter(|j| j.obs.generation == j.generation)
-                .map(|j| j.id.clone())
-                .collect();
-            for id in dependents {
-                if let Some(job) = self.jobs.get_mut(&id) {
-                    job.generation += 1;
-                    let detail = format!("restarted with its dependency {dep}");
-                    self.save(&id, Some(("replace", &detail)));
-                }
+        // Dependents that asked for it restart with a replaced dependency (the first replaced one
+        // they start after is named). One look at the jobs, not one per replaced job.
+        let order: HashMap<&str, usize> = replaced.iter().enumerate().map(|(i, dep)| (dep.as_str(), i)).collect();
+        let dependents: Vec<(String, usize)> = self
+            .jobs
+            .values()
+            .filter(|j| j.spec.project.as_deref() == Some(project))
+            .filter(|j| j.spec.restart_with_dependencies && j.desired == Desired::Running)
+            .filter(|j| j.obs.generation == j.generation)
+            .filter_map(|j| {
+                Some((j.id.clone(), j.spec.after.iter().filter_map(|d| order.get(d.job.as_str()).copied()).min()?))
+            })
+            .collect();
+        for (id, dep) in dependents {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.generation += 1;
+                let detail = format!("restarted with its dependency {}", replaced[dep]);
+                self.save(&id, Some(("replace", &detail)));
             }
         }
         out
+    }
+
+    /// The project's jobs by name (the first by id, should two share one), looked up once rather
+    /// than searched for among every job, job by job of the file.
+    fn project_jobs(&self, project: &str) -> HashMap<&str, &Job> {
+        let mut named = HashMap::new();
+        for job in self.jobs.values().filter(|j| j.spec.project.as_deref() == Some(project)) {
+            if let Some(name) = job.spec.name.as_deref() {
+                named.entry(name).or_insert(job);
+            }
+        }
+        named
     }
 
     /// Replace or start (a new run of the new spec), or update in place: bgrun applies the
@@ -151,9 +171,9 @@ impl Reconciler {
     }
 
     /// A job gone from the file: stopped, then forgotten.
-    fn remove(&mut self, project: &str, name: &str) -> String {
+    fn remove(&mut self, id: &str) -> String {
         let now = self.now();
-        let Some(id) = self.find(Some(project), name).map(|j| j.id.clone()) else { return String::new() };
+        let id = id.to_string();
         let Some(job) = self.jobs.get_mut(&id) else { return id };
         super::edits::want_stopped(job, None, StoppedBy::Removed, now);
         job.obs.remove_when_stopped = true;

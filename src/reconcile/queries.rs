@@ -5,7 +5,7 @@
 use super::Reconciler;
 use crate::error::Result;
 use crate::job::Job;
-use crate::protocol::{Change, EventView};
+use crate::protocol::{Change, EventView, JobView};
 use crate::spec::JobSpec;
 use crate::state::Lifecycle;
 use tokio::sync::oneshot::Sender;
@@ -26,10 +26,12 @@ pub enum Query {
         ids: Vec<String>,
         reply: Sender<Vec<Option<Progress>>>,
     },
-    /// Every job (of one workspace), oldest first.
-    Jobs {
+    /// How `list` shows every job (of one workspace), oldest first, each with the root of its
+    /// process tree (whose ports the handler finds). Built here: a view copies a few fields,
+    /// where a snapshot of the job would copy its whole spec and environment.
+    Views {
         workspace: Option<String>,
-        reply: Sender<Vec<Job>>,
+        reply: Sender<Vec<(JobView, Option<i32>)>>,
     },
     /// A job and its most recent `events`.
     History {
@@ -88,15 +90,15 @@ impl Reconciler {
             Query::ByIds { ids, reply } => {
                 let _ = reply.send(ids.iter().map(|id| self.jobs.get(id).cloned()).collect());
             }
-            Query::Jobs { workspace, reply } => {
-                let mut jobs: Vec<Job> = self
+            Query::Views { workspace, reply } => {
+                let mut jobs: Vec<&Job> = self
                     .jobs
                     .values()
                     .filter(|j| workspace.as_ref().is_none_or(|ws| j.spec.workspace.as_ref() == Some(ws)))
-                    .cloned()
                     .collect();
                 jobs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
-                let _ = reply.send(jobs);
+                let _ = reply
+                    .send(jobs.into_iter().map(|j| (super::views::job_view(j), super::views::tree_root(j))).collect());
             }
             Query::History { key, events, reply } => {
                 let answer = self.resolve(&key).and_then(|job| Ok((job.clone(), self.store.events(&job.id, events)?)));

@@ -31,58 +31,102 @@ pub fn tree_root(job: &Job) -> Option<i32> {
     job.life().pid()
 }
 
-/// How long one look at /proc serves `list`: finding ports means reading every process's
-/// stat and every job process's fds (about 10 ms with 100 jobs), and ports change rarely.
+/// How long one look at the machine's listening sockets serves `list`.
 const PORTS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Ports of process trees, by root pid.
-type PortsByRoot = std::collections::HashMap<i32, Vec<u16>>;
+/// The listening TCP sockets each process tree holds (socket inodes), by root pid.
+type HeldByRoot = std::collections::HashMap<i32, Vec<u64>>;
 
-/// The listening ports of job process trees, as of at most [`PORTS_FRESH_FOR`] ago.
+/// The listening ports of job process trees. Finding which process holds a socket means reading
+/// every process's stat and every job process's fds (tens of ms with 1000 jobs), but a process can
+/// only start listening on a socket that was not listening before: the trees are looked at again
+/// only when the machine's listening sockets (one small file to read) include one that the last
+/// look did not explain. Until then, a tree keeps what it held and a new tree holds nothing.
 #[derive(Default)]
 pub struct PortCache {
-    scan: std::sync::Mutex<Option<(std::time::Instant, PortsByRoot)>>,
+    scan: std::sync::Mutex<Option<Scan>>,
 }
 
+struct Scan {
+    at: std::time::Instant,
+    /// The machine's listening sockets (inode to port) as of `at`.
+    listening: std::collections::HashMap<u64, u16>,
+    held: HeldByRoot,
+}
+
+/// The ports process trees listen on, by root pid (trees that listen on none are left out).
+pub type PortsByRoot = std::collections::HashMap<i32, Vec<u16>>;
+
 impl PortCache {
-    /// Fills in `ports` for each view with a root pid.
-    pub fn fill(&self, views: &mut [(JobView, Option<i32>)]) {
-        let roots: Vec<i32> = views.iter().filter_map(|(_, r)| *r).collect();
-        if roots.is_empty() {
-            return;
-        }
-        let mut scan = self.scan.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = scan
+    /// The ports the trees of `roots` listen on.
+    pub fn ports(&self, roots: &[i32]) -> PortsByRoot {
+        let mut guard = self.scan.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = guard
             .as_ref()
-            .is_some_and(|(at, ports)| at.elapsed() < PORTS_FRESH_FOR && roots.iter().all(|r| ports.contains_key(r)));
+            .is_some_and(|scan| scan.at.elapsed() < PORTS_FRESH_FOR && roots.iter().all(|r| scan.held.contains_key(r)));
         if !fresh {
-            *scan = Some((std::time::Instant::now(), scan_ports(&roots)));
+            let listening = procfs::listening_sockets();
+            let held = match guard.take() {
+                Some(last) if !last.unexplained(&listening, roots) => {
+                    roots.iter().map(|r| (*r, last.held.get(r).cloned().unwrap_or_default())).collect()
+                }
+                _ => scan_trees(roots, &listening),
+            };
+            *guard = Some(Scan { at: std::time::Instant::now(), listening, held });
         }
-        let ports = &scan.as_ref().expect("just filled").1;
-        for (view, root) in views {
-            if let Some(found) = root.and_then(|r| ports.get(&r)) {
-                view.ports = found.clone();
+        let scan = guard.as_ref().expect("just filled");
+        let mut out = PortsByRoot::new();
+        for (root, held) in roots.iter().filter_map(|r| Some((r, scan.held.get(r)?))) {
+            let mut ports: Vec<u16> = held.iter().filter_map(|i| scan.listening.get(i).copied()).collect();
+            if !ports.is_empty() {
+                ports.sort_unstable();
+                ports.dedup();
+                out.insert(*root, ports);
             }
         }
+        out
     }
 }
 
-/// One look at /proc for the ports of several process trees.
-fn scan_ports(roots: &[i32]) -> PortsByRoot {
-    let listening = procfs::listening_sockets();
+impl Scan {
+    /// True when a socket listening now may belong to a tree the last look did not find it in: it
+    /// was not listening then, or the tree that held it is gone (its sockets may have passed to a
+    /// new root, as a daemonizing job's do).
+    fn unexplained(&self, listening: &std::collections::HashMap<u64, u16>, roots: &[i32]) -> bool {
+        let roots: std::collections::HashSet<i32> = roots.iter().copied().collect();
+        listening.keys().any(|inode| !self.listening.contains_key(inode))
+            || self
+                .held
+                .iter()
+                .any(|(root, held)| !roots.contains(root) && held.iter().any(|i| listening.contains_key(i)))
+    }
+}
+
+/// One look at /proc for the listening sockets several process trees hold.
+fn scan_trees(roots: &[i32], listening: &std::collections::HashMap<u64, u16>) -> HeldByRoot {
     if listening.is_empty() {
         // Nothing on the machine listens: no process tree needs looking at.
         return roots.iter().map(|r| (*r, Vec::new())).collect();
     }
-    let parents = procfs::parents();
+    // One map of the machine's processes serves every root (made per root, it made the scan
+    // quadratic in the jobs).
+    let children = procfs::children(&procfs::parents());
     roots
         .iter()
         .map(|&root| {
-            let mut pids = procfs::descendants_in(&parents, root);
+            let mut pids = procfs::descendants_of(&children, root);
             pids.push(root);
-            (root, procfs::ports_of(&pids, &listening))
+            (root, procfs::sockets_of(&pids, listening))
         })
         .collect()
+}
+
+/// The ports one process tree listens on.
+fn ports_of_tree(root: i32) -> Vec<u16> {
+    let listening = procfs::listening_sockets();
+    let mut pids = procfs::descendants(root);
+    pids.push(root);
+    procfs::ports_of(&pids, &listening)
 }
 
 /// `status` of a job; reads /proc for its ports, so it is built outside the reconciler.
@@ -118,7 +162,7 @@ pub fn status_view(job: &Job, log: String, events: Vec<EventView>) -> StatusView
             Lifecycle::BackingOff { until_ms, .. } => Some(rfc3339_ms(*until_ms)),
             _ => None,
         },
-        ports: tree_root(job).map_or_else(Vec::new, |root| scan_ports(&[root]).remove(&root).unwrap_or_default()),
+        ports: tree_root(job).map_or_else(Vec::new, ports_of_tree),
         allocated_ports: job.obs.allocated_ports.clone(),
         events,
     }

@@ -153,8 +153,10 @@ pub struct ShimFile {
     pub start_time: u64,
 }
 
-/// The descriptor on which a shim receives its job directory's lock.
-pub const SHIM_LOCK_FD: i32 = 3;
+/// The descriptor on which a shim receives its job directory's lock: its stdin. A stdio slot is
+/// one the daemon can fill without running code between fork and exec, so shims are started with
+/// posix_spawn (vfork) rather than fork, whose copy of the daemon's page tables grows with its jobs.
+pub const SHIM_LOCK_FD: i32 = 0;
 
 /// Taken by the daemon before it launches a shim, and handed to the shim as its descriptor
 /// [`SHIM_LOCK_FD`]: a lock the kernel releases the instant the shim dies, held from before the
@@ -164,22 +166,22 @@ pub fn lock_for_shim(dir: &Path) -> io::Result<Option<std::fs::File>> {
     crate::home::Home::try_lock(&dir.join(SHIM_LOCK))
 }
 
-/// The shim's side: the lock the daemon handed over (checked to be this directory's), made
-/// close-on-exec so the job never holds it; then the shim announces itself.
+/// The shim's side: the lock the daemon handed over (checked to be this directory's), moved to a
+/// close-on-exec descriptor so the job never holds it, and stdin pointed at /dev/null again; then
+/// the shim announces itself.
 pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<std::fs::File> {
-    use std::os::fd::FromRawFd;
     use std::os::unix::fs::MetadataExt;
     let expected = std::fs::symlink_metadata(dir.join(SHIM_LOCK))?;
-    // SAFETY: only borrowed for fstat, which fails cleanly (EBADF) if the descriptor is not open.
+    // SAFETY: only borrowed for fstat and a dup, which fail cleanly (EBADF) if it is not open.
     let handed = unsafe { std::os::fd::BorrowedFd::borrow_raw(SHIM_LOCK_FD) };
     let held = nix::sys::stat::fstat(handed).map_err(io::Error::from)?;
     if held.st_dev != expected.dev() || held.st_ino != expected.ino() {
         return Err(io::Error::other("launched without the job's lock"));
     }
-    // SAFETY: the descriptor was handed to this process for it to own, and is checked above to be
-    // the lock file; nothing else in the shim uses it.
-    let file = unsafe { std::fs::File::from_raw_fd(SHIM_LOCK_FD) };
-    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
+    // The lock belongs to the open file, so the copy holds it as long as the shim lives.
+    let file = std::fs::File::from(handed.try_clone_to_owned()?);
+    let null = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null).map_err(io::Error::from)?;
     write_json(&dir.join(SHIM), &me)?;
     Ok(file)
 }

@@ -47,29 +47,17 @@ pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile) -> io::Result<La
     files::prepare_run(dir, spawn)?;
     let lock = files::lock_for_shim(dir)?
         .ok_or_else(|| io::Error::other("another supervisor runs this job already (its lock is held)"))?;
-    let lock_fd = lock.as_raw_fd();
     // Executed through the descriptor opened at start (an ELF binary runs from a close-on-exec
-    // descriptor: the kernel has opened it before the descriptors close).
+    // descriptor: the kernel has opened it before the descriptors close). The lock is the shim's
+    // stdin (files::SHIM_LOCK_FD): with no code to run between fork and exec, std spawns with
+    // posix_spawn, which does not copy our page tables as a fork would.
     let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
     // The job's environment is in its spawn file: the shim needs none of its own.
     command.arg0("bgrun-shim").arg(&spawn.label).arg(dir).env_clear();
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe. The copy it makes
-    // is not close-on-exec, so the shim is born holding the lock.
-    unsafe {
-        command.pre_exec(move || {
-            let ok = if lock_fd == files::SHIM_LOCK_FD {
-                // Already in place: dup2 would change nothing, so clear close-on-exec directly.
-                libc::fcntl(lock_fd, libc::F_SETFD, 0) >= 0
-            } else {
-                libc::dup2(lock_fd, files::SHIM_LOCK_FD) >= 0
-            };
-            if ok { Ok(()) } else { Err(io::Error::last_os_error()) }
-        });
-    }
+    command.stdin(Stdio::from(lock)).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = command.spawn()?;
-    // The shim holds the lock now; closing our descriptor leaves it held.
-    drop(lock);
+    // The shim holds the lock now; dropping the command closes our descriptor and leaves it held.
+    drop(command);
     let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
     nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
     let shim_pid = child.id() as i32;

@@ -115,9 +115,11 @@ impl Drop for Bgrun {
     }
 }
 
-/// Kills, by pid, every process started for `home`: the daemon, the job supervisors and the jobs
-/// all carry `BGRUN_HOME=<home>` in their environment (jobs inherit the caller's). Waits until none
-/// is left, so nothing can recreate the directory after the test removes it.
+/// Kills, by pid, every process started for `home`: the daemon and the jobs carry
+/// `BGRUN_HOME=<home>` in their environment (jobs inherit the caller's, unless started with an
+/// empty one); the job supervisors are `bgrun-shim <job> <home>/jobs/<id>`, and every job is one of
+/// their descendants. Waits until none is left, so nothing can recreate the directory after the
+/// test removes it.
 pub fn kill_everything(home: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -135,14 +137,41 @@ pub fn kill_everything(home: &Path) {
 fn processes_of(home: &Path) -> Vec<i32> {
     let needle = format!("BGRUN_HOME={}", home.display());
     let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
+    let live: Vec<i32> = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| *pid != me && alive(*pid))
+        .collect();
+    let shims = shims_of(home);
+    let mut ours: Vec<i32> = live
+        .into_iter()
         .filter(|pid| {
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .collect();
+    for shim in shims {
+        ours.push(shim);
+        ours.extend(descendants(shim));
+    }
+    ours.sort_unstable();
+    ours.dedup();
+    ours
+}
+
+/// The live job supervisors of `home`: `bgrun-shim <job> <home>/jobs/<id>`.
+pub fn shims_of(home: &Path) -> Vec<i32> {
+    let jobs = home.join("jobs").display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            argv[0] == b"bgrun-shim" && argv.get(2).is_some_and(|dir| dir.starts_with(jobs.as_bytes()))
         })
         .collect()
 }

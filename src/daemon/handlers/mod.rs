@@ -29,7 +29,7 @@ use tokio::net::UnixStream;
 pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> std::io::Result<()> {
     let result = match request {
         Request::Run { spec } => run::handle(ctx, *spec).await,
-        Request::List { workspace } => list::handle(ctx, workspace).await,
+        Request::List { workspace } => return list::handle(ctx, workspace, stream).await,
         Request::Status { job } => status::handle(ctx, job).await,
         Request::Tail(req) if req.follow => return tail::follow(ctx, req, stream).await,
         Request::Tail(req) => return tail::handle(ctx, req, stream).await,
@@ -66,6 +66,8 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
     };
     send(stream, result.unwrap_or_else(error)).await
 }
+
+pub use list::{Listings, warm_ports};
 
 /// Runs a request that may wait long until it answers, or until the client goes away: then the
 /// wait is dropped with it (its log watch and readiness subscription too), and None is returned.
