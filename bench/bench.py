@@ -543,12 +543,16 @@ class Pueue(Manager):
     def cold_start(self):
         with open(os.path.join(self.home, "pueue.yml"), "w") as f:
             f.write(f"shared:\n  pueue_directory: {self.home}\n  runtime_directory: {self.home}\n"
-                    f"  unix_socket_path: {self.home}/pueue.socket\n  pid_path: {self.home}/pueue.pid\n"
-                    f"daemon:\n  default_parallel_tasks: {MANY + 10}\n")
+                    f"  unix_socket_path: {self.home}/pueue.socket\n  pid_path: {self.home}/pueue.pid\n")
         t0 = now()
-        run([self.bin + "/pueued", "--daemonize"], env=self.env())
+        # It forks into the background: its pipes must not be ours, or waiting for them never ends.
+        subprocess.run([self.bin + "/pueued", "--daemonize"], env=self.env(), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for("pueue answers", lambda: self.cli("status", "--json", check=False).returncode == 0)
-        return ms(t0)
+        took = ms(t0)
+        # Tasks run one at a time by default (the config's default is only for new groups).
+        self.cli("parallel", str(MANY + 10))
+        return took
 
     def daemon_pids(self):
         with open(os.path.join(self.home, "pueue.pid")) as f:
