@@ -83,3 +83,28 @@ fn rotation_loses_and_repeats_no_line() {
     let tail = numbers(&b.json(&["tail", "short", "--lines", "3"]));
     assert_eq!(tail, vec![599_998, 599_999, 600_000]);
 }
+
+/// The daemon starts each job's supervisor from beside its own binary: a `bgrun` copied without
+/// `bgrun-shim` refuses to run a job with one clear error, and leaves no job behind.
+#[test]
+fn a_missing_supervisor_binary_is_a_clear_error() {
+    let b = Bgrun::new(SECS(60));
+    let alone = b.home.join("bin");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(BIN, alone.join("bgrun")).unwrap();
+    let out = std::process::Command::new(alone.join("bgrun"))
+        .args(["run", "--name", "x", "sleep", "60"])
+        .env("BGRUN_HOME", b.home.join("state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bgrun-shim") && err.contains("cargo install"), "{err}");
+    let list = std::process::Command::new(alone.join("bgrun"))
+        .args(["list", "--json"])
+        .env("BGRUN_HOME", b.home.join("state"))
+        .output()
+        .unwrap();
+    assert!(list.stdout.is_empty(), "no job was left: {}", String::from_utf8_lossy(&list.stdout));
+    kill_everything(&b.home.join("state"));
+}
