@@ -96,7 +96,8 @@ impl Entry {
             if i == k && i > 0 && !unfinished_tail {
                 break;
             }
-            let line = if i == 0 { self.first_line } else { self.next_line - new + i as u64 - 1 };
+            // Saturating: a damaged entry numbers its lines wrongly, but never panics.
+            let line = if i == 0 { self.first_line } else { self.next_line.saturating_sub(new) + (i as u64 - 1) };
             out.push(Piece { line, bytes: part, ends: i < k, starts: i > 0 || !self.continues });
         }
         out
@@ -159,6 +160,12 @@ fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("the log's index is damaged: {what}"))
 }
 
+/// See [`Segment::tail`].
+pub struct Tail {
+    pub next_line: u64,
+    pub indexed_end: u64,
+}
+
 /// A segment opened for reading: its index and the data file it describes.
 pub struct Segment {
     index: File,
@@ -195,7 +202,18 @@ impl Segment {
 
     /// The sequence number after the segment's last entry.
     pub fn end_seq(&self) -> u64 {
-        self.header.first_seq + self.entries
+        self.header.first_seq.saturating_add(self.entries)
+    }
+
+    /// What a writer taking up the segment needs from its last entries: the next line's number,
+    /// and where the indexed bytes end. Entries are written in the order their lines end, not of
+    /// their bytes: the furthest byte is among the last few.
+    pub fn tail(&self) -> io::Result<Tail> {
+        let last = self.entries(self.entries.saturating_sub(64), self.entries)?;
+        Ok(Tail {
+            next_line: last.last().map_or(self.header.next_line, |e| e.next_line),
+            indexed_end: last.iter().map(|e| e.offset.saturating_add(u64::from(e.len))).max().unwrap_or(0),
+        })
     }
 
     /// Entries `from..to` (indices within the segment).
@@ -214,8 +232,13 @@ impl Segment {
         self.read_at(e.offset, u64::from(e.len))
     }
 
-    /// `len` bytes of the data file from `offset`.
+    /// `len` bytes of the data file from `offset`; an error (not an allocation of whatever a
+    /// damaged entry says) when they are not all there.
     pub fn read_at(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let size = self.data.metadata()?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(corrupt("an entry points past the end of its data"));
+        }
         let mut buf = vec![0u8; len as usize];
         self.data.read_exact_at(&mut buf, offset)?;
         Ok(buf)

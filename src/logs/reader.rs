@@ -45,7 +45,7 @@ fn each_entry(seg: &Segment, from: u64, to: u64, backward: bool, f: &mut Visit<'
     for &start in ordered {
         let entries = seg.entries(start, (start + BLOCK).min(to))?;
         let lo = entries.iter().map(|e| e.offset).min().unwrap_or(0);
-        let hi = entries.iter().map(|e| e.offset + u64::from(e.len)).max().unwrap_or(0);
+        let hi = entries.iter().map(|e| e.offset.saturating_add(u64::from(e.len))).max().unwrap_or(0);
         let span = if hi - lo <= SPAN { Some(seg.read_at(lo, hi - lo)?) } else { None };
         let mut visit = |i: usize| -> io::Result<ControlFlow<()>> {
             let e = &entries[i];
@@ -157,10 +157,16 @@ impl Forward {
         Ok((done, true))
     }
 
-    /// The lines still unfinished, as far as they go (a prompt waiting for input); the reader
-    /// forgets them, so what comes later of them comes as the rest of the line.
-    pub fn take_unfinished(&mut self) -> Vec<Line> {
-        std::mem::take(&mut self.open).into_values().collect()
+    /// Like [`Self::read`], and once the end is reached the lines still unfinished too, as far as
+    /// they go (a prompt waiting for input): the reader forgets them, so what comes later of them
+    /// comes as the rest of the line.
+    pub fn read_to_end(&mut self, max_lines: usize, max_bytes: usize) -> io::Result<(Vec<Line>, bool)> {
+        let (mut lines, end) = self.read(max_lines, max_bytes)?;
+        if end {
+            lines.extend(std::mem::take(&mut self.open).into_values());
+            lines.sort_by_key(|l| l.number);
+        }
+        Ok((lines, end))
     }
 }
 
@@ -168,9 +174,7 @@ impl Forward {
 /// continue from.
 pub fn read_from(dir: &Path, cursor: u64) -> io::Result<(Vec<Line>, u64)> {
     let mut reader = Forward::new(dir, cursor);
-    let (mut lines, _) = reader.read(usize::MAX, usize::MAX)?;
-    lines.extend(reader.take_unfinished());
-    lines.sort_by_key(|l| l.number);
+    let (lines, _) = reader.read_to_end(usize::MAX, usize::MAX)?;
     Ok((lines, reader.cursor()))
 }
 

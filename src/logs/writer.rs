@@ -8,7 +8,7 @@
 //! programs rarely end what they draw with a newline, and `attach` must show it without delay.
 
 use super::Stream;
-use super::index::{self, ENTRY_LEN, Entry, HEADER_LEN, Header, Segment};
+use super::index::{self, ENTRY_LEN, Entry, Header, Segment};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -80,24 +80,23 @@ impl LogWriter {
     /// Continues the job's log, or starts it. Bytes a previous writer left in the data file
     /// without indexing them (it was killed between the two writes) are indexed first.
     pub fn open(dir: &Path, limits: Limits) -> io::Result<LogWriter> {
-        let (data, index, header) = match continue_segment(dir)? {
+        let (data, index, at) = match continue_segment(dir)? {
             Some(found) => found,
             None => {
-                let (first_seq, next_line) = index::segments(dir)?.last().map_or((0, 1), |s| {
-                    let last = s.entries(s.entries.saturating_sub(1), s.entries).ok().and_then(|e| e.first().copied());
-                    (s.end_seq(), last.map_or(s.header.next_line, |e| e.next_line))
-                });
-                start_segment(dir, first_seq, next_line)?
+                let (seq, next_line) = match index::segments(dir)?.last() {
+                    Some(older) => (older.end_seq(), older.tail()?.next_line),
+                    None => (0, 1),
+                };
+                start_segment(dir, seq, next_line)?
             }
         };
-        let seg_entries = index.metadata()?.len().saturating_sub(HEADER_LEN) / ENTRY_LEN;
         let mut w = LogWriter {
             dir: dir.to_path_buf(),
             data_len: data.metadata()?.len(),
             data,
             index,
-            seq: header.first_seq + seg_entries,
-            next_line: header.next_line,
+            seq: at.seq,
+            next_line: at.next_line,
             open: [None; 3],
             held: [None; 3],
             last: None,
@@ -106,7 +105,7 @@ impl LogWriter {
             dropped: 0,
             dropped_because: None,
         };
-        let indexed_end = w.recover_state(seg_entries)?;
+        let indexed_end = at.indexed_end;
         if w.data_len > indexed_end {
             let mut rest = vec![0u8; (w.data_len - indexed_end) as usize];
             // The writer's own descriptor only appends.
@@ -115,18 +114,6 @@ impl LogWriter {
             w.flush_all()?;
         }
         Ok(w)
-    }
-
-    /// Reads the line counter and where indexed bytes end from the segment's last entries.
-    fn recover_state(&mut self, seg_entries: u64) -> io::Result<u64> {
-        let Some(seg) = Segment::open(&self.dir, 0)? else { return Ok(0) };
-        // Entries are written in order of their lines' ends, not of their bytes: the furthest
-        // byte is among the last few.
-        let last = seg.entries(seg_entries.saturating_sub(64), seg_entries)?;
-        if let Some(e) = last.last() {
-            self.next_line = e.next_line;
-        }
-        Ok(last.iter().map(|e| e.offset + u64::from(e.len)).max().unwrap_or(0))
     }
 
     /// Adds bytes the program wrote to `stream`: to the data file at once, and to the index up
@@ -209,11 +196,7 @@ impl LogWriter {
         let since = crate::clock::unix_ms();
         self.dropped_because.get_or_insert_with(|| (e.to_string(), since));
         // The lines the lost bytes belonged to are cut: what comes next starts new ones.
-        for s in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
-            if let Some(h) = self.held[slot(s)].take() {
-                self.index_held(s, h);
-            }
-        }
+        self.flush_partial(std::time::Duration::ZERO);
         self.open = [None; 3];
         written
     }
@@ -329,8 +312,8 @@ impl LogWriter {
         self.held.iter().flatten().map(|h| h.since).min()
     }
 
-    /// Indexes every unfinished line that has waited `delay`, so a prompt without a newline is
-    /// visible.
+    /// Indexes every unfinished line that has waited `delay` (all of them for zero), so a prompt
+    /// without a newline is visible.
     pub fn flush_partial(&mut self, delay: std::time::Duration) {
         for s in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
             if let Some(h) = self.held[slot(s)].filter(|h| h.since.elapsed() >= delay) {
@@ -399,11 +382,7 @@ impl LogWriter {
     /// oldest beyond the limit goes. Files are renamed, never copied or truncated, so a reader
     /// holding one open keeps reading it whole.
     fn rotate(&mut self) -> io::Result<()> {
-        for s in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
-            if let Some(h) = self.held[slot(s)].take() {
-                self.index_held(s, h);
-            }
-        }
+        self.flush_partial(std::time::Duration::ZERO);
         self.seal();
         self.write_index()?;
         let dir = self.dir.clone();
@@ -443,10 +422,8 @@ impl LogWriter {
 
     /// The program is gone: its unfinished lines end here.
     pub fn finish(&mut self, unix_ms: u64) -> io::Result<()> {
+        self.flush_partial(std::time::Duration::ZERO);
         for s in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
-            if let Some(h) = self.held[slot(s)].take() {
-                self.index_held(s, h);
-            }
             if let Some(line) = self.open[slot(s)].take() {
                 self.seal();
                 let entry = Entry {
@@ -482,21 +459,29 @@ fn rename_if_there(from: &Path, to: &Path) -> io::Result<()> {
 
 /// The current segment's files, if they are there and belong together (a data file someone
 /// replaced or truncated starts a new segment instead).
-fn continue_segment(dir: &Path) -> io::Result<Option<(File, File, Header)>> {
+fn continue_segment(dir: &Path) -> io::Result<Option<(File, File, Resume)>> {
     let Some(seg) = Segment::open(dir, 0)? else { return Ok(None) };
     let data = crate::home::Home::open_private(&index::data_path(dir, 0))?;
-    let last = seg.entries(seg.entries.saturating_sub(64), seg.entries)?;
-    let indexed_end = last.iter().map(|e| e.offset + u64::from(e.len)).max().unwrap_or(0);
+    let tail = seg.tail()?;
     let meta = data.metadata()?;
-    if meta.ino() != seg.header.data_ino || meta.len() < indexed_end {
+    if meta.ino() != seg.header.data_ino || meta.len() < tail.indexed_end {
         return Ok(None);
     }
     let index = crate::home::Home::open_private(&index::index_path(dir, 0))?;
-    Ok(Some((data, index, seg.header)))
+    Ok(Some((data, index, Resume { seq: seg.end_seq(), next_line: tail.next_line, indexed_end: tail.indexed_end })))
+}
+
+/// Where a writer takes up the current segment.
+struct Resume {
+    /// The next entry's sequence number.
+    seq: u64,
+    next_line: u64,
+    /// Where the indexed bytes of the data file end.
+    indexed_end: u64,
 }
 
 /// Creates a segment's files: the data file first, then the index naming it, which appears whole.
-fn start_segment(dir: &Path, first_seq: u64, next_line: u64) -> io::Result<(File, File, Header)> {
+fn start_segment(dir: &Path, first_seq: u64, next_line: u64) -> io::Result<(File, File, Resume)> {
     let data_path = index::data_path(dir, 0);
     let data = match std::fs::symlink_metadata(&data_path) {
         // A data file without an index of its own (a log written before the index existed, or a
@@ -513,7 +498,7 @@ fn start_segment(dir: &Path, first_seq: u64, next_line: u64) -> io::Result<(File
     let mut index = crate::home::Home::open_private(&tmp)?;
     index.write_all(&header.encode())?;
     std::fs::rename(&tmp, index::index_path(dir, 0))?;
-    Ok((data, index, header))
+    Ok((data, index, Resume { seq: first_seq, next_line, indexed_end: 0 }))
 }
 
 #[cfg(test)]

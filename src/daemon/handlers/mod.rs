@@ -32,6 +32,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::List { workspace } => return list::handle(ctx, workspace, stream).await,
         Request::Status { job } => status::handle(ctx, job).await,
         Request::Tail(req) if req.follow => return tail::follow(ctx, req, stream).await,
+        Request::Tail(req) if req.digest => tail::digest(ctx, req).await,
         Request::Tail(req) => return tail::handle(ctx, req, stream).await,
         Request::Up(req) => return up::handle(ctx, req, stream).await,
         Request::Plan { project, jobs, only } => plan::handle(ctx, project, jobs, only).await,

@@ -28,10 +28,7 @@ pub async fn next_frame(reader: Forward, filter: &Arc<Compiled>, first: u64) -> 
     let filter = filter.clone();
     blocking(move || {
         let mut reader = reader;
-        let (mut lines, end) = reader.read(FRAME_LINES, FRAME_BYTES)?;
-        if end {
-            lines.extend(reader.take_unfinished());
-        }
+        let (lines, end) = reader.read_to_end(FRAME_LINES, FRAME_BYTES)?;
         let views = lines.iter().filter(|l| l.number >= first && filter.keeps(l)).map(|l| filter.view(l)).collect();
         Ok((reader, views, end))
     })
@@ -43,9 +40,6 @@ pub async fn handle(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
     let prepared = async {
         let filter = Arc::new(Compiled::new(&req.filter)?);
         let (_, dir) = log_of(ctx, req.job.clone()).await?;
-        if req.digest {
-            return Ok(Err(digest(dir, filter).await?));
-        }
         let keep = filter.clone();
         let lines = req.lines;
         let start = blocking(move || {
@@ -54,11 +48,10 @@ pub async fn handle(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
             Ok((Forward::new(&dir, cursor).until(end), first))
         })
         .await?;
-        Ok::<_, Error>(Ok((start, filter)))
+        Ok::<_, Error>((start, filter))
     };
     let ((mut reader, first), filter) = match prepared.await {
-        Ok(Ok(ready)) => ready,
-        Ok(Err(digest)) => return send(stream, digest).await,
+        Ok(ready) => ready,
         Err(e) => return send(stream, error(e)).await,
     };
     loop {
@@ -76,16 +69,16 @@ pub async fn handle(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
     }
 }
 
-/// Counts of errors and warnings over the whole log, with the last of each, read in batches.
-async fn digest(dir: std::path::PathBuf, filter: Arc<Compiled>) -> Result<Response> {
+/// `tail --digest`: counts of errors and warnings over the whole log, with the last of each, read
+/// in batches.
+pub async fn digest(ctx: &Ctx, req: TailRequest) -> Result<Response> {
+    let filter = Compiled::new(&req.filter)?;
+    let (_, dir) = log_of(ctx, req.job).await?;
     blocking(move || {
         let mut d = DigestView { lines: 0, errors: 0, warnings: 0, last_error: None, last_warning: None };
         let mut reader = Forward::new(&dir, 0);
         loop {
-            let (mut lines, end) = reader.read(FRAME_LINES, FRAME_BYTES)?;
-            if end {
-                lines.extend(reader.take_unfinished());
-            }
+            let (lines, end) = reader.read_to_end(FRAME_LINES, FRAME_BYTES)?;
             for line in lines.iter().filter(|l| filter.keeps(l)) {
                 d.lines += 1;
                 let text = crate::logs::filter::strip_ansi(&line.text());
