@@ -147,6 +147,19 @@ impl Job {
         self.obs.life.is_over() && !self.has_new_generation()
     }
 
+    /// The job's listening sockets, if it has any: its own, or those all copies of a job with
+    /// replicas share.
+    pub fn listen(&self) -> Option<crate::supervisor::files::Listen> {
+        if self.spec.listen.is_empty() {
+            return None;
+        }
+        let (key, name) = match &self.spec.replica {
+            Some(r) => (format!("{}/{}", self.spec.project.as_deref().unwrap_or(""), r.of), r.of.clone()),
+            None => (self.id.clone(), self.spec.name.clone().unwrap_or_else(|| "bgrun".into())),
+        };
+        Some(crate::supervisor::files::Listen { key, name, addresses: self.spec.listen.clone() })
+    }
+
     /// A fresh start of the current spec asked for on purpose (run again, restart, up): a new
     /// generation, desired running, and no crash history or pending restart.
     pub fn want_new_run(&mut self) {

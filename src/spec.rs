@@ -109,6 +109,39 @@ pub enum KillMode {
     Main,
 }
 
+/// A command line that is one command the shell may exec: no lists, pipes, subshells or
+/// compound commands, and no leading assignment or builtin.
+fn is_plain_command(line: &str) -> bool {
+    const NOT_A_PROGRAM: [&str; 16] = [
+        "if", "for", "while", "until", "case", "{", "!", "exec", "cd", "export", "set", "source", ".", "eval", "time",
+        "trap",
+    ];
+    let first = line.split_whitespace().next().unwrap_or("");
+    !line.contains([';', '&', '|', '(', ')', '\n', '`']) && !first.contains('=') && !NOT_A_PROGRAM.contains(&first)
+}
+
+/// An address a job's socket listens on (`listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl ListenAddress {
+    pub fn parse(s: &str) -> std::result::Result<ListenAddress, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            return match path.is_absolute() && path.as_os_str().len() < 108 {
+                true => Ok(ListenAddress::Unix(path)),
+                false => Err(format!("{s:?}: a unix socket needs an absolute path shorter than 108 bytes")),
+            };
+        }
+        s.parse().map(ListenAddress::Tcp).map_err(|_| {
+            format!("{s:?} is not an address to listen on: write HOST:PORT (127.0.0.1:8080, [::1]:8080, 0.0.0.0:80) or unix:/PATH")
+        })
+    }
+}
+
 /// A signal by name (`SIGINT`, `INT`, `int`), for `stop-signal`.
 pub fn parse_signal(s: &str) -> std::result::Result<nix::sys::signal::Signal, String> {
     let upper = s.trim().to_ascii_uppercase();
@@ -330,6 +363,11 @@ pub struct JobSpec {
     pub max_runtime: Option<Duration>,
     #[serde(default)]
     pub allocate_ports: Vec<String>,
+    /// Sockets bgrun binds and hands to every run of the job as fds 3.. (systemd's socket
+    /// activation: `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`): `127.0.0.1:8080`, `[::1]:8080`,
+    /// `unix:/run/app.sock`. They outlive each run, so a restart refuses no connection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<String>,
     #[serde(default)]
     pub health: Option<Health>,
     #[serde(with = "duration_ms")]
@@ -404,6 +442,7 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     replace("env", old.declared_env != new.declared_env);
     replace("pty", old.pty != new.pty);
     replace("allocate-port", old.allocate_ports != new.allocate_ports);
+    replace("listen", old.listen != new.listen);
     replace("daemonizes", old.daemonizes != new.daemonizes || old.pidfile != new.pidfile);
     // The shim opens the mirror files when it starts: a change needs a new run.
     replace("log", old.mirror != new.mirror);
@@ -441,6 +480,11 @@ impl JobSpec {
     /// (so `bgrun run "npm run dev"` works as typed); anything else is executed directly.
     pub fn argv(&self) -> Vec<String> {
         match self.cmd.as_slice() {
+            // A job handed sockets must be the very process the shell starts (LISTEN_PID names
+            // it): the shell execs a plain command line instead of forking it.
+            [one] if one.contains(char::is_whitespace) && !self.listen.is_empty() && is_plain_command(one) => {
+                vec!["sh".into(), "-c".into(), format!("exec {one}")]
+            }
             [one] if one.chars().any(char::is_whitespace) => {
                 vec!["sh".into(), "-c".into(), one.clone()]
             }
@@ -448,7 +492,6 @@ impl JobSpec {
         }
     }
 
-    /// Every problem with the spec, so the user sees them all at once.
     /// The command's words, as `list` and `status` show them: a command line given as one string
     /// (which runs through `sh -c`) split at its spaces.
     pub fn words(&self) -> Vec<String> {
@@ -463,6 +506,7 @@ impl JobSpec {
         self.after.iter().map(|d| d.job.clone()).collect()
     }
 
+    /// Every problem with the spec, so the user sees them all at once.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
         if self.cmd.is_empty() || self.cmd[0].trim().is_empty() {
@@ -522,6 +566,11 @@ impl JobSpec {
         for var in &self.allocate_ports {
             if !is_env_name(var) {
                 problems.push(format!("--allocate-port {var:?} is not a valid variable name"));
+            }
+        }
+        for address in &self.listen {
+            if let Err(e) = ListenAddress::parse(address) {
+                problems.push(format!("--listen: {e}"));
             }
         }
         if let Some(h) = &self.health {
@@ -718,6 +767,16 @@ pub(crate) mod tests {
         assert_eq!(spec.argv(), ["sleep", "10"]);
         spec.cmd = vec!["top".into()];
         assert_eq!(spec.argv(), ["top"]);
+        // Handed sockets, the process the shell starts must be the server itself.
+        spec.listen = vec!["127.0.0.1:8080".into()];
+        spec.cmd = vec!["gunicorn -w 2 app:app".into()];
+        assert_eq!(spec.argv(), ["sh", "-c", "exec gunicorn -w 2 app:app"]);
+        spec.cmd = vec!["server".into()];
+        assert_eq!(spec.argv(), ["server"]);
+        for line in ["cd web && node app.js", "PORT=1 node app.js", "exec node app.js", "a; b", "if x; then y; fi"] {
+            spec.cmd = vec![line.into()];
+            assert_eq!(spec.argv(), ["sh", "-c", line], "{line}");
+        }
     }
 
     #[test]
@@ -779,6 +838,7 @@ pub(crate) mod tests {
             max_rss_mb: None,
             max_runtime: None,
             allocate_ports: vec![],
+            listen: vec![],
             health: None,
             grace: DEFAULT_GRACE,
             project: None,

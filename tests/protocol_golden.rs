@@ -46,6 +46,7 @@ fn spec() -> JobSpec {
         restart_with_dependencies: false,
         request_id: None,
         env_sources: Default::default(),
+        listen: vec![],
         replica: None,
         cron: None,
     }

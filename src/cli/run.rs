@@ -126,6 +126,10 @@ pub struct Args {
     /// Put a free TCP port in this environment variable (repeatable).
     #[arg(long)]
     pub allocate_port: Vec<String>,
+    /// Bind this socket and hand it to every run of the job as fd 3.. with LISTEN_FDS
+    /// (systemd's socket activation): HOST:PORT or unix:/PATH (repeatable).
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Vec<String>,
     /// Probe this URL for liveness once ready.
     #[arg(long)]
     pub health_check_url: Option<String>,
@@ -281,6 +285,7 @@ impl Args {
             max_rss_mb: self.max_rss.map(|s| s.0),
             max_runtime: self.max_runtime,
             allocate_ports: self.allocate_port,
+            listen: self.listen,
             health,
             grace: self.grace,
             project: None,
@@ -331,7 +336,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
         "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
         "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime, "cron" => cron,
-        "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
+        "allocate_port" => allocate_ports, "listen" => listen, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     if given("env") {

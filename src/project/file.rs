@@ -202,6 +202,10 @@ pub struct JobTable {
     pub max_runtime: Option<Seconds>,
     /// Environment variables to fill with free TCP ports.
     pub allocate_port: Option<OneOrMany>,
+    /// Sockets bgrun binds once and hands to every run as fds 3.. (systemd socket activation:
+    /// LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES): "127.0.0.1:8080", "[::1]:8080", "unix:/run/app.sock".
+    /// They outlive every run and daemon restart; all replicas of a job share them.
+    pub listen: Option<OneOrMany>,
     /// Probe this URL for liveness once ready.
     pub health_check_url: Option<String>,
     /// Probe this localhost TCP port for liveness once ready.

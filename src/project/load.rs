@@ -400,6 +400,7 @@ impl Checker {
             max_rss_mb,
             max_runtime: t.max_runtime.as_ref().map(|m| self.duration(Some(m), "max-runtime", spans, Duration::ZERO)),
             allocate_ports: t.allocate_port.clone().map(OneOrMany::into_vec).unwrap_or_default(),
+            listen: t.listen.clone().map(OneOrMany::into_vec).unwrap_or_default(),
             health,
             grace: self.duration(t.grace.as_ref(), "grace", spans, spec::DEFAULT_GRACE),
             project: Some(project.to_string()),

@@ -101,6 +101,7 @@ impl Reconciler {
             pidfile: job.spec.pidfile.clone(),
             mirror: job.spec.mirror.clone(),
             log_limits: job.spec.log_limits.resolve(),
+            listen: job.listen(),
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {

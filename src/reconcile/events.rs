@@ -165,10 +165,29 @@ impl Reconciler {
             return;
         }
         self.save(id, Some((kind, &reason)));
+        self.release_unused_sockets(id);
         if self.jobs.get(id).is_some_and(|j| j.obs.remove_when_stopped) {
             return self.forget(id);
         }
         self.schedule_restart(id);
+    }
+
+    /// A job stopped for good (on request, or gone from its file) closes its listening sockets,
+    /// unless another copy of the same job may still use them.
+    fn release_unused_sockets(&mut self, id: &str) {
+        let Some(job) = self.jobs.get(id) else { return };
+        if job.desired == Desired::Running && !job.obs.remove_when_stopped {
+            return;
+        }
+        let Some(listen) = job.listen() else { return };
+        let shared = self.jobs.values().any(|j| {
+            j.id != id
+                && (j.desired == Desired::Running || j.life().has_process())
+                && j.listen().is_some_and(|l| l.key == listen.key)
+        });
+        if !shared {
+            self.sup.release_listen(&listen.key);
+        }
     }
 
     /// Settings changed in place: the current run's probes start over with them.

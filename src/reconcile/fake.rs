@@ -16,6 +16,7 @@ pub enum Call {
     Probe { id: String, probe: Probe },
     StopProbes { id: String },
     Remove { id: String },
+    ReleaseListen { key: String },
 }
 
 /// What the fake knows, shared with the test that drives it.
@@ -113,4 +114,8 @@ impl Supervisor for Fake {
     }
 
     fn stop_stray(&mut self, _id: &str) {}
+
+    fn release_listen(&mut self, key: &str) {
+        self.world().calls.push(Call::ReleaseListen { key: key.to_string() });
+    }
 }

@@ -39,6 +39,21 @@ pub struct SpawnFile {
     /// How big the job's log may grow before it is rotated, and how many files are kept.
     #[serde(default)]
     pub log_limits: crate::logs::writer::Limits,
+    /// The listening sockets handed to the job (they come with the launch, not in this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<Listen>,
+}
+
+/// A job's listening sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listen {
+    /// Whose sockets they are: the job's id, or `project/job` for a job with replicas, whose
+    /// copies share them.
+    pub key: String,
+    /// The name each socket gets in LISTEN_FDNAMES (the job's name in its file).
+    pub name: String,
+    /// The addresses, in fd order (3, 4, …).
+    pub addresses: Vec<String>,
 }
 
 /// The one line a shim prints to the daemon once the job is (or could not be) spawned.

@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 pub struct Launched {
     pub shim_pid: i32,
     pub shim_start: u64,
-    handshake: tokio::net::unix::pipe::Receiver,
+    handshake: tokio::net::UnixStream,
 }
 
 /// The `bgrun-shim` binary beside the daemon's own, opened when the daemon starts: an upgrade
@@ -41,8 +41,9 @@ impl ShimBinary {
     }
 }
 
-/// Starts the shim for one run. Returns as soon as the shim process exists.
-pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile) -> io::Result<Launched> {
+/// Starts the shim for one run, handing it the job's listening sockets. Returns as soon as the
+/// shim process exists.
+pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile, sockets: &[OwnedFd]) -> io::Result<Launched> {
     let binary = shim.0.as_ref().map_err(|e| io::Error::new(io::ErrorKind::NotFound, e.clone()))?;
     files::prepare_run(dir, spawn)?;
     let lock = files::lock_for_shim(dir)?
@@ -54,19 +55,25 @@ pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile) -> io::Result<La
     let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
     // The job's environment is in its spawn file: the shim needs none of its own.
     command.arg0("bgrun-shim").arg(&spawn.label).arg(dir).env_clear();
-    command.stdin(Stdio::from(lock)).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = command.spawn()?;
-    // The shim holds the lock now; dropping the command closes our descriptor and leaves it held.
+    // The shim's stdout is a socket: its handshake comes back on it, and its listening sockets
+    // go to it (SCM_RIGHTS), never through an inherited descriptor another launch could catch.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    command.stdin(Stdio::from(lock)).stdout(Stdio::from(OwnedFd::from(theirs))).stderr(Stdio::inherit());
+    let child = command.spawn()?;
+    // The shim holds the lock now; dropping the command closes our descriptors and leaves it held.
     drop(command);
-    let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
-    nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
     let shim_pid = child.id() as i32;
     // The shim is reaped by `wait_exit`; std's handle is not needed for that.
     drop(child);
+    if !sockets.is_empty() {
+        let fds: Vec<_> = sockets.iter().map(std::os::fd::AsFd::as_fd).collect();
+        super::sockets::send_fds(std::os::fd::AsFd::as_fd(&ours), &fds)?;
+    }
+    ours.set_nonblocking(true)?;
     Ok(Launched {
         shim_pid,
         shim_start: procfs::start_time(shim_pid).unwrap_or(0),
-        handshake: tokio::net::unix::pipe::Receiver::from_owned_fd(stdout)?,
+        handshake: tokio::net::UnixStream::from_std(ours)?,
     })
 }
 

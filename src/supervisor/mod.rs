@@ -10,6 +10,7 @@ pub mod probes;
 pub mod process;
 pub mod procfs;
 pub mod shim;
+pub mod sockets;
 
 use crate::spec::{Health, Readiness};
 use crate::state::{Cause, RunIds};
@@ -94,4 +95,7 @@ pub trait Supervisor: Send {
     fn job_dirs(&self) -> Vec<String>;
     /// A job directory nobody knows: its shim (if alive) is asked to stop, or the directory goes.
     fn stop_stray(&mut self, id: &str);
+    /// Closes the listening sockets held for `key` (see [`files::Listen`]): no job that uses
+    /// them will run again.
+    fn release_listen(&mut self, key: &str);
 }

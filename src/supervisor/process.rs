@@ -3,11 +3,12 @@
 //! never on the reconciler's thread.
 
 use super::files::{self, ChildFile, ExitFile, SpawnFile};
-use super::{Probe, Report, Supervisor, launch, probes, procfs};
+use super::{Probe, Report, Supervisor, launch, probes, procfs, sockets};
 use crate::home::Home;
 use crate::logs::watch::LogWatch;
 use crate::state::{Cause, RunIds};
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -23,12 +24,38 @@ pub struct ProcessSupervisor {
     /// settings change.
     probes: HashMap<String, Vec<AbortHandle>>,
     shim: launch::ShimBinary,
+    /// Listening sockets by owner (see [`files::Listen`]), with the addresses they were bound
+    /// to: kept while their jobs may run again.
+    sockets: HashMap<String, (Vec<String>, Vec<OwnedFd>)>,
 }
 
 impl ProcessSupervisor {
     pub fn new(home: Home, reports: UnboundedSender<Report>, logs: Arc<LogWatch>) -> ProcessSupervisor {
         let shim = launch::ShimBinary::find();
-        ProcessSupervisor { home, reports, logs, http: OnceLock::new(), probes: HashMap::new(), shim }
+        let (probes, sockets) = (HashMap::new(), HashMap::new());
+        ProcessSupervisor { home, reports, logs, http: OnceLock::new(), probes, shim, sockets }
+    }
+
+    /// Makes sure the sockets of `listen` are held: the ones held for its owner if they are
+    /// still for the same addresses, else those a live shim of the job holds (a daemon restarted
+    /// while it ran), else newly bound.
+    fn hold_sockets(&mut self, id: &str, listen: &files::Listen) -> Result<(), String> {
+        if self.sockets.get(&listen.key).is_some_and(|(addresses, _)| *addresses != listen.addresses) {
+            self.sockets.remove(&listen.key);
+        }
+        if !self.sockets.contains_key(&listen.key) {
+            let fetched = sockets::fetch(&self.home.job_dir(id)).ok().filter(|f| f.len() == listen.addresses.len());
+            let fds = match fetched {
+                Some(fds) => fds,
+                None => listen
+                    .addresses
+                    .iter()
+                    .map(|a| sockets::bind_listener(a).map_err(|e| format!("cannot listen on {a}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            self.sockets.insert(listen.key.clone(), (listen.addresses.clone(), fds));
+        }
+        Ok(())
     }
 
     fn http(&self) -> reqwest::Client {
@@ -55,7 +82,11 @@ async fn watch_exit(reports: UnboundedSender<Report>, id: String, attempt: u64, 
 
 impl Supervisor for ProcessSupervisor {
     fn launch(&mut self, id: &str, attempt: u64, spawn: &SpawnFile) -> Result<RunIds, String> {
-        let launched = launch::launch(&self.shim, &self.home.job_dir(id), spawn)
+        if let Some(listen) = &spawn.listen {
+            self.hold_sockets(id, listen)?;
+        }
+        let sockets = spawn.listen.as_ref().map_or(&[][..], |l| &self.sockets[&l.key].1[..]);
+        let launched = launch::launch(&self.shim, &self.home.job_dir(id), spawn, sockets)
             .map_err(|e| format!("cannot start the job's supervisor: {e}"))?;
         let run = RunIds { shim_pid: launched.shim_pid, shim_start: launched.shim_start, ..RunIds::default() };
         let (reports, id) = (self.reports.clone(), id.to_string());
@@ -68,7 +99,21 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn watch(&mut self, id: &str, attempt: u64, run: RunIds) {
+        // An adopted run's sockets are taken back from its shim now, while it is alive: the next
+        // run (of this job, or of another copy) gets the very same sockets.
+        let dir = self.home.job_dir(id);
+        if let Ok(spawn) = files::read_spawn(&dir)
+            && let Some(listen) = spawn.listen
+            && !self.sockets.contains_key(&listen.key)
+            && let Ok(fds) = sockets::fetch(&dir)
+        {
+            self.sockets.insert(listen.key, (listen.addresses, fds));
+        }
         tokio::spawn(watch_exit(self.reports.clone(), id.to_string(), attempt, run));
+    }
+
+    fn release_listen(&mut self, key: &str) {
+        self.sockets.remove(key);
     }
 
     fn await_child(&mut self, id: &str, attempt: u64, run: RunIds) {

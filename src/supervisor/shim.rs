@@ -12,7 +12,7 @@
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::live_screen::LiveScreen;
 use super::mirror::Mirror;
-use super::procfs;
+use super::{procfs, sockets};
 use crate::logs::{Stream, writer::LogWriter};
 use crate::spec::KillMode;
 use nix::errno::Errno;
@@ -23,7 +23,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -64,6 +64,10 @@ fn run(dir: &Path) -> Result<(), String> {
         files::keep_shim_lock(dir, files::ShimFile { pid: me, start_time: procfs::start_time(me).unwrap_or(0) })
             .map_err(|e| format!("cannot take the job's lock: {e}"))?;
     let mut spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
+    let listening = match &spawn.listen {
+        Some(listen) => sockets::receive_at_launch(listen.addresses.len())?,
+        None => Vec::new(),
+    };
     // Our own session: the daemon's death, or a signal to its group, must not reach the job.
     let _ = nix::unistd::setsid();
     // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integer arguments.
@@ -82,7 +86,12 @@ fn run(dir: &Path) -> Result<(), String> {
     };
     // Opened before the job starts: a file that cannot be opened is a launch that failed.
     let mirror = Mirror::open(&spawn)?;
-    let (child, outputs, pty) = start_job(dir, &spawn)?;
+    if let Some(listen) = &spawn.listen {
+        spawn.env.insert("LISTEN_FDS".into(), listening.len().to_string());
+        spawn.env.insert("LISTEN_FDNAMES".into(), vec![listen.name.as_str(); listening.len()].join(":"));
+    }
+    let (child, outputs, pty) = start_job(dir, &spawn, &listening)?;
+    let handback = (!listening.is_empty()).then(|| sockets::hand_back_listener(dir)).flatten();
     let child_pid = Pid::from_raw(child.id() as i32);
     let start_time = procfs::start_time(child_pid.as_raw()).unwrap_or(0);
     files::write_child(dir, &ChildFile { pid: child_pid.as_raw(), start_time })
@@ -99,7 +108,7 @@ fn run(dir: &Path) -> Result<(), String> {
     unsafe { libc::malloc_trim(0) };
 
     let mut shim = Shim {
-        io: Io { outputs, signals, notify, pty },
+        io: Io { outputs, signals, notify, pty, handback: handback.map(|l| (l, listening)) },
         writer,
         sup: Supervision {
             dir,
@@ -155,7 +164,11 @@ type Terminal = (OwnedFd, OwnedFd);
 
 /// Starts the job. A PTY job reads and writes its terminal, and the shim copies the stdin FIFO
 /// into it; a piped job gets the FIFO itself as stdin, and two pipes.
-fn start_job(dir: &Path, spawn: &SpawnFile) -> Result<(std::process::Child, Outputs, Option<Terminal>), String> {
+fn start_job(
+    dir: &Path,
+    spawn: &SpawnFile,
+    listening: &[OwnedFd],
+) -> Result<(std::process::Child, Outputs, Option<Terminal>), String> {
     let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
     match &spawn.pty {
         Some(size) => {
@@ -163,7 +176,7 @@ fn start_job(dir: &Path, spawn: &SpawnFile) -> Result<(std::process::Child, Outp
                 nix::pty::openpty(Some(&winsize(size.cols, size.rows)), None).map_err(|e| format!("openpty: {e}"))?;
             let _ = nix::fcntl::fcntl(&pty.master, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
             let io = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("pty: {e}"));
-            let child = spawn_child(spawn, io(&pty.slave)?, io(&pty.slave)?, pty.slave, true)?;
+            let child = spawn_child(spawn, io(&pty.slave)?, io(&pty.slave)?, pty.slave, true, listening)?;
             let master_out = pty.master.try_clone().map_err(|e| format!("pty: {e}"))?;
             let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
             Ok((child, [Some((master_out, Stream::Pty)), None], Some((pty.master, stdin))))
@@ -171,7 +184,7 @@ fn start_job(dir: &Path, spawn: &SpawnFile) -> Result<(std::process::Child, Outp
         None => {
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
-            let child = spawn_child(spawn, stdin, out_w, err_w, false)?;
+            let child = spawn_child(spawn, stdin, out_w, err_w, false, listening)?;
             Ok((child, [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))], None))
         }
     }
@@ -183,6 +196,8 @@ struct Io {
     signals: SignalFd,
     notify: Option<std::os::unix::net::UnixDatagram>,
     pty: Option<Terminal>,
+    /// Where a restarted daemon takes the job's listening sockets back from, and the sockets.
+    handback: Option<(std::os::unix::net::UnixListener, Vec<OwnedFd>)>,
 }
 
 /// Which of [`Io`]'s descriptors have something to read.
@@ -192,6 +207,7 @@ struct Readable {
     signals: bool,
     notify: bool,
     input: bool,
+    handback: bool,
 }
 
 impl Io {
@@ -205,6 +221,7 @@ impl Io {
             Some(self.signals.as_fd()),
             self.notify.as_ref().map(|n| n.as_fd()),
             self.pty.as_ref().map(|(_, fifo)| fifo.as_fd()),
+            self.handback.as_ref().map(|(listener, _)| listener.as_fd()),
         ];
         // One slot per descriptor that exists, remembered by position.
         let slots: Vec<Option<std::os::fd::BorrowedFd>> = outputs.chain(others).collect();
@@ -215,7 +232,13 @@ impl Io {
         }
         let mut results = fds.iter().map(|p| p.any().unwrap_or(false));
         let ready: Vec<bool> = slots.iter().map(|s| s.is_some() && results.next().unwrap_or(false)).collect();
-        Ok(Readable { outputs: [ready[0], ready[1]], signals: ready[2], notify: ready[3], input: ready[4] })
+        Ok(Readable {
+            outputs: [ready[0], ready[1]],
+            signals: ready[2],
+            notify: ready[3],
+            input: ready[4],
+            handback: ready[5],
+        })
     }
 }
 
@@ -271,6 +294,9 @@ impl Shim<'_> {
         }
         if let (Some((master, fifo)), true) = (&self.io.pty, ready.input) {
             forward_input(fifo, master, self.buf.get());
+        }
+        if let (Some((listener, sockets)), true) = (&self.io.handback, ready.handback) {
+            sockets::hand_back(listener, sockets);
         }
         self.buf.release_if_idle(Instant::now());
         self.sup.reap();
@@ -494,16 +520,23 @@ fn spawn_child(
     out: OwnedFd,
     err: OwnedFd,
     controlling_tty: bool,
+    listening: &[OwnedFd],
 ) -> Result<std::process::Child, String> {
     let (program, args) = spawn.argv.split_first().ok_or("empty command")?;
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(&spawn.env)
-        .current_dir(&spawn.cwd)
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err));
+    if listening.is_empty() {
+        cmd.env_clear().envs(&spawn.env);
+    } else {
+        // LISTEN_PID must be the job's own pid, known only after the fork: the job inherits our
+        // environment (which is empty: the daemon starts us with none), set to its own here and
+        // completed in the child below.
+        for (key, value) in &spawn.env {
+            // SAFETY: the shim is single-threaded: nothing reads the environment meanwhile.
+            unsafe { std::env::set_var(key, value) };
+        }
+    }
+    let sockets: Vec<i32> = listening.iter().map(|fd| fd.as_raw_fd()).collect();
+    cmd.args(args).current_dir(&spawn.cwd).stdin(Stdio::from(stdin)).stdout(Stdio::from(out)).stderr(Stdio::from(err));
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -514,6 +547,9 @@ fn spawn_child(
                 libc::ioctl(0, libc::TIOCSCTTY, 0);
             }
             unblock_signals();
+            if !sockets.is_empty() {
+                pass_sockets(&sockets)?;
+            }
             Ok(())
         });
     }
@@ -523,6 +559,24 @@ fn spawn_child(
         std::io::ErrorKind::PermissionDenied => format!("cannot run {program:?}: permission denied"),
         _ => format!("cannot run {program:?}: {e}"),
     })
+}
+
+/// In the job's process, between fork and exec: the listening sockets at 3, 4, … and
+/// LISTEN_PID set to the job's pid. The shim is single-threaded, so the allocation `setenv`
+/// may make is safe here.
+fn pass_sockets(sockets: &[i32]) -> std::io::Result<()> {
+    for (i, fd) in sockets.iter().enumerate() {
+        // dup2 clears close-on-exec on the copy: the job keeps it.
+        // SAFETY: plain descriptor calls on descriptors we own.
+        if unsafe { libc::dup2(*fd, 3 + i as i32) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let mut pid = itoa::Buffer::new();
+    let pid = std::ffi::CString::new(pid.format(std::process::id())).unwrap_or_default();
+    // SAFETY: both arguments are NUL-terminated strings.
+    unsafe { libc::setenv(c"LISTEN_PID".as_ptr(), pid.as_ptr(), 1) };
+    Ok(())
 }
 
 /// The shim blocks signals to read them from a signalfd; what it starts must not inherit that.

@@ -1,0 +1,160 @@
+//! Socket handoff (`listen`): bgrun binds a job's sockets once and hands the same sockets to
+//! every run, through restarts, replicas and a daemon killed -9, with systemd's LISTEN_* protocol.
+//! The server is a few lines of Python with `socket.socket(fileno=3)`, as a real socket-activated
+//! server (gunicorn, uvicorn --fd) takes it.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Refuses to serve unless LISTEN_PID is its own pid; answers each request with its pid.
+const SERVER: &str = r#"
+import os, socket, sys
+if os.environ.get("LISTEN_PID") != str(os.getpid()):
+    sys.exit("LISTEN_PID is not my pid")
+print("serving", os.environ["LISTEN_FDS"], os.environ["LISTEN_FDNAMES"], flush=True)
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    c.recv(1024)
+    c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + str(os.getpid()).encode())
+    c.close()
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_server(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("server.py");
+    std::fs::write(&path, SERVER).unwrap();
+    path.display().to_string()
+}
+
+/// One request: the pid that answered.
+fn request(port: u16) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(SECS(10)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    answer.split("\r\n\r\n").nth(1).map(String::from).ok_or_else(|| std::io::Error::other("no body"))
+}
+
+/// The socket a process has on fd 3, as the kernel names it (`socket:[inode]`).
+fn socket_of(pid: i32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap().display().to_string()
+}
+
+fn serving_pid(b: &Bgrun, job: &str) -> i32 {
+    wait_until("the server to serve", SECS(10), || {
+        (b.tail_text(job, 1).last().is_some_and(|l| l.starts_with("serving"))).then(|| b.pid(job))
+    })
+}
+
+/// Requests from several clients, one after another each, until told to stop; counts failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16, clients: usize) -> Load {
+        let (stop, ok, failed) = Default::default();
+        let mut load = Load { stop, ok, failed, threads: Vec::new() };
+        for _ in 0..clients {
+            let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
+            load.threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let counter = if request(port).is_ok() { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        load
+    }
+
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+}
+
+#[test]
+fn every_run_gets_the_same_socket_through_restarts_and_a_killed_daemon_and_refuses_no_request() {
+    let b = Bgrun::new(SECS(90));
+    let server = write_server(&b.home.join("app"));
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    // A command line through sh: the shell execs the server, so LISTEN_PID is the server's.
+    let cmd = format!("python3 -u {server}");
+    b.json(&["run", "--name", "web", "--listen", &address, &cmd]);
+    let first = serving_pid(&b, "web");
+    assert_eq!(b.tail_text("web", 1), ["serving 1 web"]);
+    let socket = socket_of(first);
+    assert_eq!(request(port).unwrap(), first.to_string());
+
+    let load = Load::start(port, 4);
+    let mut pids = vec![first];
+    for round in 0..4 {
+        if round == 2 {
+            // A daemon killed -9: the next one takes the socket back from the job's supervisor.
+            signal(b.daemon_pid().unwrap(), 9);
+        }
+        b.json(&["restart", "web"]);
+        let pid = serving_pid(&b, "web");
+        assert!(!pids.contains(&pid), "a new run");
+        assert_eq!(socket_of(pid), socket, "run {round} got the same socket");
+        pids.push(pid);
+    }
+    let (ok, failed) = load.finish();
+    assert_eq!(failed, 0, "requests failed during the restarts ({ok} succeeded)");
+    assert!(ok > 0);
+
+    // Stopped on request, the job gives its socket up: the port is free again.
+    b.json(&["kill", "web"]);
+    wait_until("the port to close", SECS(10), || TcpStream::connect(("127.0.0.1", port)).is_err().then_some(()));
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(), "nothing holds the port");
+}
+
+#[test]
+fn replicas_share_one_socket_and_it_closes_with_the_last() {
+    let b = Bgrun::new(SECS(60));
+    let dir = b.home.join("shared");
+    let server = write_server(&dir);
+    let port = free_port();
+    let toml =
+        format!("[jobs.web]\ncmd = [\"python3\", \"-u\", {server:?}]\nlisten = \"127.0.0.1:{port}\"\nreplicas = 2\n");
+    std::fs::write(dir.join("bgrun.toml"), toml).unwrap();
+    assert!(b.cmd(&["up"]).current_dir(&dir).output().unwrap().status.success());
+    let (one, two) = (serving_pid(&b, "web.1"), serving_pid(&b, "web.2"));
+    assert_eq!(socket_of(one), socket_of(two), "one socket for both copies");
+    // Either copy answers from the one queue.
+    let answers: std::collections::BTreeSet<String> = (0..40).map(|_| request(port).unwrap()).collect();
+    assert!(answers.iter().all(|a| *a == one.to_string() || *a == two.to_string()), "{answers:?}");
+    b.json(&["kill", "web.1"]);
+    assert_eq!(request(port).unwrap(), two.to_string(), "the other copy keeps the socket open");
+    b.json(&["kill", "web"]);
+    wait_until("the port to close", SECS(10), || TcpStream::connect(("127.0.0.1", port)).is_err().then_some(()));
+}
+
+#[test]
+fn an_address_in_use_or_malformed_is_one_clear_error() {
+    let b = Bgrun::new(SECS(30));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let err = b.fails(&["run", "--name", "a", "--listen", &address, "sleep", "30"]);
+    assert!(err.contains(&format!("cannot listen on {address}")), "{err}");
+    let err = b.fails(&["run", "--name", "b", "--listen", "localhost", "sleep", "30"]);
+    assert!(err.contains("is not an address to listen on"), "{err}");
+}
