@@ -37,6 +37,11 @@ pub struct Observed {
     /// The job was removed from its file: forget it once it has stopped.
     #[serde(default)]
     pub remove_when_stopped: bool,
+    /// The next time of the job's `cron` schedule is the first after this (unix ms): when the
+    /// schedule last fired, or when it was set (None: when the job was created). Kept in the
+    /// store, so a time missed while the daemon was down fires once when it is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_from_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +209,7 @@ impl From<FlatObserved> for Observed {
             log_cursor: f.log_offset,
             allocated_ports: f.allocated_ports,
             remove_when_stopped: f.remove_when_stopped,
+            cron_from_ms: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod project;
 pub mod protocol;
 pub mod reconcile;
 pub mod render;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod store;

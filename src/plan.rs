@@ -29,6 +29,8 @@ pub enum Action {
     Fail(String, Blocked),
     /// The readiness checks ran out of time; the job keeps running, not ready.
     ReadyTimeout(String),
+    /// The job's `cron` schedule came due: a new run (unless one of a one-shot is still going).
+    Cron(String),
 }
 
 impl Action {
@@ -37,7 +39,7 @@ impl Action {
         match self {
             Action::Spawn(id) | Action::Stop(id, _) | Action::ForceKill(id) => id,
             Action::Wait(id, _) | Action::Fail(id, _) => id,
-            Action::ReadyTimeout(id) => id,
+            Action::ReadyTimeout(id) | Action::Cron(id) => id,
         }
     }
 }
@@ -61,6 +63,10 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
     let mut blocked = Vec::new();
     for job in jobs.values() {
         let id = || job.id.clone();
+        if cron_due(job, now, &mut plan) {
+            plan.actions.push(Action::Cron(id()));
+            continue;
+        }
         match job.life() {
             Lifecycle::Stopping { until_ms, .. } => {
                 if now >= *until_ms {
@@ -146,6 +152,22 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
     plan
 }
 
+/// True when the job's `cron` schedule has come due; otherwise arms the wake-up for it.
+fn cron_due(job: &Job, now: u64, plan: &mut Plan) -> bool {
+    let Some(expression) = &job.spec.cron else { return false };
+    if job.desired != Desired::Running {
+        return false;
+    }
+    let Ok(schedule) = crate::schedule::Schedule::parse(expression) else { return false };
+    let from = job.obs.cron_from_ms.unwrap_or(job.created_ms);
+    let Some(due) = schedule.next_after(from) else { return false };
+    if now >= due {
+        return true;
+    }
+    plan.wake(due);
+    false
+}
+
 /// Why a running job must stop now, if it must; arms the wake-up for its runtime limit.
 fn plan_running(
     job: &Job,
@@ -200,7 +222,7 @@ impl<'a> Soon<'a> {
             Action::Stop(..) => Holdup::Stopping,
             Action::ReadyTimeout(_) => Holdup::ReadyTimedOut,
             Action::Fail(..) => Holdup::Failed { how: "a dependency failed".into() },
-            Action::ForceKill(_) | Action::Wait(..) => return,
+            Action::ForceKill(_) | Action::Wait(..) | Action::Cron(_) => return,
         };
         // A plan has one action per job; the first one counts.
         if let Some((id, _)) = jobs.get_key_value(action.job()) {
@@ -534,8 +556,33 @@ mod tests {
                     j.obs.life = ended(Why::DependencyFailed { blocked: why.clone() }, None);
                 }
                 Action::ReadyTimeout(_) => j.obs.life = running_life(Checks::GaveUp { timeout_ms: 1 }),
+                Action::Cron(_) => {
+                    j.obs.cron_from_ms = Some(now);
+                    j.want_new_run();
+                }
             }
         }
+    }
+
+    #[test]
+    fn a_cron_schedule_comes_due_once_and_wakes_the_plan_until_then() {
+        // NOW is 1000 s after the epoch: an every-ten-seconds schedule is due on it.
+        let mut j = running("tick");
+        j.spec.cron = Some("*/10 * * * * *".into());
+        j.obs.cron_from_ms = Some(NOW - 4_000);
+        let mut js: BTreeMap<String, Job> = [("tick".to_string(), j)].into();
+        let p = plan(&js, NOW - 1);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert_eq!(p.wake_at, Some(NOW), "woken when it is due");
+        let p = plan(&js, NOW);
+        assert_eq!(p.actions, vec![Action::Cron("tick".into())]);
+        apply(&mut js, &p, NOW);
+        let p = plan(&js, NOW);
+        assert_eq!(p.actions, vec![Action::Stop("tick".into(), Cause::Replaced)], "then the old run goes");
+        assert_eq!(p.wake_at, Some(NOW + 10_000), "and the next time is armed");
+        js.get_mut("tick").unwrap().desired = Desired::Stopped;
+        js.get_mut("tick").unwrap().obs.life = ended(Why::OnItsOwn, Some(0));
+        assert_eq!(plan(&js, NOW + 60_000), Plan::default(), "a stopped job's schedule sleeps");
     }
 
     fn arb_life() -> impl Strategy<Value = Lifecycle> {

@@ -354,6 +354,25 @@ pub struct JobSpec {
     /// under it answers with the job the first attempt created instead of creating a second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Where each declared variable came from (`[env]`, `environments.production`, an env-file,
+    /// `--env`), for `bgrun env`; a variable not named here was inherited from the caller.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_sources: BTreeMap<String, String>,
+    /// This job is one copy of a job with `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Replica>,
+    /// The schedule on which a running job is restarted, or a one-shot job run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
+/// One of the N copies of a job with `replicas = N`: job `api.2` is `{ of: "api", index: 1 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// The name of the job in the file; `api` names all its copies at once.
+    pub of: String,
+    /// 0-based (`BGRUN_REPLICA`); the name carries `index + 1`.
+    pub index: u32,
 }
 
 /// How two specs of the same job differ: fields that shape the process (so the job must be
@@ -409,6 +428,7 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     update("workspace", old.workspace != new.workspace);
     update("watch", old.watch != new.watch || old.watch_ignore != new.watch_ignore);
     update("restart-with-dependencies", old.restart_with_dependencies != new.restart_with_dependencies);
+    update("cron", old.cron != new.cron);
     d
 }
 
@@ -480,6 +500,11 @@ impl JobSpec {
         }
         if self.oneshot && self.daemonizes {
             problems.push("a job cannot both finish (oneshot) and daemonize".to_string());
+        }
+        if let Some(cron) = &self.cron
+            && let Err(e) = crate::schedule::Schedule::parse(cron)
+        {
+            problems.push(format!("cron: {e}"));
         }
         if let Some(signal) = &self.stop.signal
             && let Err(e) = parse_signal(signal)
@@ -762,6 +787,9 @@ pub(crate) mod tests {
             watch_ignore: vec![],
             restart_with_dependencies: false,
             request_id: None,
+            env_sources: BTreeMap::new(),
+            replica: None,
+            cron: None,
         }
     }
 

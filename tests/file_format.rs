@@ -32,7 +32,7 @@ fn the_example_loads_and_shows_every_key() {
         assert!(text.contains(&format!("{key} =")), "bgrun.toml.example does not show `{key}`");
     }
     let project =
-        bgrun::project::load::parse(&path, text, &BTreeMap::new()).unwrap_or_else(|p| panic!("{:?}", p.report()));
+        bgrun::project::load::parse(&path, text, &Default::default()).unwrap_or_else(|p| panic!("{:?}", p.report()));
     assert!(!project.jobs.is_empty());
 }
 
@@ -49,8 +49,19 @@ fn every_run_flag_has_a_key_and_every_key_a_flag() {
     for flag in &flags {
         assert!(keys.contains(flag), "`bgrun run --{flag}` has no key in bgrun.toml");
     }
-    // Keys only a file can have: the command, env files, and the watch settings of `up --watch`.
-    let file_only = ["cmd", "env", "env-file", "watch", "watch-ignore", "restart-with-dependencies", "disabled"];
+    // Keys only a file can have: the command, env files, named environments (chosen by `up --env`),
+    // replicas (copies named after the file's job), and the watch settings of `up --watch`.
+    let file_only = [
+        "cmd",
+        "env",
+        "env-file",
+        "environments",
+        "replicas",
+        "watch",
+        "watch-ignore",
+        "restart-with-dependencies",
+        "disabled",
+    ];
     for key in &keys {
         assert!(flags.contains(key) || file_only.contains(&key.as_str()), "bgrun.toml key `{key}` has no `run` flag");
     }
@@ -62,7 +73,7 @@ fn every_example_project_loads() {
     for entry in std::fs::read_dir(root().join("examples")).unwrap().flatten() {
         let file = entry.path().join("bgrun.toml");
         if file.is_file() {
-            bgrun::project::load::load(&file, &BTreeMap::new()).unwrap_or_else(|p| panic!("{:?}", p.report()));
+            bgrun::project::load::load(&file, &Default::default()).unwrap_or_else(|p| panic!("{:?}", p.report()));
             count += 1;
         }
     }

@@ -612,3 +612,113 @@ fn a_disabled_job_is_left_alone_unless_named_or_needed() {
     up(&b, &p);
     assert_eq!(pids(&b), before);
 }
+
+fn in_dir_json(b: &Bgrun, dir: &Path, args: &[&str]) -> Value {
+    let out = in_dir(b, dir, args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_named_environment_is_laid_over_the_file_and_env_says_where_each_variable_came_from() {
+    let b = Bgrun::new(SECS(30));
+    let toml = r#"
+env-file = ".env"
+[env]
+NODE_ENV = "development"
+[environments.production]
+NODE_ENV = "production"
+[jobs.api]
+cmd = "echo \"$NODE_ENV $PORT $FROM_FILE\"; exec sleep 60"
+env = { PORT = "3000" }
+[jobs.api.environments.production]
+PORT = "80"
+"#;
+    let p = Project::new(&b, "envs", toml);
+    std::fs::write(p.dir.join(".env"), "FROM_FILE=yes\n").unwrap();
+    up(&b, &p);
+    wait_until("the plain output", SECS(10), || (b.tail_text("envs/api", 1) == ["development 3000 yes"]).then_some(()));
+    // Selecting the environment changes the declared environment: the job is replaced.
+    let view = in_dir_json(&b, &p.dir, &["up", "--env", "production"]);
+    assert_eq!(view["jobs"][0]["action"], "replace", "{view}");
+    wait_until("the production output", SECS(10), || {
+        (b.tail_text("envs/api", 1) == ["production 80 yes"]).then_some(())
+    });
+    let env = b.json(&["env", "envs/api"]);
+    let source =
+        |name: &str| env["vars"].as_array().unwrap().iter().find(|v| v["name"] == name).map(|v| v["source"].clone());
+    assert_eq!(source("NODE_ENV"), Some("[environments.production]".into()));
+    assert_eq!(source("PORT"), Some("[jobs.api.environments.production]".into()));
+    assert_eq!(source("FROM_FILE"), Some("env-file .env".into()));
+    assert_eq!(source("PATH"), Some("inherited".into()), "the caller's environment is shown as such");
+    let declared = b.json(&["env", "envs/api", "--declared"]);
+    assert!(declared["vars"].as_array().unwrap().iter().all(|v| v["source"] != "inherited"), "{declared}");
+    // An environment the file does not have is refused, and nothing changes.
+    let pid = b.pid("envs/api");
+    let out = in_dir(&b, &p.dir, &["up", "--env", "staging"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no environment `staging`"));
+    assert_eq!(b.pid("envs/api"), pid);
+}
+
+fn replicas_file(n: u32) -> String {
+    format!(
+        "[jobs.api]\ncmd = \"echo $BGRUN_REPLICA_NUMBER $PORT; exec sleep 60\"\nreplicas = {n}\nallocate-port = \"PORT\"\n"
+    )
+}
+
+#[test]
+fn replicas_scale_by_the_difference_and_are_addressed_one_by_one_or_together() {
+    let b = Bgrun::new(SECS(60));
+    let p = Project::new(&b, "rep", &replicas_file(2));
+    up(&b, &p);
+    let two = pids(&b);
+    assert_eq!(two.keys().collect::<Vec<_>>(), ["api.1", "api.2"]);
+    let ports: Vec<String> = (1..=2)
+        .map(|i| wait_until("a replica's output", SECS(10), || b.tail_text(&format!("rep/api.{i}"), 1).pop()))
+        .collect();
+    assert!(ports[0].starts_with("1 ") && ports[1].starts_with("2 "), "{ports:?}");
+    assert_ne!(ports[0][2..], ports[1][2..], "each replica has a port of its own: {ports:?}");
+
+    p.write(&replicas_file(3));
+    let view = up(&b, &p);
+    let actions: Vec<(String, String)> = view["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["job"].as_str().unwrap().into(), j["action"].as_str().unwrap().into()))
+        .collect();
+    assert!(actions.contains(&("api.3".into(), "create".into())), "{actions:?}");
+    let three = pids(&b);
+    assert_eq!((three["api.1"], three["api.2"]), (two["api.1"], two["api.2"]), "the first two untouched");
+
+    p.write(&replicas_file(1));
+    up(&b, &p);
+    wait_until("the extra replicas to go", SECS(10), || (pids(&b).len() == 1).then_some(()));
+    assert_eq!(pids(&b)["api.1"], two["api.1"]);
+
+    // One replica by name; all of them by the job's name.
+    p.write(&replicas_file(2));
+    up(&b, &p);
+    let err = b.fails(&["status", "rep/api"]);
+    assert!(err.contains("is 2 replicas") && err.contains("api.1"), "{err}");
+    let killed = b.json(&["kill", "rep/api"]);
+    assert_eq!(killed["killed"].as_array().unwrap().len(), 2, "{killed}");
+    assert!(pids(&b).is_empty());
+}
+
+#[test]
+fn cron_restarts_a_server_and_reruns_a_oneshot_on_its_schedule() {
+    let b = Bgrun::new(SECS(60));
+    let toml = "[jobs.server]\ncmd = \"exec sleep 60\"\ncron = \"* * * * * *\"\n\
+                [jobs.tick]\ncmd = \"echo tick\"\noneshot = true\ncron = \"* * * * * *\"\n";
+    let p = Project::new(&b, "cron", toml);
+    up(&b, &p);
+    let first = b.pid("cron/server");
+    // Every second: the server gets a new process, and the one-shot runs again.
+    wait_until("a scheduled restart", SECS(10), || (b.pid("cron/server") != first).then_some(()));
+    wait_until("three scheduled runs", SECS(10), || (b.tail_text("cron/tick", 10).len() >= 3).then_some(()));
+    let events = b.status("cron/server")["events"].clone();
+    let cron = events.as_array().unwrap().iter().find(|e| e["kind"] == "cron").cloned();
+    assert_eq!(cron.map(|e| e["detail"].clone()), Some("cron * * * * * *: new run".into()), "{events}");
+}

@@ -45,6 +45,9 @@ fn spec() -> JobSpec {
         watch_ignore: vec![],
         restart_with_dependencies: false,
         request_id: None,
+        env_sources: Default::default(),
+        replica: None,
+        cron: None,
     }
 }
 
@@ -92,6 +95,7 @@ fn requests() -> Vec<(&'static str, Request)> {
         ),
         ("request-list", Request::List { workspace: Some("shop".into()) }),
         ("request-status", Request::Status { job: "web".into() }),
+        ("request-env", Request::Env { job: "web".into() }),
         (
             "request-tail",
             Request::Tail(TailRequest {
@@ -209,6 +213,14 @@ fn responses() -> Vec<(&'static str, Response)> {
             },
         ),
         ("response-down", Response::Down { stopped: vec!["abc123".into()] }),
+        (
+            "response-env",
+            Response::Env(EnvView {
+                id: "abc123".into(),
+                name: Some("web".into()),
+                vars: vec![EnvVar { name: "PORT".into(), value: "3000".into(), source: "[jobs.web.env]".into() }],
+            }),
+        ),
     ]
 }
 

@@ -14,8 +14,8 @@ pub struct Args {
 
 /// Stops the project's jobs, dependents before what they depend on.
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
-    let stopped = Client::connect(home)?.down(project.name.clone(), args.names)?;
+    let Some((project, only)) = args.file.load(out, &args.names)? else { return Ok(1) };
+    let stopped = Client::connect(home)?.down(project.name.clone(), only)?;
     if out.json {
         out.json_line(&serde_json::json!({ "project": project.name, "stopped": stopped }));
     } else {

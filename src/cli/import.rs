@@ -7,6 +7,7 @@ use super::Output;
 use super::project::{inherited_env, print_problems};
 use crate::error::{Error, Result};
 use crate::project::import::{self, Format, Imported, Request, pm2_keys};
+use crate::project::load;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,7 +71,8 @@ pub fn exec(args: Args, out: &Output) -> Result<i32> {
     }
     write(&output, &imported.toml, args.force)?;
     // The file is bgrun's to load: say at once if it does not (a cwd missing on this machine).
-    if let Err(problems) = crate::project::load::parse(&output, imported.toml.clone(), &inherited_env()) {
+    let options = load::Options { inherited: inherited_env(), environment: None };
+    if let Err(problems) = load::parse(&output, imported.toml.clone(), &options) {
         crate::warn!("warning: {} was written but does not load as it is:", output.display());
         print_problems(&problems, out);
     }

@@ -104,7 +104,7 @@ fn chosen_jobs(keys: &[String], home: &Home) -> Result<Vec<JobView>> {
     }
     let here = std::env::current_dir().map_err(|e| Error::context("current directory", e))?;
     let project = crate::project::load::find(&here)
-        .and_then(|file| crate::project::load::load(&file, &super::project::inherited_env()).ok());
+        .and_then(|file| crate::project::load::load(&file, &super::project::FileArg::default().options()).ok());
     Ok(match project {
         Some(p) => all.into_iter().filter(|j| j.project.as_deref() == Some(p.name.as_str())).collect(),
         None => all,

@@ -7,6 +7,7 @@ mod completions;
 mod daemon;
 mod diff;
 mod down;
+mod env;
 mod expect;
 mod import;
 mod kill;
@@ -78,6 +79,8 @@ enum Command {
     Send(send::Args),
     /// CPU and memory of a job's process tree, and its uptime.
     Stats(stats::Args),
+    /// A job's environment, each variable with where it came from.
+    Env(env::Args),
     /// A job's current screen (the rendered terminal of a PTY job).
     Screen(screen::Args),
     /// Use a PTY job's terminal from yours; Ctrl+C detaches.
@@ -199,6 +202,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Restart(args)) => restart::exec(args, &mut connect()?, out),
         Some(Command::Send(args)) => send::exec(args, &mut connect()?, out),
         Some(Command::Stats(args)) => stats::exec(args, &mut connect()?, out),
+        Some(Command::Env(args)) => env::exec(args, &mut connect()?, out),
         Some(Command::Screen(args)) => screen::exec(args, &mut connect()?, out),
         Some(Command::Attach(args)) => attach::exec(args, &mut connect()?, out),
         Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),

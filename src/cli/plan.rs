@@ -15,8 +15,8 @@ pub struct Args {
 
 /// What `up` would do to each job and why. Changes nothing.
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
-    let changes = Client::connect(home)?.plan(project.name.clone(), project.jobs.clone(), args.names)?;
+    let Some((project, only)) = args.file.load(out, &args.names)? else { return Ok(1) };
+    let changes = Client::connect(home)?.plan(project.name.clone(), project.jobs.clone(), only)?;
     let project = project.name;
     if out.json {
         out.json_line(&serde_json::json!({ "project": project, "changes": changes }));

@@ -13,6 +13,10 @@ pub struct FileArg {
     /// The project file (default: bgrun.toml in this directory or the nearest parent).
     #[arg(long, short = 'f')]
     pub file: Option<PathBuf>,
+    /// Lay this named environment over the jobs' (`[environments.NAME]` and
+    /// `[jobs.<job>.environments.NAME]` in the file).
+    #[arg(long = "env", value_name = "NAME")]
+    pub environment: Option<String>,
 }
 
 impl FileArg {
@@ -27,12 +31,18 @@ impl FileArg {
         }
     }
 
-    /// The project, or None after its problems were printed. `names` given on the command line
-    /// must be jobs of the file (all of them are meant when none is given).
-    pub fn load(&self, out: &Output, names: &[String]) -> Result<Option<Project>> {
+    /// How the file is loaded: with the caller's environment and the chosen named environment.
+    pub fn options(&self) -> load::Options {
+        load::Options { inherited: inherited_env(), environment: self.environment.clone() }
+    }
+
+    /// The project and the jobs named on the command line, or None after the file's problems
+    /// were printed. Each name must be a job of the file (all of them are meant when none is
+    /// given); a job with replicas names all its copies.
+    pub fn load(&self, out: &Output, names: &[String]) -> Result<Option<(Project, Vec<String>)>> {
         let path = self.path()?;
-        match load::load(&path, &inherited_env()) {
-            Ok(p) => check_names(&p, names).map(|()| Some(p)),
+        match load::load(&path, &self.options()) {
+            Ok(p) => select(&p, names).map(|only| Some((p, only))),
             Err(problems) => {
                 print_problems(&problems, out);
                 Ok(None)
@@ -55,12 +65,19 @@ pub fn inherited_env() -> BTreeMap<String, String> {
     std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
 }
 
-fn check_names(project: &Project, names: &[String]) -> Result<()> {
+fn select(project: &Project, names: &[String]) -> Result<Vec<String>> {
+    let mut only = Vec::new();
     for name in names {
-        if !project.jobs.iter().any(|j| j.name.as_ref() == Some(name)) {
+        let named = project
+            .jobs
+            .iter()
+            .filter(|j| j.name.as_ref() == Some(name) || j.replica.as_ref().is_some_and(|r| r.of == *name));
+        let before = only.len();
+        only.extend(named.filter_map(|j| j.name.clone()));
+        if only.len() == before {
             return Err(Error::not_found(format!("there is no job {name:?} in {}", project.file.display()))
                 .with_hint("`bgrun plan` lists the file's jobs"));
         }
     }
-    Ok(())
+    Ok(only)
 }

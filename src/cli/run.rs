@@ -119,6 +119,10 @@ pub struct Args {
     /// Kill the job after it has run this long.
     #[arg(long, value_parser = parse_duration)]
     pub max_runtime: Option<Duration>,
+    /// A cron schedule (5 fields, or 6 with seconds first): restart the job on it, or run a
+    /// one-shot job on it.
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
     /// Put a free TCP port in this environment variable (repeatable).
     #[arg(long)]
     pub allocate_port: Vec<String>,
@@ -216,6 +220,7 @@ impl Args {
             .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
             .collect();
         let declared_env: BTreeMap<String, String> = self.env.into_iter().collect();
+        let env_sources = declared_env.keys().map(|k| (k.clone(), "--env".to_string())).collect();
         env.extend(declared_env.clone());
         let probed =
             self.health_check_url.is_some() || self.health_check_port.is_some() || self.health_check_exec.is_some();
@@ -284,6 +289,9 @@ impl Args {
             watch_ignore: vec![],
             restart_with_dependencies: false,
             request_id: None,
+            env_sources,
+            replica: None,
+            cron: self.cron,
         };
         Ok(spec)
     }
@@ -293,7 +301,7 @@ impl Args {
 fn file_job(name: &str) -> Result<Option<JobSpec>> {
     let here = std::env::current_dir().map_err(|e| Error::context("current directory", e))?;
     let Some(path) = crate::project::load::find(&here) else { return Ok(None) };
-    match crate::project::load::load(&path, &super::project::inherited_env()) {
+    match crate::project::load::load(&path, &super::project::FileArg::default().options()) {
         Ok(project) => Ok(project.jobs.into_iter().find(|j| j.name.as_deref() == Some(name))),
         Err(problems) => {
             crate::warn!("{:?}", problems.report());
@@ -322,11 +330,12 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "min_uptime" => restarts.min_uptime, "restart_delay" => restarts.delay,
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
         "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
-        "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime,
+        "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime, "cron" => cron,
         "allocate_port" => allocate_ports, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     if given("env") {
+        spec.env_sources.extend(flags.env_sources);
         spec.declared_env.extend(flags.declared_env.clone());
         spec.env.extend(flags.declared_env);
     }

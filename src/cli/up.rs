@@ -21,12 +21,12 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some(project) = args.file.load(out, &args.names)? else { return Ok(1) };
+    let Some((project, only)) = args.file.load(out, &args.names)? else { return Ok(1) };
     let wait = if args.no_wait { WaitFor::Applied } else { WaitFor::Ready };
     if args.watch {
-        return super::watch::run(home, &args.file, project, &args.names, wait, out);
+        return super::watch::run(home, &args.file, project, &only, wait, out);
     }
-    let view = converge(home, &project, &args.names, wait, true, Some(out))?;
+    let view = converge(home, &project, &only, wait, true, Some(out))?;
     print(&view, out);
     Ok(if view.ok { 0 } else { 1 })
 }

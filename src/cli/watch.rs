@@ -5,7 +5,7 @@
 //! them back. Only changes count (content, creation, removal, rename), never a file being read.
 
 use super::Output;
-use super::project::{FileArg, inherited_env, print_problems};
+use super::project::{FileArg, print_problems};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -120,7 +120,7 @@ pub fn run(
         }
         // The file and its env-files, as of the last good load (a broken save still names the file).
         if paths.iter().any(|p| *p == file || project.inputs.contains(p)) {
-            match load::load(&file, &inherited_env()) {
+            match load::load(&file, &file_arg.options()) {
                 // Editors that truncate before they write produce such a save for an instant:
                 // stopping and forgetting every job (logs included) for it is never what was meant.
                 Ok(p) if p.jobs.is_empty() && !project.jobs.is_empty() => {

@@ -4,7 +4,7 @@
 use super::Client;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Change, DaemonInfo, DiffRequest, ExpectView, JobView, KillTarget, LineView, Request, Response, StatsView,
+    Change, DaemonInfo, DiffRequest, EnvView, ExpectView, JobView, KillTarget, LineView, Request, Response, StatsView,
     StatusView, TailRequest, WaitView,
 };
 use crate::spec::JobSpec;
@@ -61,6 +61,10 @@ impl Client {
 
     pub fn restart(&mut self, job: String) -> Result<JobView> {
         answer!(self.call(Request::Restart { job })?, Response::Job(job) => job)
+    }
+
+    pub fn env(&mut self, job: String) -> Result<EnvView> {
+        answer!(self.call(Request::Env { job })?, Response::Env(env) => env)
     }
 
     pub fn stats(&mut self, job: String) -> Result<StatsView> {

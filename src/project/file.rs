@@ -14,6 +14,15 @@ use std::collections::BTreeMap;
 pub struct ProjectFile {
     #[serde(default)]
     pub project: ProjectTable,
+    /// Environment variables for every job of the project (a job's own `env` wins).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files of KEY=VALUE lines (relative to the file) for every job, read when a job starts.
+    pub env_file: Option<OneOrMany>,
+    /// Named sets of variables laid over every job's environment when selected with
+    /// `bgrun up --env <name>` (PM2's `env_<name>`): `[environments.production]`.
+    #[serde(default)]
+    pub environments: BTreeMap<String, BTreeMap<String, String>>,
     /// One table per job: `[jobs.<name>]`.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobTable>,
@@ -101,6 +110,17 @@ pub struct JobTable {
     /// Files of KEY=VALUE lines (relative to the file), read when the job starts; their contents
     /// count as part of the job, so editing them replaces it.
     pub env_file: Option<OneOrMany>,
+    /// This job's variables for a named environment, laid over its `env` when selected with
+    /// `bgrun up --env <name>`: `[jobs.api.environments.production]`.
+    #[serde(default)]
+    pub environments: BTreeMap<String, BTreeMap<String, String>>,
+    /// Run this many copies of the job, named `<job>.1` … `<job>.N`, each with `BGRUN_REPLICA`
+    /// (0-based) and `BGRUN_REPLICA_NUMBER` (1-based) and ports of its own.
+    #[schemars(range(min = 1))]
+    pub replicas: Option<u32>,
+    /// A cron expression (5 fields, or 6 with seconds first): a running job is restarted on this
+    /// schedule; a one-shot job is run on it.
+    pub cron: Option<String>,
     /// Group jobs for `list`, `kill` and `clean`.
     pub workspace: Option<String>,
     /// Jobs that must be ready (or have exited 0) before this one starts, or a table of

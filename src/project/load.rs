@@ -29,15 +29,27 @@ pub fn find(start: &Path) -> Option<PathBuf> {
     start.ancestors().map(|d| d.join(super::FILE_NAME)).find(|p| p.is_file())
 }
 
-/// Reads and checks the file. `inherited` is the environment jobs start from (the caller's).
-pub fn load(path: &Path, inherited: &BTreeMap<String, String>) -> Result<Project, Problems> {
+/// What a file is loaded with besides its text.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The environment jobs start from (the caller's).
+    pub inherited: BTreeMap<String, String>,
+    /// The named environment to lay over every job's (`bgrun up --env production`).
+    pub environment: Option<String>,
+}
+
+/// Reads and checks the file.
+pub fn load(path: &Path, options: &Options) -> Result<Project, Problems> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         Problems::new(path, String::new(), vec![Problem::new(None, format!("cannot read {}: {e}", path.display()))])
     })?;
-    parse(path, source, inherited)
+    parse(path, source, options)
 }
 
-pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) -> Result<Project, Problems> {
+/// The top-level keys, besides `[project]` and `[jobs]`.
+const TOP_LEVEL: [&str; 5] = ["project", "jobs", "env", "env-file", "environments"];
+
+pub fn parse(path: &Path, source: String, options: &Options) -> Result<Project, Problems> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let doc = match toml_edit::Document::parse(source.clone()) {
         Ok(doc) => doc,
@@ -49,20 +61,23 @@ pub fn parse(path: &Path, source: String, inherited: &BTreeMap<String, String>) 
     let mut checker = Checker { problems: Vec::new(), dir: dir.clone(), inputs: vec![path.to_path_buf()] };
     let root = doc.as_table();
     for (key, _) in root.iter() {
-        if key != "project" && key != "jobs" {
-            checker.unknown_key(root.key(key), key, &["project", "jobs"], "at the top level");
+        if !TOP_LEVEL.contains(&key) {
+            checker.unknown_key(root.key(key), key, &TOP_LEVEL, "at the top level");
         }
     }
     let name = checker.project_name(root.get("project"), &dir);
     let tables = checker.job_tables(root.get("jobs"));
+    let shared = checker.project_env(root, &tables, options);
     let names: Vec<String> = tables.iter().map(|(n, ..)| n.clone()).collect();
     let mut jobs = Vec::new();
     for (job_name, table, spans) in &tables {
-        if let Some(spec) = checker.job(job_name, table, spans, &names, &name, inherited) {
-            jobs.push(spec);
+        if let Some(spec) = checker.job(job_name, table, spans, &names, &name, &shared) {
+            jobs.extend(replicas(spec, table.replicas));
         }
     }
     checker.cycles(&tables);
+    checker.replica_names(&tables);
+    expand_replica_dependencies(&mut jobs);
     if !checker.problems.is_empty() {
         checker.problems.sort_by_key(|p| p.span.as_ref().map_or(0, |s| s.start));
         return Err(Problems::new(path, source, checker.problems));
@@ -256,7 +271,7 @@ impl Checker {
         spans: &Spans,
         names: &[String],
         project: &str,
-        inherited: &BTreeMap<String, String>,
+        shared: &SharedEnv,
     ) -> Option<JobSpec> {
         let before = self.problems.len();
         let cmd = match &t.cmd {
@@ -273,18 +288,24 @@ impl Checker {
         if !cwd.is_dir() {
             self.problem(spans.value("cwd"), format!("working directory {} does not exist", cwd.display()), None);
         }
-        let mut declared_env = BTreeMap::new();
-        for env_file in t.env_file.clone().map(OneOrMany::into_vec).unwrap_or_default() {
-            let path = self.dir.join(&env_file);
-            if !self.inputs.contains(&path) {
-                self.inputs.push(path.clone());
-            }
-            match read_env_file(&path) {
-                Ok(vars) => declared_env.extend(vars),
-                Err(e) => self.problem(spans.value("env-file"), format!("`env-file` {env_file}: {e}"), None),
+        // Layer by layer, each over the one before: the project's env-files and `[env]`, the
+        // job's env-files and `env`, then the selected environment's, the project's then the job's.
+        let mut env = Layers::default();
+        for (file, vars) in &shared.files {
+            env.lay(vars, &format!("env-file {file}"));
+        }
+        env.lay(&shared.env, "[env]");
+        for (file, vars) in self.env_files(t.env_file.as_ref(), spans.value("env-file")) {
+            env.lay(&vars, &format!("env-file {file}"));
+        }
+        env.lay(&t.env, &format!("[jobs.{name}.env]"));
+        if let Some((selected, vars)) = &shared.environment {
+            env.lay(vars, &format!("[environments.{selected}]"));
+            if let Some(vars) = t.environments.get(selected) {
+                env.lay(vars, &format!("[jobs.{name}.environments.{selected}]"));
             }
         }
-        declared_env.extend(t.env.clone());
+        let Layers { vars: declared_env, sources: env_sources } = env;
         let after = t.after.as_ref().map(After::dependencies).unwrap_or_default();
         for dep in after.iter().map(|d| &d.job) {
             if dep == name {
@@ -332,7 +353,7 @@ impl Checker {
             timeout: health_timeout,
             start_period,
         });
-        let mut env = inherited.clone();
+        let mut env = shared.inherited.clone();
         env.extend(declared_env.clone());
         let spec = JobSpec {
             name: Some(name.to_string()),
@@ -387,13 +408,143 @@ impl Checker {
             watch_ignore: t.watch_ignore.clone(),
             restart_with_dependencies: t.restart_with_dependencies,
             request_id: None,
+            env_sources,
+            replica: None,
+            cron: t.cron.clone(),
         };
+        if let Some(cron) = &t.cron
+            && let Err(e) = crate::schedule::Schedule::parse(cron)
+        {
+            self.problem(spans.value("cron"), format!("`cron`: {e}"), Some(CRON_HINT.into()));
+        }
+        if t.replicas == Some(0) {
+            self.problem(spans.value("replicas"), "`replicas` must be at least 1".into(), None);
+        }
         if self.problems.len() == before
             && let Err(e) = spec.validate()
         {
             self.problem(spans.name.clone(), format!("job `{name}`: {}", e.message), e.hint);
         }
         (self.problems.len() == before).then_some(spec)
+    }
+
+    /// The variables of each env-file named by `files` (relative to the project file), which
+    /// become inputs of the project (watched, and part of its jobs).
+    fn env_files(
+        &mut self,
+        files: Option<&OneOrMany>,
+        span: Option<Range<usize>>,
+    ) -> Vec<(String, BTreeMap<String, String>)> {
+        let mut out = Vec::new();
+        for file in files.cloned().map(OneOrMany::into_vec).unwrap_or_default() {
+            let path = self.dir.join(&file);
+            if !self.inputs.contains(&path) {
+                self.inputs.push(path.clone());
+            }
+            match read_env_file(&path) {
+                Ok(vars) => out.push((file, vars)),
+                Err(e) => self.problem(span.clone(), format!("`env-file` {file}: {e}"), None),
+            }
+        }
+        out
+    }
+
+    /// A table of KEY = "value" strings at `place` (for messages); anything else is a problem.
+    fn strings(&mut self, item: &Item, place: &str) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::new();
+        let Some(table) = item.as_table_like() else {
+            self.problem(item.span(), format!("`{place}` must be a table of KEY = \"value\""), None);
+            return vars;
+        };
+        for (key, value) in table.iter() {
+            match value.as_str() {
+                Some(v) => {
+                    vars.insert(key.to_string(), v.to_string());
+                }
+                None => self.problem(
+                    value.span(),
+                    format!("`{place}.{key}` must be a string"),
+                    Some(format!("quote it: {key} = \"...\"")),
+                ),
+            }
+        }
+        vars
+    }
+
+    /// The project-wide `[env]` and `env-file`, and the selected environment's variables
+    /// (which must exist, project-wide or in some job).
+    fn project_env(
+        &mut self,
+        root: &toml_edit::Table,
+        tables: &[(String, JobTable, Spans)],
+        options: &Options,
+    ) -> SharedEnv {
+        let selected = options.environment.as_deref();
+        let env = root.get("env").map(|item| self.strings(item, "env")).unwrap_or_default();
+        let env_file = match root.get("env-file") {
+            None => None,
+            Some(item) => match item.clone().into_value().map(|v| OneOrMany::deserialize(v.into_deserializer())) {
+                Ok(Ok(files)) => Some(files),
+                _ => {
+                    self.problem(item.span(), "`env-file` must be a file name or a list of them".into(), None);
+                    None
+                }
+            },
+        };
+        let span = root.get("env-file").and_then(Item::span);
+        let files = self.env_files(env_file.as_ref(), span);
+        let mut environments: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        if let Some(item) = root.get("environments") {
+            match item.as_table_like() {
+                Some(table) => {
+                    for (name, vars) in table.iter() {
+                        let vars = self.strings(vars, &format!("environments.{name}"));
+                        environments.insert(name.to_string(), vars);
+                    }
+                }
+                None => self.problem(
+                    item.span(),
+                    "`environments` must hold one table per environment".into(),
+                    Some("write `[environments.production]` then KEY = \"value\" lines".into()),
+                ),
+            }
+        }
+        let environment = selected.map(|name| {
+            let known: std::collections::BTreeSet<&str> = environments
+                .keys()
+                .map(String::as_str)
+                .chain(tables.iter().flat_map(|(_, t, _)| t.environments.keys().map(String::as_str)))
+                .collect();
+            if !known.contains(name) {
+                let list: Vec<&str> = known.iter().copied().collect();
+                let hint = if list.is_empty() {
+                    "add `[environments.<name>]` (or `[jobs.<job>.environments.<name>]`) to the file".to_string()
+                } else {
+                    format!("this file has: {}", list.join(", "))
+                };
+                self.problem(None, format!("there is no environment `{name}` in this file"), Some(hint));
+            }
+            (name.to_string(), environments.get(name).cloned().unwrap_or_default())
+        });
+        SharedEnv { inherited: options.inherited.clone(), env, files, environment }
+    }
+
+    /// The copies of a job with `replicas` are named `<job>.1` …: a job of the file with such a
+    /// name would be two jobs at once.
+    fn replica_names(&mut self, tables: &[(String, JobTable, Spans)]) {
+        for (name, table, _) in tables {
+            for i in 1..=table.replicas.unwrap_or(0) {
+                let copy = format!("{name}.{i}");
+                if let Some((_, _, spans)) = tables.iter().find(|(n, ..)| *n == copy) {
+                    let hint = format!("rename `{copy}`: `{name}` with replicas names its copies {name}.1, {name}.2 …");
+                    self.problem(
+                        spans.name.clone(),
+                        format!("job `{copy}` clashes with a copy of `{name}`"),
+                        Some(hint),
+                    );
+                }
+            }
+        }
     }
 
     /// Each cycle is reported once, at the `after` of every job in it, naming them all.
@@ -409,6 +560,77 @@ impl Checker {
             let hint = "remove one of these `after` entries".to_string();
             self.problem(span, format!("dependency cycle: {ring}"), Some(hint));
         }
+    }
+}
+
+const CRON_HINT: &str =
+    "five fields (minute hour day month weekday), or six with seconds first: \"0 3 * * *\", \"*/10 * * * * *\"";
+
+/// What every job of a project gets: the caller's environment, `[env]`, the variables of its
+/// `env-file`s (by file, in order), and the selected environment (its name and project-wide
+/// variables).
+#[derive(Default)]
+struct SharedEnv {
+    inherited: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    files: Vec<(String, BTreeMap<String, String>)>,
+    environment: Option<(String, BTreeMap<String, String>)>,
+}
+
+/// A job's declared environment as it is laid together, with where each variable came from.
+#[derive(Default)]
+struct Layers {
+    vars: BTreeMap<String, String>,
+    sources: BTreeMap<String, String>,
+}
+
+impl Layers {
+    fn lay(&mut self, vars: &BTreeMap<String, String>, source: &str) {
+        for (key, value) in vars {
+            self.vars.insert(key.clone(), value.clone());
+            self.sources.insert(key.clone(), source.to_string());
+        }
+    }
+}
+
+/// The copies of a job with `replicas = N`: `api.1` … `api.N`, each told its index.
+fn replicas(spec: JobSpec, count: Option<u32>) -> Vec<JobSpec> {
+    let Some(count) = count else { return vec![spec] };
+    let base = spec.name.clone().unwrap_or_default();
+    (0..count)
+        .map(|index| {
+            let mut copy = spec.clone();
+            copy.name = Some(format!("{base}.{}", index + 1));
+            for (key, value) in [("BGRUN_REPLICA", index), ("BGRUN_REPLICA_NUMBER", index + 1)] {
+                copy.declared_env.insert(key.into(), value.to_string());
+                copy.env.insert(key.into(), value.to_string());
+                copy.env_sources.insert(key.into(), "replicas".into());
+            }
+            copy.replica = Some(spec::Replica { of: base.clone(), index });
+            copy
+        })
+        .collect()
+}
+
+/// A job that starts after a job with replicas starts after every copy of it.
+fn expand_replica_dependencies(jobs: &mut [JobSpec]) {
+    let mut copies: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for job in jobs.iter() {
+        if let (Some(replica), Some(name)) = (&job.replica, &job.name) {
+            copies.entry(replica.of.clone()).or_default().push(name.clone());
+        }
+    }
+    if copies.is_empty() {
+        return;
+    }
+    for job in jobs.iter_mut() {
+        job.after = std::mem::take(&mut job.after)
+            .into_iter()
+            .flat_map(|dep| match copies.get(&dep.job) {
+                Some(names) => names.iter().map(|n| spec::Dependency::new(n, dep.condition)).collect(),
+                None => vec![dep],
+            })
+            .collect();
     }
 }
 
@@ -439,7 +661,7 @@ mod tests {
 
     fn parse_str(text: &str) -> Result<Project, Problems> {
         let dir = std::env::temp_dir();
-        parse(&dir.join("bgrun.toml"), text.to_string(), &BTreeMap::new())
+        parse(&dir.join("bgrun.toml"), text.to_string(), &Options::default())
     }
 
     fn problems(text: &str) -> Vec<(usize, String, Option<String>)> {
@@ -555,5 +777,104 @@ ready-when-port = "http"
         std::fs::write(dir.join("bad.env"), "novalue\n").unwrap();
         assert!(read_env_file(&dir.join("bad.env")).unwrap_err().contains("novalue"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn parse_in(dir: &Path, text: &str, environment: Option<&str>) -> Result<Project, Problems> {
+        let options = Options { inherited: BTreeMap::new(), environment: environment.map(String::from) };
+        parse(&dir.join("bgrun.toml"), text.to_string(), &options)
+    }
+
+    #[test]
+    fn environments_are_laid_in_order_and_each_variable_names_its_source() {
+        let dir = std::env::temp_dir().join(format!("bgrun-layers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("shared.env"), "A=shared-file\nB=shared-file\nC=shared-file\nD=shared-file\n").unwrap();
+        std::fs::write(dir.join("api.env"), "C=job-file\nD=job-file\n").unwrap();
+        let text = r#"
+env-file = "shared.env"
+[env]
+B = "project"
+E = "project"
+[environments.production]
+E = "production"
+F = "production"
+[jobs.api]
+cmd = "x"
+env-file = "api.env"
+env = { D = "job" }
+[jobs.api.environments.production]
+F = "job-production"
+[jobs.other]
+cmd = "y"
+"#;
+        let get = |p: &Project, job: &str| p.jobs.iter().find(|j| j.name.as_deref() == Some(job)).unwrap().clone();
+        let plain = parse_in(&dir, text, None).unwrap();
+        let api = get(&plain, "api");
+        let vars = |j: &JobSpec| -> Vec<(String, String, String)> {
+            j.declared_env.iter().map(|(k, v)| (k.clone(), v.clone(), j.env_sources[k].clone())).collect()
+        };
+        let t = |k: &str, v: &str, s: &str| (k.to_string(), v.to_string(), s.to_string());
+        assert_eq!(
+            vars(&api),
+            vec![
+                t("A", "shared-file", "env-file shared.env"),
+                t("B", "project", "[env]"),
+                t("C", "job-file", "env-file api.env"),
+                t("D", "job", "[jobs.api.env]"),
+                t("E", "project", "[env]"),
+            ]
+        );
+        let production = parse_in(&dir, text, Some("production")).unwrap();
+        let api = get(&production, "api");
+        assert_eq!(
+            vars(&api)[4..],
+            [
+                t("E", "production", "[environments.production]"),
+                t("F", "job-production", "[jobs.api.environments.production]")
+            ]
+        );
+        assert_eq!(get(&production, "other").declared_env["F"], "production");
+        let staging = parse_in(&dir, text, Some("staging")).unwrap_err();
+        let views = staging.views();
+        assert_eq!(views[0].message, "there is no environment `staging` in this file");
+        assert_eq!(views[0].hint.as_deref(), Some("this file has: production"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn replicas_are_named_copies_and_dependents_wait_for_all_of_them() {
+        let p = parse_str("[jobs.api]\ncmd='x'\nreplicas=3\n[jobs.web]\ncmd='y'\nafter={ api = 'started' }\n").unwrap();
+        let names: Vec<String> = p.jobs.iter().map(|j| j.name.clone().unwrap()).collect();
+        assert_eq!(names.len(), 4);
+        assert_eq!(names.last().map(String::as_str), Some("web"), "{names:?}");
+        for i in 1..=3u32 {
+            let copy = p.jobs.iter().find(|j| j.name == Some(format!("api.{i}"))).unwrap();
+            assert_eq!(copy.replica, Some(spec::Replica { of: "api".into(), index: i - 1 }));
+            assert_eq!(copy.declared_env["BGRUN_REPLICA"], (i - 1).to_string());
+            assert_eq!(copy.declared_env["BGRUN_REPLICA_NUMBER"], i.to_string());
+        }
+        let web = &p.jobs[3];
+        let deps: Vec<String> = web.after.iter().map(|d| format!("{}:{:?}", d.job, d.condition)).collect();
+        assert_eq!(deps, ["api.1:Started", "api.2:Started", "api.3:Started"]);
+        let found =
+            problems("[jobs.api]\ncmd='x'\nreplicas=2\n[jobs.'api.2']\ncmd='y'\n[jobs.w]\ncmd='z'\nreplicas=0\n");
+        let msgs: Vec<&str> = found.iter().map(|f| f.1.as_str()).collect();
+        assert_eq!(msgs, ["job `api.2` clashes with a copy of `api`", "`replicas` must be at least 1"], "{found:?}");
+    }
+
+    #[test]
+    fn a_bad_cron_expression_is_pointed_at() {
+        let found = problems("[jobs.a]\ncmd='x'\ncron = '0 3 * *'\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 3);
+        assert!(found[0].1.starts_with("`cron`: \"0 3 * *\" is not a cron expression"), "{found:?}");
+        assert!(found[0].2.as_deref().unwrap().contains("five fields"));
+    }
+
+    #[test]
+    fn project_env_values_must_be_strings() {
+        let found = problems("[env]\nPORT = 3000\n[jobs.a]\ncmd='x'\n");
+        assert_eq!(found[0].0, 2);
+        assert_eq!(found[0].1, "`env.PORT` must be a string");
     }
 }

@@ -49,6 +49,10 @@ pub enum Request {
     Stats {
         job: String,
     },
+    /// A job's environment, each variable with where it came from.
+    Env {
+        job: String,
+    },
     Screen {
         job: String,
         lines: usize,
@@ -179,6 +183,7 @@ pub enum Response {
         kind: crate::error::ErrorKind,
     },
     Stats(StatsView),
+    Env(EnvView),
     Screen {
         lines: Vec<String>,
     },
@@ -350,6 +355,24 @@ pub struct UpView {
     pub ok: bool,
     pub elapsed_ms: u64,
     pub jobs: Vec<UpJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvView {
+    pub id: String,
+    pub name: Option<String>,
+    /// Sorted by name.
+    pub vars: Vec<EnvVar>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    /// `inherited` (the caller's environment when the job was started), `[env]`,
+    /// `[jobs.api.env]`, `env-file .env`, `[environments.production]`, `--env`, `replicas`,
+    /// `allocate-port` or `bgrun`.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

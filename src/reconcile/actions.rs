@@ -16,7 +16,29 @@ impl Reconciler {
             Action::Wait(id, blocked) => self.hold(&id, blocked),
             Action::Fail(id, blocked) => self.fail(&id, blocked),
             Action::ReadyTimeout(id) => self.readiness_gave_up(&id),
+            Action::Cron(id) => self.cron_fired(&id),
         }
+    }
+
+    /// The schedule came due: a new run, except while a run of a one-shot (or a first run held
+    /// back by its dependencies) is still going: at most one run at a time.
+    fn cron_fired(&mut self, id: &str) {
+        let now = self.now();
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        job.obs.cron_from_ms = Some(now);
+        let schedule = job.spec.cron.clone().unwrap_or_default();
+        let busy = match job.life() {
+            Lifecycle::Running { .. } | Lifecycle::Ready { .. } => job.spec.oneshot,
+            Lifecycle::Waiting { .. } | Lifecycle::Starting { .. } | Lifecycle::Stopping { .. } => true,
+            Lifecycle::BackingOff { .. } | Lifecycle::Ended { .. } => false,
+        };
+        let detail = if busy {
+            format!("cron {schedule}: skipped, the last run is still going")
+        } else {
+            job.want_new_run();
+            format!("cron {schedule}: new run")
+        };
+        self.save(id, Some(("cron", &detail)));
     }
 
     fn hold(&mut self, id: &str, blocked: Blocked) {

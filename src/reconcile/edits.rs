@@ -263,7 +263,7 @@ impl Reconciler {
     fn edit_kill(&mut self, target: &KillTarget, grace: Option<Duration>) -> Result<(Vec<String>, Vec<String>)> {
         let now = self.now();
         let targets: Vec<String> = match target {
-            KillTarget::Job(key) => vec![self.resolve(key)?.id.clone()],
+            KillTarget::Job(key) => self.resolve_all(key)?,
             KillTarget::Workspace(ws) => self
                 .jobs
                 .values()

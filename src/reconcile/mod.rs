@@ -319,6 +319,13 @@ impl Reconciler {
                     .with_hint("say which one as project/name"));
             }
         }
+        let copies = self.copies_of(key);
+        if let Some(first) = copies.first() {
+            let names: Vec<String> = copies.iter().map(|j| j.qualified_name()).collect();
+            let one = first.spec.name.clone().unwrap_or_default();
+            return Err(Error::conflict(format!("{key:?} is {} replicas: {}", copies.len(), names.join(", ")))
+                .with_hint(format!("name one, such as {one} (`bgrun kill {key}` stops them all)")));
+        }
         if key.len() >= 4 {
             let matches: Vec<&Job> = self.jobs.values().filter(|j| j.id.starts_with(key)).collect();
             match matches.as_slice() {
@@ -332,6 +339,35 @@ impl Reconciler {
             }
         }
         Err(Error::not_found(format!("no job named or with id {key:?}")).with_hint("`bgrun list` shows every job"))
+    }
+
+    /// The ids of the job `key` names, or of every copy of a job with replicas it names.
+    fn resolve_all(&self, key: &str) -> Result<Vec<String>> {
+        let copies = self.copies_of(key);
+        if copies.is_empty() {
+            return Ok(vec![self.resolve(key)?.id.clone()]);
+        }
+        Ok(copies.iter().map(|j| j.id.clone()).collect())
+    }
+
+    /// The copies of the job with replicas named `name` or `project/name` (of one project only:
+    /// two projects' copies are no more one job than two projects' jobs of one name).
+    fn copies_of(&self, key: &str) -> Vec<&Job> {
+        let (project, name) = match key.split_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, key),
+        };
+        let mut copies: Vec<&Job> = self
+            .jobs
+            .values()
+            .filter(|j| j.spec.replica.as_ref().is_some_and(|r| r.of == name))
+            .filter(|j| project.is_none_or(|p| j.spec.project.as_deref() == Some(p)))
+            .collect();
+        if copies.iter().any(|j| j.spec.project != copies[0].spec.project) {
+            return vec![];
+        }
+        copies.sort_by_key(|j| j.spec.replica.as_ref().map(|r| r.index));
+        copies
     }
 
     fn find(&self, project: Option<&str>, name: &str) -> Option<&Job> {

@@ -148,7 +148,12 @@ impl Reconciler {
     /// Replace or start (a new run of the new spec), or update in place: bgrun applies the
     /// updated settings itself, so the running process is already of the new generation.
     fn change_job(&mut self, id: &str, action: &str, spec: JobSpec) {
+        let now = self.now();
         let Some(job) = self.jobs.get_mut(id) else { return };
+        if job.spec.cron != spec.cron {
+            // A new schedule counts from now, not from when the job was created.
+            job.obs.cron_from_ms = Some(now);
+        }
         if action != "update" {
             job.spec = spec;
             return job.want_new_run();

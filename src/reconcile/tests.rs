@@ -387,3 +387,72 @@ fn an_ended_job_shows_its_last_pid_and_down_does_not_claim_a_kill() {
     let reason = r.rec.jobs[&id].life().reason();
     assert_eq!(reason, "its supervisor process died unexpectedly; every process of the job was stopped");
 }
+
+#[test]
+fn a_cron_schedule_restarts_a_server_and_runs_a_oneshot_at_most_once_at_a_time() {
+    let mut r = rig();
+    let mut server = spec("server");
+    // T0 is on a ten-second boundary: due at T0 + 10 s, T0 + 20 s…
+    server.cron = Some("*/10 * * * * *".into());
+    r.start(server);
+    r.spawned("server");
+    r.fake.calls();
+    r.advance(ms(9_999));
+    assert!(r.fake.calls().is_empty(), "restarted before its time");
+    r.advance(ms(1));
+    assert_eq!(r.fake.calls(), vec![Call::Stop { id: r.id("server"), grace: crate::spec::DEFAULT_GRACE }]);
+    r.exits("server", None);
+    assert_eq!(r.launches(), 1, "the new run starts once the old one is gone");
+    r.spawned("server");
+
+    let mut backup = spec("backup");
+    backup.oneshot = true;
+    backup.cron = Some("*/10 * * * * *".into());
+    r.start(backup);
+    r.spawned("backup");
+    r.exits("backup", Some(0));
+    r.fake.calls();
+    r.advance(ms(10_000));
+    let launched: Vec<String> = r
+        .fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Launch { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert!(launched.contains(&r.id("backup")), "the one-shot runs on its schedule: {launched:?}");
+    r.spawned("backup");
+    r.fake.calls();
+    // Still running when the schedule comes round again: that time is skipped.
+    r.advance(ms(10_000));
+    assert!(!r.fake.calls().iter().any(|c| matches!(c, Call::Launch { id, .. } if *id == r.id("backup"))));
+    assert!(matches!(r.job("backup").life(), Lifecycle::Running { .. } | Lifecycle::Ready { .. }));
+}
+
+#[test]
+fn times_missed_while_the_daemon_was_down_run_once() {
+    let fake = Fake::default();
+    let mut r = rig_with(Store::in_memory(), fake.clone());
+    let mut backup = spec("backup");
+    backup.oneshot = true;
+    backup.cron = Some("*/10 * * * * *".into());
+    r.start(backup);
+    r.spawned("backup");
+    r.exits("backup", Some(0));
+    let store = std::mem::replace(&mut r.rec.store, Store::in_memory());
+    // Back 35 s later: three times were missed.
+    let clock = PausedClock::at(T0 + 35_000);
+    let parts = Reconciler::load(store, Box::new(fake.clone()), Arc::new(clock.clone())).unwrap();
+    let mut next = Rig { rec: parts.reconciler, fake, clock };
+    next.fake.calls();
+    next.rec.tick();
+    assert_eq!(next.launches(), 1, "one run for all the missed times");
+    next.spawned("backup");
+    next.exits("backup", Some(0));
+    next.advance(ms(4_999));
+    assert_eq!(next.launches(), 0, "the next time is the schedule's next after the catch-up run");
+    next.advance(ms(1));
+    assert_eq!(next.launches(), 1);
+}

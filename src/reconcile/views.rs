@@ -2,9 +2,27 @@
 
 use crate::clock::{rfc3339_ms, rfc3339_s};
 use crate::job::{Desired, Job};
-use crate::protocol::{EventView, JobView, StatusView};
+use crate::protocol::{EnvVar, EnvView, EventView, JobView, StatusView};
 use crate::state::Lifecycle;
 use crate::supervisor::procfs;
+
+/// The environment the job's current (or next) run gets, each variable with its source.
+pub fn env_view(job: &Job) -> EnvView {
+    let mut vars: std::collections::BTreeMap<String, EnvVar> = std::collections::BTreeMap::new();
+    let mut set = |name: &str, value: String, source: &str| {
+        let var = EnvVar { name: name.to_string(), value, source: source.to_string() };
+        vars.insert(name.to_string(), var);
+    };
+    for (name, value) in &job.spec.env {
+        let source = job.spec.env_sources.get(name).map_or("inherited", String::as_str);
+        set(name, value.clone(), source);
+    }
+    for (name, port) in &job.obs.allocated_ports {
+        set(name, port.to_string(), "allocate-port");
+    }
+    set(procfs::JOB_ID_ENV, job.id.clone(), "bgrun");
+    EnvView { id: job.id.clone(), name: job.spec.name.clone(), vars: vars.into_values().collect() }
+}
 
 pub fn job_view(job: &Job) -> JobView {
     let life = job.life();

@@ -6,6 +6,7 @@ mod clean;
 mod daemon_status;
 mod diff;
 mod down;
+mod env;
 mod expect;
 mod kill;
 mod list;
@@ -40,6 +41,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Restart { job } => restart::handle(ctx, job).await,
         Request::Send { job, data } => send::handle(ctx, job, data).await,
         Request::Stats { job } => stats::handle(ctx, job).await,
+        Request::Env { job } => env::handle(ctx, job).await,
         Request::Screen { job, lines } => screen::handle(ctx, job, lines).await,
         Request::Attach { job, cols, rows } => return attach::handle(ctx, job, cols, rows, stream).await,
         Request::AttachInput { .. } | Request::AttachResize { .. } => {
