@@ -439,7 +439,8 @@ impl<'a> Process<'a> {
                 self.job.approx(
                     "oneshot",
                     true,
-                    "a scheduled process: bgrun runs a oneshot with cron at each cron time",
+                    "a scheduled process: a oneshot with cron runs at each cron time, and also when `bgrun up` \
+                     starts it (process-compose waited for the first time unless run_on_start)",
                 );
             }
             None => self.unsupported("schedule", "only cron schedules are carried over (as `cron`)"),

@@ -436,7 +436,8 @@ impl<'a> App<'a> {
                     self.job.add_note(
                         "restart",
                         "with cron_restart, PM2 ran the app again at each cron time even after it exited; \
-                         if it is a task that ends, make it `oneshot = true` so the schedule runs it",
+                         if it is a task that ends, make it `oneshot = true`: bgrun then runs it at `up` and \
+                         at each cron time, as PM2 did",
                     );
                 }
             }

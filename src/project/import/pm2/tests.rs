@@ -235,8 +235,14 @@ fn the_result_loads() {
         &cx,
     )
     .unwrap();
-    let project = crate::project::load::parse(&dir.join("bgrun.toml"), draft.render(), &Default::default())
+    let options = crate::project::load::Options { environment: Some("production".into()), ..Default::default() };
+    let project = crate::project::load::parse(&dir.join("bgrun.toml"), draft.render(), &options)
         .unwrap_or_else(|p| panic!("{:?}\n{}", p.views(), draft.render()));
-    assert_eq!(project.jobs.len(), 2);
+    let mut names: Vec<&str> = project.jobs.iter().filter_map(|j| j.name.as_deref()).collect();
+    names.sort();
+    assert_eq!(names, vec!["api.1", "api.2", "worker"]);
+    let api = project.jobs.iter().find(|j| j.name.as_deref() == Some("api.1")).unwrap();
+    assert_eq!(api.declared_env.get("NODE_ENV").map(String::as_str), Some("production"));
+    assert_eq!(api.max_rss_mb, Some(300));
     std::fs::remove_dir_all(&dir).unwrap();
 }
