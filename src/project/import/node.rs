@@ -29,7 +29,7 @@ const fail = (e) => {
   const lines = String((e && e.stack) || '').split('\n');
   const at = lines.map((l) => l.match(/((?:file:\/\/)?\/[^()]*?:\d+)(?::\d+)?\)?\s*$/)).filter(Boolean)
     .map((m) => m[1]).find((l) => l.includes(path.basename(file)));
-  answer({ error: e instanceof Error ? `${e.name}: ${e.message}` : `threw ${String(e)}`, at: at || null });
+  answer({ error: e instanceof Error ? `${e.name}: ${String(e.message).split('\n')[0]}` : `threw ${String(e)}`, at: at || null });
 };
 (async () => {
   let conf;

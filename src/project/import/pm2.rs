@@ -360,10 +360,11 @@ impl<'a> App<'a> {
         if count <= 1 {
             return;
         }
-        let rule = pm2_keys::named("instances");
-        let mut note = rule.note.to_string();
+        let name = &self.job.name;
+        let mut note =
+            format!("each replica is a process of its own ({name}.1 … {name}.{count}, BGRUN_REPLICA counting from 0)");
         if asked <= 0 {
-            note = format!("{instances} was {count} here ({cpus} CPUs at import time); {note}");
+            note = format!("instances {instances}: {count} here ({cpus} CPUs at import time); {note}");
         }
         self.job.approx("replicas", count, note);
         if let Some(port) = self.job.env.remove("PORT") {
@@ -445,8 +446,14 @@ impl<'a> App<'a> {
         }
     }
 
-    /// The keys that decide a value by theirs: log timestamps and the kill mode.
+    /// The keys that decide a value by theirs (log timestamps, the kill mode), and how PM2 stops
+    /// an app.
     fn rest(&mut self) {
+        self.job.approx(
+            "stop-signal",
+            "SIGINT",
+            "PM2 stops apps with SIGINT (where bgrun would send SIGTERM), and their shutdown handlers listen for it",
+        );
         for key in ["time", "log_date_format"] {
             if let Some((rule, value)) = self.rule(key)
                 && !matches!(value, Value::Bool(false) | Value::Null)

@@ -108,8 +108,8 @@ pub const RULES: &[Rule] = &[
         "instances",
         "replicas",
         Read::Own,
-        "\"max\" and 0 are the CPU count at import time, -N that count less N. Each replica is a process \
-         of its own (`<job>.1`, `<job>.2`…, with BGRUN_REPLICA counting from 0)",
+        "each replica is a process of its own (`<job>.1`, `<job>.2`…, BGRUN_REPLICA counting from 0); \
+         \"max\" and 0 are the CPU count at import time, -N that count less N",
     ),
     approx(
         "exec_mode",
@@ -122,7 +122,7 @@ pub const RULES: &[Rule] = &[
         "watch",
         "watch",
         Read::Own,
-        "applies under `bgrun up --watch`; true watches everything under the job's cwd, a directory everything under it",
+        "applies under `bgrun up --watch`; true is everything under the job's cwd, a directory everything under it",
     ),
     approx(
         "ignore_watch",
@@ -142,7 +142,7 @@ pub const RULES: &[Rule] = &[
         "autorestart",
         "restart",
         Read::Own,
-        "PM2 restarts an app after every exit, even a clean one, unless autorestart is false: restart = \"always\"",
+        "PM2 restarts an app after every exit, even a clean one (autorestart is true unless set false)",
     ),
     exact("autostart", "disabled", Read::Own, "false: `bgrun up` leaves the job alone unless it is named"),
     exact("max_restarts", "max-restarts", Read::Whole, "both count quick crashes in a row (within min_uptime)"),
@@ -179,7 +179,7 @@ pub const RULES: &[Rule] = &[
     approx("log_date_format", "log-timestamps", Read::Own, "the format is not kept: bgrun writes its own"),
     dropped("log_type", Quiet::Never, "bgrun's files hold the output as written; `bgrun logs` prints JSON when piped"),
     dropped("disable_logs", Quiet::IfFalse, "bgrun always keeps its log of a job (bounded by log-max-size)"),
-    exact("kill_timeout", "grace", Read::Millis, "PM2 stopped with SIGINT, bgrun with SIGTERM unless stop-signal says"),
+    exact("kill_timeout", "grace", Read::Millis, "the time from the stop signal (SIGINT, as PM2 sends it) to SIGKILL"),
     approx(
         "listen_timeout",
         "ready-timeout",
