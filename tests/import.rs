@@ -244,14 +244,16 @@ fn without_node_a_javascript_file_says_so_and_the_other_forms_still_import() {
 }
 
 #[test]
-fn the_mapping_prints_as_the_readme_has_it() {
+fn the_pm2_mapping_prints_as_a_table() {
     let b = Bgrun::new(SECS(30));
     let out = b.run_raw(&["import", "--mapping", "pm2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.starts_with("| PM2 | bgrun.toml | notes |"), "{table}");
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    assert!(readme.contains(&table), "README's table differs from `bgrun import --mapping pm2`");
+    assert!(table.starts_with("| PM2 | bgrun.toml | notes |\n|---|---|---|\n"), "{table}");
+    assert!(table.contains("| `max_memory_restart` | `max-rss` | approximate: "), "{table}");
+    // The README holds the same table: src/project/import/pm2_keys.rs checks it.
+    let both = b.run_raw(&["import", "--mapping", "pm2", "ecosystem.json"]);
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
 }
 
 /// Waits for a line of the job's output containing `text`.

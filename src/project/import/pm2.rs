@@ -111,12 +111,10 @@ impl<'a> App<'a> {
         let mut own = BTreeMap::new();
         let mut environments = Vec::new();
         let mut generic = Vec::new();
+        let mut unknown = Vec::new();
         for (key, value) in app {
             match pm2_keys::rule(key) {
-                None => {
-                    let name = app.get("name").and_then(text).unwrap_or_else(|| format!("#{}", index + 1));
-                    draft.unsupported(Some(&name), key, "not a PM2 setting bgrun knows");
-                }
+                None => unknown.push(key.as_str()),
                 Some(rule) if rule.pm2 == "env_<name>" => environments.push((&key[ENV_PREFIX.len()..], value)),
                 // The first spelling found wins, as in PM2.
                 Some(rule) if rule.read == Read::Own => {
@@ -136,6 +134,9 @@ impl<'a> App<'a> {
         let mut job = Job::new(name, format!("{}, app {source_name:?}", cx.file));
         job.notes.extend(renamed);
         let mut this = App { source_name, job, own, environments, cx, draft };
+        for key in unknown {
+            this.unsupported(key, "not a PM2 setting bgrun knows");
+        }
         for (key, rule, value) in generic {
             this.generic(key, rule, value);
         }
@@ -376,6 +377,12 @@ impl<'a> App<'a> {
                     "{why} PORT={port} among the {count} instances; bgrun's replicas are separate processes, \
                      so each gets a free port of its own in PORT (put a proxy in front to serve one port)"
                 ),
+            );
+        } else if cluster {
+            self.job.add_note(
+                "replicas",
+                "PM2's cluster mode let the instances share one listening port; bgrun's replicas are separate \
+                 processes, each needing a port of its own (allocate-port)",
             );
         }
     }

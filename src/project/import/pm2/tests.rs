@@ -81,6 +81,8 @@ fn instances_become_replicas_and_a_shared_port_an_allocated_one() {
     assert!(toml.contains("allocate-port = \"PORT\""), "{toml}");
     assert!(toml.contains("cluster mode shared PORT=3000"), "{toml}");
     assert!(!toml.contains("env.PORT"), "{toml}");
+    let (toml, _) = one(json!({"script": "s.js", "instances": 2, "exec_mode": "cluster"}));
+    assert!(toml.contains("share one listening port"), "{toml}");
     assert!(keys(json!({"script": "s.js", "instances": -1})).contains(&"replicas = 3".to_string()));
     assert!(keys(json!({"script": "s.js", "instances": 0})).contains(&"replicas = 4".to_string()));
     assert!(!keys(json!({"script": "s.js", "instances": 1})).iter().any(|l| l.starts_with("replicas")));
