@@ -88,25 +88,25 @@ pub fn import(request: &Request) -> Result<Imported> {
     let lower = file.to_ascii_lowercase();
     let javascript = [".js", ".cjs", ".mjs"].iter().any(|e| lower.ends_with(e));
     let yaml = lower.ends_with(".yaml") || lower.ends_with(".yml");
-    let format = match request.format {
-        Some(f) => f,
-        None if file.starts_with("Procfile") => Format::Procfile,
-        None if javascript || lower.ends_with(".json") => Format::Pm2,
-        None if yaml => match self::yaml(&text, &file)? {
-            v if v.get("processes").is_some() => Format::ProcessCompose,
-            v if v.get("apps").is_some() || v.is_array() => Format::Pm2,
-            _ if lower.starts_with("process-compose") => Format::ProcessCompose,
-            _ => return Err(unknown(&file)),
-        },
-        None => return Err(unknown(&file)),
+    // A YAML file is read once: its keys tell process-compose from PM2.
+    let mut parsed = if yaml { Some(self::yaml(&text, &file)?) } else { None };
+    let format = match (request.format, &parsed) {
+        (Some(f), _) => f,
+        (None, _) if file.starts_with("Procfile") => Format::Procfile,
+        (None, _) if javascript || lower.ends_with(".json") => Format::Pm2,
+        (None, Some(v)) if v.get("processes").is_some() => Format::ProcessCompose,
+        (None, Some(v)) if v.get("apps").is_some() || v.is_array() => Format::Pm2,
+        (None, Some(_)) if lower.starts_with("process-compose") => Format::ProcessCompose,
+        (None, _) => return Err(unknown(&file)),
     };
+    let mut yaml_value = || parsed.take().map_or_else(|| self::yaml(&text, &file), Ok);
     let draft = match format {
         Format::Procfile => procfile::translate(&text, &cx)?,
-        Format::ProcessCompose => compose::translate(&self::yaml(&text, &file)?, &cx)?,
+        Format::ProcessCompose => compose::translate(&yaml_value()?, &cx)?,
         Format::Pm2 if javascript => {
             pm2::translate(&node::evaluate(source, node::Form::Module, request.node_timeout)?, &cx)?
         }
-        Format::Pm2 if yaml => pm2::translate(&self::yaml(&text, &file)?, &cx)?,
+        Format::Pm2 if yaml => pm2::translate(&yaml_value()?, &cx)?,
         Format::Pm2 => pm2::translate(&json(source, &text, request.node_timeout)?, &cx)?,
     };
     Ok(Imported {
