@@ -117,6 +117,18 @@ fn javascript_ecosystem_files_compute_their_values_from_the_environment() {
 }
 
 #[test]
+fn a_json_ecosystem_file_with_comments_is_read_as_pm2_reads_it() {
+    let b = Bgrun::new(SECS(60));
+    let dir = b.home.join("json5");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = "// PM2 evaluates .json files as JavaScript\n{ apps: [ { name: 'api', script: 'server.js', }, ], }\n";
+    std::fs::write(dir.join("ecosystem.json"), text).unwrap();
+    let out = run(&b, &dir, &["import", "ecosystem.json", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[jobs.api]\ncmd = [\"node\", \"server.js\"]"));
+}
+
+#[test]
 fn dry_run_prints_the_file_and_writes_nothing() {
     let b = Bgrun::new(SECS(60));
     let dir = copy(&b, "pm2-json");
