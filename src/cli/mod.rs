@@ -9,6 +9,7 @@ mod diff;
 mod down;
 mod env;
 mod expect;
+mod import;
 mod kill;
 mod list;
 mod logs;
@@ -58,6 +59,8 @@ enum Command {
     Plan(plan::Args),
     /// Start named jobs of bgrun.toml with the jobs they start after.
     RunGroup(run_group::Args),
+    /// Write a bgrun.toml from a PM2 ecosystem file, a Procfile or a process-compose.yaml.
+    Import(import::Args),
     /// List jobs.
     List(list::Args),
     /// Show the state of a job.
@@ -186,6 +189,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Down(args)) => down::exec(args, &home, out),
         Some(Command::Plan(args)) => plan::exec(args, &home, out),
         Some(Command::RunGroup(args)) => run_group::exec(args, &home, out),
+        Some(Command::Import(args)) => import::exec(args, out),
         Some(Command::List(args)) => list::exec(args, &mut connect()?, out),
         // On a terminal, a menu; otherwise (a script) the same as `list`.
         None if !out.json && std::io::stdin().is_terminal() => menu::run(&home, out),

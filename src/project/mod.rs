@@ -2,6 +2,7 @@
 
 pub mod diag;
 pub mod file;
+pub mod import;
 pub mod load;
 
 pub const FILE_NAME: &str = "bgrun.toml";
