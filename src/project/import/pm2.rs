@@ -375,7 +375,8 @@ impl<'a> App<'a> {
                 "PORT",
                 format!(
                     "{why} PORT={port} among the {count} instances; bgrun's replicas are separate processes, \
-                     so each gets a free port of its own in PORT (put a proxy in front to serve one port)"
+                     so each gets a free port of its own in PORT (or all share one socket with \
+                     `listen = \"0.0.0.0:{port}\"` if the app can take it from fd 3)"
                 ),
             );
         } else if cluster {
