@@ -11,18 +11,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Refuses to serve unless LISTEN_PID is its own pid; answers each request with its pid.
+/// Refuses to serve unless LISTEN_PID is its own pid; answers each request with its pid. Like a
+/// real server (gunicorn's graceful shutdown) it finishes the request in hand on SIGTERM and
+/// leaves the rest queued on the socket for the next run.
 const SERVER: &str = r#"
-import os, socket, sys
+import os, select, signal, socket, sys
 if os.environ.get("LISTEN_PID") != str(os.getpid()):
     sys.exit("LISTEN_PID is not my pid")
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
 print("serving", os.environ["LISTEN_FDS"], os.environ["LISTEN_FDNAMES"], flush=True)
 s = socket.socket(fileno=3)
-while True:
-    c, _ = s.accept()
-    c.recv(1024)
-    c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + str(os.getpid()).encode())
-    c.close()
+while not stopping:
+    if select.select([s], [], [], 0.05)[0]:
+        c, _ = s.accept()
+        c.recv(1024)
+        c.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + str(os.getpid()).encode())
+        c.close()
 "#;
 
 fn free_port() -> u16 {
