@@ -6,6 +6,7 @@ pub mod client;
 pub mod clock;
 pub mod daemon;
 pub mod error;
+pub mod git;
 pub mod graph;
 pub mod home;
 pub mod job;

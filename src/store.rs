@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::job::{Desired, Job, Observed};
-use crate::protocol::EventView as Event;
+use crate::protocol::{DeployView, EventView as Event};
 use rusqlite::{Connection, params};
 use std::path::Path;
 
@@ -32,6 +32,13 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_job ON events(job_id, seq);
+CREATE TABLE IF NOT EXISTS deploys (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deploys_by_project ON deploys(project, seq);
 ";
 
 /// The stored shape of a job, for the daemon to rebuild its state from.
@@ -197,6 +204,40 @@ impl Store {
         f(&tx)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records a deploy of `project`, and an event for each of `jobs` (their ids) saying so.
+    pub fn add_deploy(&mut self, deploy: &DeployView, jobs: &[String], event: &str) -> Result<()> {
+        let at = crate::clock::unix_ms() as i64;
+        self.write(|conn| {
+            conn.execute(
+                "INSERT INTO deploys (project, at_ms, record) VALUES (?1, ?2, ?3)",
+                params![deploy.project, at, serde_json::to_string(deploy).unwrap_or_default()],
+            )?;
+            for id in jobs {
+                conn.prepare_cached("INSERT INTO events (job_id, at_ms, kind, detail) VALUES (?1, ?2, 'deploy', ?3)")?
+                    .execute(params![id, at, event])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The most recent `limit` deploys of `project`, newest first.
+    pub fn deploys(&self, project: &str, limit: usize) -> Result<Vec<DeployView>> {
+        let mut stmt =
+            self.conn.prepare("SELECT at_ms, record FROM deploys WHERE project = ?1 ORDER BY seq DESC LIMIT ?2")?;
+        let rows = stmt
+            .query_map(params![project, limit as i64], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at_ms, record) = row?;
+            // A record this version cannot read is skipped, never a reason to fail the history.
+            if let Ok(mut deploy) = serde_json::from_str::<DeployView>(&record) {
+                deploy.at = crate::clock::rfc3339_ms(at_ms as u64);
+                out.push(deploy);
+            }
+        }
+        Ok(out)
     }
 
     /// The most recent `limit` events of a job, oldest first.

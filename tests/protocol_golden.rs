@@ -135,6 +135,7 @@ fn requests() -> Vec<(&'static str, Request)> {
                 wait: WaitFor::Ready,
                 revive: true,
                 progress: false,
+                renew: vec![],
             }),
         ),
         ("request-plan", Request::Plan { project: "shop".into(), jobs: vec![spec()], only: vec![] }),

@@ -5,6 +5,7 @@ mod attach;
 mod clean;
 mod completions;
 mod daemon;
+mod deploy;
 mod diff;
 mod down;
 mod env;
@@ -53,6 +54,8 @@ enum Command {
     Run(Box<run::Args>),
     /// Converge the project's jobs to its bgrun.toml (start, replace, update, stop what changed).
     Up(up::Args),
+    /// Fetch the project's git upstream, fast-forward, converge like `up`; roll back on failure.
+    Deploy(deploy::Args),
     /// Stop the project's jobs, dependents first.
     Down(down::Args),
     /// Show what `up` would do to each job, and why, without doing it.
@@ -186,6 +189,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
             run::exec(spec, &home, out)
         }
         Some(Command::Up(args)) => up::exec(args, &home, out),
+        Some(Command::Deploy(args)) => deploy::exec(args, &home, out),
         Some(Command::Down(args)) => down::exec(args, &home, out),
         Some(Command::Plan(args)) => plan::exec(args, &home, out),
         Some(Command::RunGroup(args)) => run_group::exec(args, &home, out),

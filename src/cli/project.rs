@@ -65,7 +65,8 @@ pub fn inherited_env() -> BTreeMap<String, String> {
     std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
 }
 
-fn select(project: &Project, names: &[String]) -> Result<Vec<String>> {
+/// The jobs `names` mean: each a job of the file, or every copy of a job with replicas.
+pub fn select(project: &Project, names: &[String]) -> Result<Vec<String>> {
     let mut only = Vec::new();
     for name in names {
         let named = project

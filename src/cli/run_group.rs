@@ -18,7 +18,7 @@ pub struct Args {
 /// once each has a process (or waits for its dependencies).
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     let Some((project, only)) = args.file.load(out, &args.names)? else { return Ok(1) };
-    let view = super::up::converge(home, &project, &only, WaitFor::Launched, true, None)?;
+    let view = super::up::converge(home, &project, &only, &[], WaitFor::Launched, true, None)?;
     // The contract's shape: an array of jobs as `list` shows them, with what the group did to each.
     let listed = Client::connect(home)?.list(None)?;
     let jobs: Vec<serde_json::Value> = view

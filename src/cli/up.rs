@@ -26,7 +26,7 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     if args.watch {
         return super::watch::run(home, &args.file, project, &only, wait, out);
     }
-    let view = converge(home, &project, &only, wait, true, Some(out))?;
+    let view = converge(home, &project, &only, &[], wait, true, Some(out))?;
     print(&view, out);
     Ok(if view.ok { 0 } else { 1 })
 }
@@ -37,6 +37,7 @@ pub fn converge(
     home: &Home,
     project: &crate::project::load::Project,
     only: &[String],
+    renew: &[String],
     wait: WaitFor,
     revive: bool,
     progress: Option<&Output>,
@@ -50,6 +51,7 @@ pub fn converge(
         wait,
         revive,
         progress: progress.is_some(),
+        renew: renew.to_vec(),
     };
     let mut client = Client::connect(home)?;
     client.send(Request::Up(req))?;

@@ -104,7 +104,7 @@ pub fn run(
             .watch(&j.cwd, RecursiveMode::Recursive)
             .map_err(|e| Error::context(format!("cannot watch {}", j.cwd.display()), e))?;
     }
-    let view = super::up::converge(home, &project, only, wait, true, Some(out))?;
+    let view = super::up::converge(home, &project, only, &[], wait, true, Some(out))?;
     super::up::print(&view, out);
     if out.json {
         out.json_line(&serde_json::json!({ "watching": file }));
@@ -138,7 +138,7 @@ pub fn run(
                     let new_jobs = job_watches(&p)?;
                     rewatch(&mut watcher, &dir, &jobs, &new_jobs);
                     jobs = new_jobs;
-                    let view = super::up::converge(home, &p, only, wait, false, Some(out))?;
+                    let view = super::up::converge(home, &p, only, &[], wait, false, Some(out))?;
                     super::up::print(&view, out);
                     project = p;
                 }

@@ -4,8 +4,8 @@
 use super::Client;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Change, DaemonInfo, DiffRequest, EnvView, ExpectView, JobView, KillTarget, LineView, Request, Response, StatsView,
-    StatusView, TailRequest, WaitView,
+    Change, DaemonInfo, DeployView, DiffRequest, EnvView, ExpectView, JobView, KillTarget, LineView, Request, Response,
+    StatsView, StatusView, TailRequest, WaitView,
 };
 use crate::spec::JobSpec;
 
@@ -61,6 +61,14 @@ impl Client {
 
     pub fn restart(&mut self, job: String) -> Result<JobView> {
         answer!(self.call(Request::Restart { job })?, Response::Job(job) => job)
+    }
+
+    pub fn record_deploy(&mut self, deploy: DeployView) -> Result<()> {
+        answer!(self.call(Request::RecordDeploy(Box::new(deploy)))?, Response::Ok => ())
+    }
+
+    pub fn deploys(&mut self, project: String, limit: usize) -> Result<Vec<DeployView>> {
+        answer!(self.call(Request::Deploys { project, limit })?, Response::Deploys { deploys } => deploys)
     }
 
     pub fn env(&mut self, job: String) -> Result<EnvView> {

@@ -53,6 +53,13 @@ pub enum Request {
     Env {
         job: String,
     },
+    /// Records a deploy (`bgrun deploy`) in the project's history and its jobs' events.
+    RecordDeploy(Box<DeployView>),
+    /// A project's deploys, newest first.
+    Deploys {
+        project: String,
+        limit: usize,
+    },
     Screen {
         job: String,
         lines: usize,
@@ -184,6 +191,9 @@ pub enum Response {
     },
     Stats(StatsView),
     Env(EnvView),
+    Deploys {
+        deploys: Vec<DeployView>,
+    },
     Screen {
         lines: Vec<String>,
     },
@@ -333,6 +343,9 @@ pub struct UpRequest {
     pub revive: bool,
     /// Stream a Progress frame whenever a job moves on.
     pub progress: bool,
+    /// Jobs to replace even where their spec is unchanged: their code changed (`deploy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renew: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,6 +368,38 @@ pub struct UpView {
     pub ok: bool,
     pub elapsed_ms: u64,
     pub jobs: Vec<UpJob>,
+}
+
+/// One `bgrun deploy`: where it moved the checkout, what became of each job, and whether it was
+/// rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployView {
+    pub project: String,
+    /// When it was recorded (filled in by the daemon).
+    #[serde(default)]
+    pub at: String,
+    /// Who ran it (the user name).
+    pub user: String,
+    pub branch: String,
+    /// What the branch was moved to: its upstream, or the `--ref` given.
+    pub target: String,
+    pub old: String,
+    pub new: String,
+    pub ok: bool,
+    /// The checkout was moved back to `old` and the project converged to it again.
+    pub rolled_back: bool,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub jobs: Vec<DeployJob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployJob {
+    pub job: String,
+    pub action: String,
+    pub state: String,
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,6 +43,8 @@ pub enum Edit {
         jobs: Vec<JobSpec>,
         only: Vec<String>,
         revive: bool,
+        /// Replaced even where their spec is unchanged.
+        renew: Vec<String>,
         reply: oneshot::Sender<Vec<(crate::protocol::Change, String)>>,
     },
     /// Stop a project's jobs (or the named ones); answers once they have stopped.
@@ -66,6 +68,11 @@ pub enum Edit {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    /// Record a deploy of a project, with an event on each of its jobs.
+    RecordDeploy {
+        deploy: Box<crate::protocol::DeployView>,
+        reply: oneshot::Sender<Result<()>>,
     },
 }
 
@@ -135,8 +142,8 @@ impl Reconciler {
                     settled
                 }));
             }
-            Edit::Apply { project, jobs, only, revive, reply } => {
-                let _ = reply.send(self.apply_project(&project, jobs, &only, revive));
+            Edit::Apply { project, jobs, only, revive, renew, reply } => {
+                let _ = reply.send(self.apply_project(&project, jobs, &only, revive, &renew));
             }
             Edit::Down { project, only, reply } => {
                 let ids = self.down_project(&project, &only);
@@ -175,6 +182,21 @@ impl Reconciler {
                     self.sup.resize(&id, &run, cols, rows);
                 }
                 let _ = reply.send(());
+            }
+            Edit::RecordDeploy { deploy, reply } => {
+                let ids: Vec<String> = self
+                    .jobs
+                    .values()
+                    .filter(|j| j.spec.project.as_deref() == Some(deploy.project.as_str()))
+                    .map(|j| j.id.clone())
+                    .collect();
+                let outcome = match (deploy.ok, deploy.rolled_back) {
+                    (true, _) => "ok".to_string(),
+                    (false, true) => "failed, rolled back".to_string(),
+                    (false, false) => "failed".to_string(),
+                };
+                let event = format!("{} → {} ({}): {outcome}", short(&deploy.old), short(&deploy.new), deploy.target);
+                let _ = reply.send(self.store.add_deploy(&deploy, &ids, &event));
             }
             Edit::Shutdown { reply } => {
                 self.shutting_down = true;
@@ -332,4 +354,9 @@ pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, by: StoppedBy
         _ => {}
     }
     true
+}
+
+/// A commit id as people quote it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }

@@ -26,8 +26,16 @@ impl Reconciler {
     }
 
     /// What converging to `jobs` would change, without changing anything. `revive` says whether
-    /// jobs that were stopped on request (or crashed) start again, as an explicit `up` does.
-    pub(super) fn changes(&self, project: &str, jobs: &[JobSpec], only: &[String], revive: bool) -> Vec<Change> {
+    /// jobs that were stopped on request (or crashed) start again, as an explicit `up` does;
+    /// jobs in `renew` are replaced even if their spec is the same (their code changed).
+    pub(super) fn changes(
+        &self,
+        project: &str,
+        jobs: &[JobSpec],
+        only: &[String],
+        revive: bool,
+        renew: &[String],
+    ) -> Vec<Change> {
         let targets = Self::targets(jobs, only);
         let current = self.project_jobs(project);
         let mut out = Vec::new();
@@ -36,7 +44,10 @@ impl Reconciler {
             let (action, fields) = match current.get(name.as_str()) {
                 None => ("create", vec![]),
                 Some(job) => {
-                    let d = diff(&job.spec, spec);
+                    let mut d = diff(&job.spec, spec);
+                    if renew.contains(&name) {
+                        d.replace.push("code");
+                    }
                     let stopped = job.desired == Desired::Stopped;
                     let crashed = job.life().is_over() && job.state() == JobState::Crashed;
                     if stopped && !revive {
@@ -77,8 +88,9 @@ impl Reconciler {
         jobs: Vec<JobSpec>,
         only: &[String],
         revive: bool,
+        renew: &[String],
     ) -> Vec<(Change, String)> {
-        let changes = self.changes(project, &jobs, only, revive);
+        let changes = self.changes(project, &jobs, only, revive, renew);
         let mut specs: BTreeMap<String, JobSpec> =
             jobs.into_iter().map(|j| (j.name.clone().unwrap_or_default(), j)).collect();
         let ids: HashMap<String, String> =

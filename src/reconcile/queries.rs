@@ -46,6 +46,12 @@ pub enum Query {
         only: Vec<String>,
         reply: Sender<Vec<Change>>,
     },
+    /// A project's most recent deploys, newest first.
+    Deploys {
+        project: String,
+        limit: usize,
+        reply: Sender<Result<Vec<crate::protocol::DeployView>>>,
+    },
     Daemon {
         reply: Sender<DaemonState>,
     },
@@ -105,7 +111,10 @@ impl Reconciler {
                 let _ = reply.send(answer);
             }
             Query::Plan { project, jobs, only, reply } => {
-                let _ = reply.send(self.changes(&project, &jobs, &only, true));
+                let _ = reply.send(self.changes(&project, &jobs, &only, true, &[]));
+            }
+            Query::Deploys { project, limit, reply } => {
+                let _ = reply.send(self.store.deploys(&project, limit));
             }
             Query::Daemon { reply } => {
                 let _ = reply.send(DaemonState { jobs: self.jobs.len(), problems: self.problems.describe() });

@@ -34,8 +34,8 @@ pub async fn handle(ctx: &Ctx, req: UpRequest, stream: &mut UnixStream) -> std::
     if let Err(e) = crate::spec::validate_project(&req.project, &req.jobs) {
         return send(stream, crate::daemon::conn::error(e)).await;
     }
-    let (project, only, revive, jobs) = (req.project.clone(), req.only.clone(), req.revive, req.jobs);
-    let applied = match ctx.handle.edit(|reply| Edit::Apply { project, jobs, only, revive, reply }).await {
+    let (project, only, revive, jobs, renew) = (req.project.clone(), req.only.clone(), req.revive, req.jobs, req.renew);
+    let applied = match ctx.handle.edit(|reply| Edit::Apply { project, jobs, only, revive, renew, reply }).await {
         Ok(a) => a,
         Err(e) => return send(stream, crate::daemon::conn::error(e)).await,
     };
