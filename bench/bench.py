@@ -16,6 +16,8 @@ the stored output does not hold of them, from the first byte that differs on.
 
 import argparse
 import collections
+import socket
+import threading
 import datetime
 import json
 import os
@@ -212,6 +214,9 @@ class Manager:
     def index_share(self):
         return None
 
+    def redeploy_under_load(self):
+        return None
+
 
 class Bgrun(Manager):
     name = "bgrun"
@@ -279,6 +284,36 @@ class Bgrun(Manager):
         took = ms(t0)
         assert out["ok"] and len(out["jobs"]) == JOBS
         return took
+
+    def redeploy_under_load(self):
+        """`bgrun deploy` of a new version of a server behind `listen`, from a git remote."""
+        port = free_port()
+        root = os.path.join(self.home, "git")
+        os.makedirs(root)
+        run(["git", "init", "-q", "--bare", "-b", "main", "remote.git"], cwd=root)
+        run(["git", "clone", "-q", "remote.git", "dev"], cwd=root)
+        dev = os.path.join(root, "dev")
+        git(dev, "checkout", "-q", "-b", "main")
+
+        def push(version):
+            with open(os.path.join(dev, "server.py"), "w") as f:
+                f.write(SERVER.replace("VERSION", f"v{version}"))
+            with open(os.path.join(dev, "bgrun.toml"), "w") as f:
+                f.write(f'[jobs.web]\ncmd = ["python3", "-u", "server.py"]\nlisten = "127.0.0.1:{port}"\nready-when = "serving"\n')
+            git(dev, "add", ".")
+            git(dev, "commit", "-q", "-m", f"v{version}")
+            git(dev, "push", "-q", "origin", "main")
+        push(0)
+        run(["git", "clone", "-q", "remote.git", "work"], cwd=root)
+        work = os.path.join(root, "work")
+        self.cli("up", cwd=work)
+
+        def redeploy(i):
+            push(i)
+            self.cli("deploy", cwd=work)
+        found = under_load(port, redeploy)
+        self.cli("down", cwd=work)
+        return found
 
     def many_jobs(self):
         """`up`, `list` (the slowest of 10 calls, the first included) and `down` of 1000 jobs."""
@@ -398,6 +433,31 @@ class Pm2(Manager):
         self.cli("delete", "all")
         wait_for("jobs gone", lambda: not any(alive(p) for p in pids))
         return ms(t0)
+
+    def redeploy_under_load(self):
+        """`pm2 reload` (fork mode: PM2's zero-downtime reload needs cluster mode, Node only) of a
+        new version of the same server."""
+        port = free_port()
+        script = os.path.join(self.home, "server.py")
+        app = {"name": "web", "script": script, "interpreter": "python3", "env": {"PORT": str(port)},
+               "kill_timeout": 5000}
+        eco = os.path.join(self.home, "web.config.js")
+        with open(eco, "w") as f:
+            f.write("module.exports = " + json.dumps({"apps": [app]}))
+
+        def write(version):
+            with open(script, "w") as f:
+                f.write(SERVER.replace("VERSION", f"v{version}"))
+        write(0)
+        self.cli("start", eco)
+        wait_for("server up", lambda: port_open(port), timeout=30, pause=0.01)
+
+        def redeploy(i):
+            write(i)
+            self.cli("reload", "web")
+        found = under_load(port, redeploy)
+        self.cli("delete", "web")
+        return found
 
     def crash_respawn(self):
         path = os.path.join(self.home, "starts")
@@ -627,6 +687,78 @@ class Pueue(Manager):
         return statistics.median(lat)
 
 
+# The server both managers redeploy: it takes its socket from fd 3 when handed one (LISTEN_FDS,
+# bgrun's `listen`), else binds PORT itself (PM2's fork mode), answers each request with its
+# version, and on SIGTERM or SIGINT finishes the request in hand and exits.
+SERVER = """
+import os, select, signal, socket
+stopping = []
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: stopping.append(1))
+if os.environ.get("LISTEN_FDS"):
+    s = socket.socket(fileno=3)
+else:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(os.environ["PORT"])))
+    s.listen(1024)
+print("serving", flush=True)
+while not stopping:
+    if select.select([s], [], [], 0.05)[0]:
+        c, _ = s.accept()
+        c.recv(1024)
+        c.sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\nVERSION")
+        c.close()
+"""
+REDEPLOYS = 5
+CLIENTS = 4
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def under_load(port, redeploy):
+    """Clients send requests back to back on loopback while `redeploy()` runs REDEPLOYS times:
+    (failed requests, p99 latency in ms)."""
+    stop, failed, lat = threading.Event(), [0], []
+
+    def client():
+        while not stop.is_set():
+            t0 = now()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                    c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    if b"\r\n\r\n" not in c.recv(1024):
+                        raise OSError("no answer")
+                lat.append(ms(t0))
+            except OSError:
+                failed[0] += 1
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(REDEPLOYS):
+            redeploy(i + 1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    lat.sort()
+    return failed[0], lat[int(len(lat) * 0.99)] if lat else None
+
+
+def git(cwd, *args):
+    run(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args], cwd=cwd)
+
+
 def direct_write(base, nbytes):
     """The same data written straight to a file, the ceiling for log capture."""
     path = os.path.join(base, "direct.out")
@@ -676,6 +808,11 @@ def measure_round(m, figures, log_bytes, many):
             put(f"{MANY} jobs: up until all running (ms)", up)
             put(f"{MANY} jobs: list, slowest of 10 calls (ms)", slowest_list)
             put(f"{MANY} jobs: down until every process is gone (ms)", down)
+    found = m.redeploy_under_load()
+    if found:
+        failed, p99 = found
+        put(f"redeploy under load ({REDEPLOYS}x, {CLIENTS} clients): failed requests", failed)
+        put(f"redeploy under load ({REDEPLOYS}x, {CLIENTS} clients): p99 latency (ms)", p99)
     gaps = m.crash_respawn()
     put("crash to respawn, no backoff (ms)", statistics.median(gaps) if gaps else None)
     took, stored = m.log_throughput(log_bytes)

@@ -114,6 +114,11 @@ pub struct Output {
 }
 
 impl Output {
+    /// JSON when asked for, or when stdout is not a terminal.
+    pub fn new(json: bool) -> Output {
+        Output { json: json || !std::io::stdout().is_terminal(), colour: crate::render::colours_enabled() }
+    }
+
     pub fn json_line<T: serde::Serialize>(&self, value: &T) {
         self.json_lines([value]);
     }
@@ -158,10 +163,28 @@ pub fn main() -> i32 {
     if let Some(Command::InternalDaemon) = cli.command {
         return daemon_main();
     }
-    let out = Output { json: cli.json || !std::io::stdout().is_terminal(), colour: crate::render::colours_enabled() };
+    let out = Output::new(cli.json);
     // `run` needs to know which flags were typed, to lay them over a job from bgrun.toml.
     let run_matches = matches.subcommand_matches("run").cloned();
-    match execute(cli.command, run_matches, &out) {
+    finish(execute(cli.command, run_matches, &out))
+}
+
+/// `bgrun-deploy`, the binary `bgrun deploy` runs: git (libgit2, with OpenSSL and libssh2) is
+/// linked into it alone, so the daemon and every other command load none of it.
+pub fn deploy_main() -> i32 {
+    use clap::Parser;
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let Some(Command::Deploy(args)) = cli.command else {
+        crate::warn!("error: bgrun-deploy runs `bgrun deploy`; use bgrun for the other commands");
+        return crate::error::ErrorKind::BadInput.exit_code();
+    };
+    finish(Home::from_env().and_then(|home| deploy::exec(args, &home, &out)))
+}
+
+/// The exit code of a command, its error (if any) printed.
+fn finish(result: Result<i32>) -> i32 {
+    match result {
         Ok(code) => code,
         Err(e) => {
             crate::warn!("error: {e}");
@@ -189,7 +212,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
             run::exec(spec, &home, out)
         }
         Some(Command::Up(args)) => up::exec(args, &home, out),
-        Some(Command::Deploy(args)) => deploy::exec(args, &home, out),
+        Some(Command::Deploy(_)) => deploy::delegate(),
         Some(Command::Down(args)) => down::exec(args, &home, out),
         Some(Command::Plan(args)) => plan::exec(args, &home, out),
         Some(Command::RunGroup(args)) => run_group::exec(args, &home, out),

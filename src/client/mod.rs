@@ -173,6 +173,8 @@ fn check_peer(stream: &UnixStream, home: &Home) -> Result<()> {
 /// because another daemon won the race for the lock).
 fn start_daemon(home: &Home) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::context("cannot find the bgrun binary", e))?;
+    // The daemon is `bgrun` itself, even when another of its programs (bgrun-deploy) starts it.
+    let exe = exe.with_file_name("bgrun");
     let log = Home::open_private(&home.daemon_log())
         .map_err(|e| Error::context(format!("cannot open {}", home.daemon_log().display()), e))?;
     let log_err = log.try_clone().map_err(|e| Error::context("daemon log", e))?;
