@@ -57,6 +57,9 @@ pub struct Job {
     pub obs: Observed,
     /// Increments with every launch; events from older launches are ignored.
     pub attempt: u64,
+    /// The next launch stops any process of the user that holds the job's ports (`--force`),
+    /// not only the job's own leftovers. Asked for by one command; never stored.
+    pub force_next: bool,
 }
 
 /// Filtered diffs remembered per job; the oldest filter's cursor goes when one more comes.
@@ -96,7 +99,7 @@ impl Observed {
 
 impl Job {
     pub fn new(id: String, spec: JobSpec, created_ms: u64) -> Job {
-        Job {
+        let mut job = Job {
             id,
             spec,
             desired: Desired::Running,
@@ -105,7 +108,17 @@ impl Job {
             stop_grace: None,
             obs: Observed::default(),
             attempt: 0,
-        }
+            force_next: false,
+        };
+        job.force_next = std::mem::take(&mut job.spec.force);
+        job
+    }
+
+    /// The job's new spec. One that asks for `--force` arms it for the next launch; the spec
+    /// keeps no trace of it.
+    pub fn set_spec(&mut self, spec: JobSpec) {
+        self.spec = spec;
+        self.force_next |= std::mem::take(&mut self.spec.force);
     }
 
     pub fn life(&self) -> &Lifecycle {

@@ -402,6 +402,10 @@ pub struct JobSpec {
     /// The schedule on which a running job is restarted, or a one-shot job run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// `--force`: before this start, stop any process of the user holding the job's ports. Taken
+    /// off the spec when it is applied (it is about one command, not the job).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// One of the N copies of a job with `replicas = N`: job `api.2` is `{ of: "api", index: 1 }`.
@@ -490,6 +494,30 @@ impl JobSpec {
             }
             _ => self.cmd.clone(),
         }
+    }
+
+    /// The ports the job says it listens on (its readiness and health checks, a URL on this
+    /// machine), which a new run must find free.
+    pub fn declared_ports(&self) -> Vec<u16> {
+        let local_url_port = |url: &str| {
+            let rest = url.split_once("://")?.1;
+            let host_port = rest.split(['/', '?', '#']).next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "0.0.0.0").then(|| port.parse().ok()).flatten()
+        };
+        let health = self.health.as_ref();
+        let mut ports: Vec<u16> = [
+            self.ready.port,
+            health.and_then(|h| h.port),
+            self.ready.url.as_deref().and_then(local_url_port),
+            health.and_then(|h| h.url.as_deref()).and_then(local_url_port),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 
     /// The command's words, as `list` and `status` show them: a command line given as one string
@@ -850,6 +878,7 @@ pub(crate) mod tests {
             env_sources: BTreeMap::new(),
             replica: None,
             cron: None,
+            force: false,
         }
     }
 

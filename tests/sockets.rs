@@ -163,3 +163,65 @@ fn an_address_in_use_or_malformed_is_one_clear_error() {
     let err = b.fails(&["run", "--name", "b", "--listen", "localhost", "sleep", "30"]);
     assert!(err.contains("is not an address to listen on"), "{err}");
 }
+
+/// A process in the way of a job that wants `port`: it binds the port and serves nothing. Killed
+/// when dropped, should the test fail before bgrun stops it.
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn holder(port: u16, job_id: Option<&str>) -> Holder {
+    let code = format!(
+        "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', {port}))\ns.listen()\nprint('bound', flush=True)\ntime.sleep(60)\n"
+    );
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", &code]).stdout(std::process::Stdio::piped());
+    if let Some(id) = job_id {
+        cmd.env("BGRUN_JOB_ID", id);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = [0u8; 6];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    Holder(child)
+}
+
+fn gone(holder: &mut Holder) -> bool {
+    wait_until("the holder to end", SECS(10), || holder.0.try_wait().unwrap().map(|_| ()));
+    true
+}
+
+#[test]
+fn a_leftover_holding_the_jobs_port_is_stopped_and_another_process_only_with_force() {
+    let b = Bgrun::new(SECS(60));
+    let port = free_port();
+    let serve =
+        format!("import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', {port}))\ns.listen()\ntime.sleep(60)");
+    let port_arg = port.to_string();
+    let job = b.json(&["run", "--name", "web", "--ready-when-port", &port_arg, "python3", "-c", &serve]);
+    let id = job["id"].as_str().unwrap().to_string();
+    b.json(&["kill", "web"]);
+    // A leftover of an earlier run (a stand-in: a process carrying the job's id, as every
+    // process of the job does) still holds the port: the next start stops it.
+    let mut leftover = holder(port, Some(&id));
+    b.json(&["restart", "web"]);
+    assert!(gone(&mut leftover));
+    wait_until("web ready", SECS(10), || (b.state("web") == "ready").then_some(()));
+    let events = b.status("web")["events"].to_string();
+    assert!(events.contains("freed-ports") && events.contains(&format!("held port {port}")), "{events}");
+
+    // Another program of the user in the way: left alone without --force (the job cannot bind
+    // and crashes), stopped with it.
+    b.json(&["kill", "web"]);
+    let mut other = holder(port, None);
+    b.cmd(&["restart", "web"]).output().unwrap();
+    wait_until("web to fail", SECS(10), || (b.state("web") == "crashed").then_some(()));
+    assert!(other.0.try_wait().unwrap().is_none(), "not stopped without --force");
+    b.json(&["restart", "web", "--force"]);
+    assert!(gone(&mut other));
+    wait_until("web ready", SECS(10), || (b.state("web") == "ready").then_some(()));
+}

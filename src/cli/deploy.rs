@@ -30,6 +30,9 @@ pub struct Args {
     /// Show the project's last deploys instead.
     #[arg(long)]
     pub history: bool,
+    /// Before starting a job, stop any process of yours that holds its ports.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `bgrun-deploy` (beside this binary) with our arguments, in our place.
@@ -58,7 +61,8 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     if moved.moves() {
         git::move_to(&repo, &moved.branch, moved.new, "bgrun deploy: fast-forward")?;
     }
-    let Some((project, only)) = load_or_move_back(&args, out, &repo, &moved)? else { return Ok(1) };
+    let Some((mut project, only)) = load_or_move_back(&args, out, &repo, &moved)? else { return Ok(1) };
+    project.force(args.force);
     let renew = code_changed(&project, &git::changed_files(&repo, moved.old, moved.new)?);
     let view = super::up::converge(home, &project, &only, &renew, WaitFor::Ready, true, Some(out))?;
     let mut deploy = record(&project, &moved, &view);

@@ -6,11 +6,14 @@ use crate::error::Result;
 pub struct Args {
     #[command(flatten)]
     pub job: JobArg,
+    /// Before starting, stop any process of yours that holds the job's ports.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Stops the job (SIGTERM, then SIGKILL after its grace) and starts it again, same id and log.
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let job = client.restart(args.job.key()?)?;
+    let job = client.restart(args.job.key()?, args.force)?;
     if out.json {
         out.json_line(&job);
     } else {

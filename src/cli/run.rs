@@ -130,6 +130,10 @@ pub struct Args {
     /// (systemd's socket activation): HOST:PORT or unix:/PATH (repeatable).
     #[arg(long, value_name = "ADDRESS")]
     pub listen: Vec<String>,
+    /// Before starting, stop any process of yours that holds the job's ports (its readiness and
+    /// health ports), not only the job's own leftovers.
+    #[arg(long)]
+    pub force: bool,
     /// Probe this URL for liveness once ready.
     #[arg(long)]
     pub health_check_url: Option<String>,
@@ -297,6 +301,7 @@ impl Args {
             env_sources,
             replica: None,
             cron: self.cron,
+            force: self.force,
         };
         Ok(spec)
     }
@@ -336,7 +341,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
         "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
         "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime, "cron" => cron,
-        "allocate_port" => allocate_ports, "listen" => listen, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
+        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     if given("env") {

@@ -18,10 +18,14 @@ pub struct Args {
     /// Keep watching the file (and each job's `watch` globs) and converge again on every save.
     #[arg(long)]
     pub watch: bool,
+    /// Before starting a job, stop any process of yours that holds its ports.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
-    let Some((project, only)) = args.file.load(out, &args.names)? else { return Ok(1) };
+    let Some((mut project, only)) = args.file.load(out, &args.names)? else { return Ok(1) };
+    project.force(args.force);
     let wait = if args.no_wait { WaitFor::Applied } else { WaitFor::Ready };
     if args.watch {
         return super::watch::run(home, &args.file, project, &only, wait, out);

@@ -151,7 +151,7 @@ pub fn run(
             jobs.iter().filter(|j| paths.iter().any(|p| j.wants(p))).map(|j| j.name.as_str()).collect();
         for name in restart {
             let key = format!("{}/{name}", project.name);
-            match Client::connect(home)?.call(Request::Restart { job: key }) {
+            match Client::connect(home)?.call(Request::Restart { job: key, force: false }) {
                 Ok(_) if !out.json => out.text(&format!("  {name} restarted: watched files changed")),
                 Ok(_) => out.json_line(&serde_json::json!({ "restarted": name })),
                 Err(e) => crate::warn!("error: cannot restart {name}: {e}"),

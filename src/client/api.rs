@@ -59,8 +59,8 @@ impl Client {
         answer!(self.call(Request::Status { job })?, Response::Status(status) => *status)
     }
 
-    pub fn restart(&mut self, job: String) -> Result<JobView> {
-        answer!(self.call(Request::Restart { job })?, Response::Job(job) => job)
+    pub fn restart(&mut self, job: String, force: bool) -> Result<JobView> {
+        answer!(self.call(Request::Restart { job, force })?, Response::Job(job) => job)
     }
 
     pub fn record_deploy(&mut self, deploy: DeployView) -> Result<()> {

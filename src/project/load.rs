@@ -24,6 +24,15 @@ pub struct Project {
     pub inputs: Vec<PathBuf>,
 }
 
+impl Project {
+    /// `--force`: each job started by this command first stops whatever holds its ports.
+    pub fn force(&mut self, force: bool) {
+        for job in &mut self.jobs {
+            job.force = force;
+        }
+    }
+}
+
 /// `bgrun.toml` in `start` or the nearest parent that has one.
 pub fn find(start: &Path) -> Option<PathBuf> {
     start.ancestors().map(|d| d.join(super::FILE_NAME)).find(|p| p.is_file())
@@ -412,6 +421,7 @@ impl Checker {
             env_sources,
             replica: None,
             cron: t.cron.clone(),
+            force: false,
         };
         if let Some(cron) = &t.cron
             && let Err(e) = crate::schedule::Schedule::parse(cron)

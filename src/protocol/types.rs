@@ -41,6 +41,9 @@ pub enum Request {
     },
     Restart {
         job: String,
+        /// Stop any process of the user holding the job's ports first (`--force`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
     },
     Send {
         job: String,

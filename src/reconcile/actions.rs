@@ -102,6 +102,11 @@ impl Reconciler {
             mirror: job.spec.mirror.clone(),
             log_limits: job.spec.log_limits.resolve(),
             listen: job.listen(),
+            free_ports: {
+                let ports = job.spec.declared_ports();
+                let anyone = std::mem::take(&mut job.force_next);
+                (!ports.is_empty()).then_some(crate::supervisor::files::FreePorts { ports, anyone })
+            },
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {

@@ -57,6 +57,7 @@ pub enum Edit {
     /// the new run has a process.
     Restart {
         key: String,
+        force: bool,
         reply: oneshot::Sender<Result<JobView>>,
     },
     /// Resize a PTY job's terminal (the shim applies it and the job gets SIGWINCH).
@@ -165,10 +166,11 @@ impl Reconciler {
                     done
                 }));
             }
-            Edit::Restart { key, reply } => match self.resolve(&key).map(|j| j.id.clone()) {
+            Edit::Restart { key, force, reply } => match self.resolve(&key).map(|j| j.id.clone()) {
                 Ok(id) => {
                     if let Some(job) = self.jobs.get_mut(&id) {
                         job.want_new_run();
+                        job.force_next |= force;
                         self.save(&id, Some(("restart", "restart requested")));
                     }
                     self.answer_run_when_launched(id, reply);
@@ -238,7 +240,7 @@ impl Reconciler {
                 return Ok(id);
             }
             if let Some(job) = self.jobs.get_mut(&id) {
-                job.spec = spec;
+                job.set_spec(spec);
                 job.want_new_run();
                 self.save(&id, Some(("run", "run again on request")));
             }

@@ -51,6 +51,10 @@ impl Reconciler {
                     Checks::Until { deadline_ms: now + job.spec.ready.timeout.as_millis() as u64 }
                 };
                 self.set_life(id, Lifecycle::Running { run, since_ms: now, checks, evict: None });
+                let freed = self.sup.take_freed(id);
+                if !freed.is_empty() {
+                    self.save(id, Some(("freed-ports", &format!("stopped {}", freed.join("; ")))));
+                }
                 let detail = format!("pid {}", child.pid);
                 self.save(id, Some(("spawned", &detail)));
                 self.start_probes(id, attempt, &child);

@@ -115,6 +115,10 @@ impl Supervisor for Fake {
 
     fn stop_stray(&mut self, _id: &str) {}
 
+    fn take_freed(&mut self, _id: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     fn release_listen(&mut self, key: &str) {
         self.world().calls.push(Call::ReleaseListen { key: key.to_string() });
     }

@@ -167,7 +167,7 @@ impl Reconciler {
             job.obs.cron_from_ms = Some(now);
         }
         if action != "update" {
-            job.spec = spec;
+            job.set_spec(spec);
             return job.want_new_run();
         }
         job.desired = Desired::Running;

@@ -42,6 +42,17 @@ pub struct SpawnFile {
     /// The listening sockets handed to the job (they come with the launch, not in this file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<Listen>,
+    /// Ports to free before the job starts (see `free_ports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_ports: Option<FreePorts>,
+}
+
+/// The ports a job declares, freed before it starts: from its own leftovers always, from any
+/// process of the user when `anyone` (`--force`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreePorts {
+    pub ports: Vec<u16>,
+    pub anyone: bool,
 }
 
 /// A job's listening sockets.
@@ -86,6 +97,7 @@ const SHIM: &str = "shim.json";
 const SPAWN: &str = "spawn.json";
 const CHILD: &str = "child.json";
 const EXIT: &str = "exit.json";
+const FREED: &str = "freed.json";
 const STOP: &str = "stop";
 const STDIN: &str = "stdin";
 const READY: &str = "ready";
@@ -152,7 +164,7 @@ pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
-    for stale in [SHIM, CHILD, EXIT, STOP, READY, SCREEN] {
+    for stale in [SHIM, CHILD, EXIT, STOP, READY, SCREEN, FREED] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -239,6 +251,17 @@ pub fn write_child(dir: &Path, child: &ChildFile) -> io::Result<()> {
 
 pub fn read_child(dir: &Path) -> Option<ChildFile> {
     read_json(&dir.join(CHILD)).ok()
+}
+
+/// What the shim stopped to free the job's ports, for the daemon to record (and remove).
+pub fn write_freed(dir: &Path, stopped: &[String]) -> io::Result<()> {
+    write_json(&dir.join(FREED), &stopped)
+}
+
+pub fn take_freed(dir: &Path) -> Vec<String> {
+    let found = read_json(&dir.join(FREED)).unwrap_or_default();
+    let _ = std::fs::remove_file(dir.join(FREED));
+    found
 }
 
 pub fn write_exit(dir: &Path, exit: &ExitFile) -> io::Result<()> {

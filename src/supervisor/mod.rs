@@ -3,6 +3,7 @@
 //! side ([`shim`]) runs inside each job's own supervisor process.
 
 pub mod files;
+mod free_ports;
 pub mod launch;
 mod live_screen;
 mod mirror;
@@ -98,4 +99,6 @@ pub trait Supervisor: Send {
     /// Closes the listening sockets held for `key` (see [`files::Listen`]): no job that uses
     /// them will run again.
     fn release_listen(&mut self, key: &str);
+    /// What the shim of the job's new run stopped to free its ports (once: it is forgotten).
+    fn take_freed(&mut self, id: &str) -> Vec<String>;
 }

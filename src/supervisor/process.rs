@@ -116,6 +116,10 @@ impl Supervisor for ProcessSupervisor {
         self.sockets.remove(key);
     }
 
+    fn take_freed(&mut self, id: &str) -> Vec<String> {
+        files::take_freed(&self.home.job_dir(id))
+    }
+
     fn await_child(&mut self, id: &str, attempt: u64, run: RunIds) {
         // A rare path (a daemon died within the few milliseconds of a launch), so a short poll
         // bounded by the shim's life is enough.

@@ -90,6 +90,13 @@ fn run(dir: &Path) -> Result<(), String> {
         spawn.env.insert("LISTEN_FDS".into(), listening.len().to_string());
         spawn.env.insert("LISTEN_FDNAMES".into(), vec![listen.name.as_str(); listening.len()].join(":"));
     }
+    if let Some(free) = &spawn.free_ports {
+        let job_id = spawn.env.get(procfs::JOB_ID_ENV).cloned().unwrap_or_default();
+        let stopped = super::free_ports::free(&free.ports, &job_id, free.anyone);
+        if !stopped.is_empty() {
+            let _ = files::write_freed(dir, &stopped);
+        }
+    }
     let (child, outputs, pty) = start_job(dir, &spawn, &listening)?;
     let handback = (!listening.is_empty()).then(|| sockets::hand_back_listener(dir)).flatten();
     let child_pid = Pid::from_raw(child.id() as i32);

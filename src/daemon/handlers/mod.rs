@@ -39,7 +39,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Up(req) => return up::handle(ctx, req, stream).await,
         Request::Plan { project, jobs, only } => plan::handle(ctx, project, jobs, only).await,
         Request::Down { project, only } => down::handle(ctx, project, only).await,
-        Request::Restart { job } => restart::handle(ctx, job).await,
+        Request::Restart { job, force } => restart::handle(ctx, job, force).await,
         Request::Send { job, data } => send::handle(ctx, job, data).await,
         Request::Stats { job } => stats::handle(ctx, job).await,
         Request::Env { job } => env::handle(ctx, job).await,
