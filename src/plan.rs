@@ -181,9 +181,10 @@ fn plan_running(
         // Dependents stop first: a job waits while one that starts after it is stopping.
         return (!index.has_stopping_dependent(job)).then_some(Cause::Requested);
     }
-    // A new spec that shapes the process: the old run ends, then the plan starts the new.
+    // A new spec that shapes the process: the old run ends, then the plan starts the new. The
+    // copies of a job with replicas go one at a time, so the others serve meanwhile.
     if job.obs.generation < job.generation {
-        return Some(Cause::Replaced);
+        return (!index.rolling_holds(job)).then_some(Cause::Replaced);
     }
     if let Some(cause) = evict {
         return Some(cause.clone());
@@ -209,6 +210,8 @@ struct Index<'a> {
     named: OnceCell<HashMap<(Option<&'a str>, &'a str), &'a Job>>,
     /// Project and name of every dependency of a job being stopped whose process is still alive.
     awaited_by_stopping: OnceCell<HashSet<(Option<&'a str>, &'a str)>>,
+    /// The copies of each job with replicas, by project and the job's name in its file.
+    copies: OnceCell<HashMap<(Option<&'a str>, &'a str), Vec<&'a Job>>>,
 }
 
 /// What the actions planned so far do to each job, as a job that starts after it sees it.
@@ -233,7 +236,37 @@ impl<'a> Soon<'a> {
 
 impl<'a> Index<'a> {
     fn new(jobs: &'a BTreeMap<String, Job>) -> Index<'a> {
-        Index { jobs, named: OnceCell::new(), awaited_by_stopping: OnceCell::new() }
+        Index { jobs, named: OnceCell::new(), awaited_by_stopping: OnceCell::new(), copies: OnceCell::new() }
+    }
+
+    /// True while another copy of `job` (a job with replicas) goes first: one that is coming up
+    /// (starting, being stopped, ended and about to start again, or not ready yet), or one with a
+    /// lower index still to be replaced. A copy whose new run failed (or gave up on readiness) holds no one back.
+    fn rolling_holds(&self, job: &Job) -> bool {
+        let Some(replica) = &job.spec.replica else { return false };
+        let copies = self.copies.get_or_init(|| {
+            let mut copies: HashMap<_, Vec<&Job>> = HashMap::new();
+            for j in self.jobs.values() {
+                if let Some(r) = &j.spec.replica {
+                    copies.entry((j.spec.project.as_deref(), r.of.as_str())).or_default().push(j);
+                }
+            }
+            copies
+        });
+        let Some(siblings) = copies.get(&(job.spec.project.as_deref(), replica.of.as_str())) else { return false };
+        siblings.iter().filter(|s| s.id != job.id && s.desired == Desired::Running).any(|s| {
+            let coming_up = matches!(
+                s.life(),
+                Lifecycle::Starting { .. }
+                    | Lifecycle::Stopping { .. }
+                    | Lifecycle::Waiting { .. }
+                    | Lifecycle::Running { checks: Checks::Until { .. }, .. }
+            ) || (s.has_new_generation() && !s.life().has_process());
+            let first = s.obs.generation < s.generation
+                && s.life().has_process()
+                && s.spec.replica.as_ref().is_some_and(|r| r.index < replica.index);
+            coming_up || first
+        })
     }
 
     /// The job a dependency name of `job` means.
@@ -325,6 +358,7 @@ pub fn backoff_delay(base: Duration, streak: u32, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::Observed;
     use crate::spec::RestartPolicy;
     use crate::state::{Ending, RunIds, Then, Why};
     use proptest::prelude::*;
@@ -562,6 +596,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn replicas_are_replaced_one_at_a_time_and_a_failed_copy_holds_no_one_back() {
+        let ready = || Lifecycle::Ready { run: run(), since_ms: NOW, ready_ms: NOW, checked: true, evict: None };
+        let copy = |i: u32| {
+            // Generation 2 wanted, generation 1 running: every copy is to be replaced.
+            let mut j = job(&format!("api.{i}"), Desired::Running, 2, ready(), 1);
+            j.spec.replica = Some(crate::spec::Replica { of: "api".into(), index: i - 1 });
+            (j.id.clone(), j)
+        };
+        let mut js: BTreeMap<String, Job> = (1..=3).map(copy).collect();
+        let stops = |p: &Plan| -> Vec<String> {
+            p.actions.iter().filter(|a| matches!(a, Action::Stop(..))).map(|a| a.job().to_string()).collect()
+        };
+        assert_eq!(stops(&plan(&js, NOW)), ["api.1"], "the first copy goes first, alone");
+        // While it comes back (not ready yet), the others keep serving.
+        js.get_mut("api.1").unwrap().obs = Observed {
+            life: running_life(Checks::Until { deadline_ms: NOW + 5000 }),
+            generation: 2,
+            ..Default::default()
+        };
+        assert!(stops(&plan(&js, NOW)).is_empty());
+        // Ended, about to start again: still on its way.
+        js.get_mut("api.1").unwrap().obs = Observed {
+            life: ended(Why::Stopped { cause: Cause::Replaced }, None),
+            generation: 1,
+            ..Default::default()
+        };
+        assert!(stops(&plan(&js, NOW)).is_empty());
+        js.get_mut("api.1").unwrap().obs = Observed { life: ready(), generation: 2, ..Default::default() };
+        assert_eq!(stops(&plan(&js, NOW)), ["api.2"], "then the next");
+        // A copy whose new run gave up on readiness does not hold the others forever.
+        js.get_mut("api.2").unwrap().obs =
+            Observed { life: running_life(Checks::GaveUp { timeout_ms: 1 }), generation: 2, ..Default::default() };
+        assert_eq!(stops(&plan(&js, NOW)), ["api.3"]);
     }
 
     #[test]

@@ -724,3 +724,30 @@ fn cron_restarts_a_server_and_reruns_a_oneshot_on_its_schedule() {
     let cron = events.as_array().unwrap().iter().find(|e| e["kind"] == "cron").cloned();
     assert_eq!(cron.map(|e| e["detail"].clone()), Some("cron * * * * * *: new run".into()), "{events}");
 }
+
+#[test]
+fn the_copies_of_a_job_restart_one_after_the_other() {
+    let b = Bgrun::new(SECS(60));
+    let toml = "[jobs.api]\ncmd = \"sleep 0.2; echo serving; exec sleep 60\"\nready-when = \"serving\"\nreplicas = 3\n";
+    let p = Project::new(&b, "roll", toml);
+    up(&b, &p);
+    let before = pids(&b);
+    b.json(&["restart", "roll/api"]);
+    // The answer comes once the last copy has a process; each is ready in turn.
+    wait_until("every copy ready", SECS(20), || {
+        (1..=3).all(|i| b.state(&format!("roll/api.{i}")) == "ready").then_some(())
+    });
+    let after = pids(&b);
+    for name in ["api.1", "api.2", "api.3"] {
+        assert_ne!(before[name], after[name], "{name} restarted");
+    }
+    // The last event of a kind, by its time (RFC 3339 times compare as text).
+    let last = |i: u32, kind: &str| -> String {
+        let events = b.status(&format!("roll/api.{i}"))["events"].clone();
+        let found = events.as_array().unwrap().iter().rev().find(|e| e["kind"] == kind).cloned();
+        found.map(|e| e["at"].as_str().unwrap().to_string()).unwrap_or_else(|| panic!("no {kind} event: {events}"))
+    };
+    for i in 2..=3 {
+        assert!(last(i, "stop") >= last(i - 1, "ready"), "api.{i} stopped before api.{} was ready again", i - 1);
+    }
+}

@@ -166,14 +166,20 @@ impl Reconciler {
                     done
                 }));
             }
-            Edit::Restart { key, force, reply } => match self.resolve(&key).map(|j| j.id.clone()) {
-                Ok(id) => {
-                    if let Some(job) = self.jobs.get_mut(&id) {
-                        job.want_new_run();
-                        job.force_next |= force;
-                        self.save(&id, Some(("restart", "restart requested")));
+            // All copies of a job with replicas restart one after the other (see the plan); the
+            // answer comes once the last has a process.
+            Edit::Restart { key, force, reply } => match self.resolve_all(&key) {
+                Ok(ids) => {
+                    for id in &ids {
+                        if let Some(job) = self.jobs.get_mut(id) {
+                            job.want_new_run();
+                            job.force_next |= force;
+                            self.save(id, Some(("restart", "restart requested")));
+                        }
                     }
-                    self.answer_run_when_launched(id, reply);
+                    if let Some(last) = ids.last() {
+                        self.answer_run_when_launched(last.clone(), reply);
+                    }
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
