@@ -199,6 +199,9 @@ fn plan_running(
     None
 }
 
+/// Jobs (or anything about them) by project and name.
+type ByName<'a, T> = HashMap<(Option<&'a str>, &'a str), T>;
+
 /// The jobs as a plan looks them up, indexed at most once per plan (and only if a plan needs
 /// it). Found by a scan of every job instead, each dependency of each waiting job, and each job a
 /// `down` stops (looking for a dependent still stopping), made every plan quadratic; and a plan is
@@ -207,11 +210,11 @@ struct Index<'a> {
     jobs: &'a BTreeMap<String, Job>,
     /// The job a dependency name means: the one of that name in the same project (the first by id,
     /// should two share it).
-    named: OnceCell<HashMap<(Option<&'a str>, &'a str), &'a Job>>,
+    named: OnceCell<ByName<'a, &'a Job>>,
     /// Project and name of every dependency of a job being stopped whose process is still alive.
     awaited_by_stopping: OnceCell<HashSet<(Option<&'a str>, &'a str)>>,
     /// The copies of each job with replicas, by project and the job's name in its file.
-    copies: OnceCell<HashMap<(Option<&'a str>, &'a str), Vec<&'a Job>>>,
+    copies: OnceCell<ByName<'a, Vec<&'a Job>>>,
 }
 
 /// What the actions planned so far do to each job, as a job that starts after it sees it.
