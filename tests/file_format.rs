@@ -43,7 +43,8 @@ fn every_run_flag_has_a_key_and_every_key_a_flag() {
     let run = cli.find_subcommand("run").unwrap();
     let mut flags: Vec<String> = run.get_arguments().filter_map(|a| a.get_long().map(String::from)).collect();
     // Flags that have a different spelling in the file, or belong to the command line only.
-    let renamed = BTreeMap::from([("name", "[jobs.<name>]"), ("env", "env"), ("json", "")]);
+    // `--force` is about one start, not the job: `up --force` and `deploy --force` give it.
+    let renamed = BTreeMap::from([("name", "[jobs.<name>]"), ("env", "env"), ("json", ""), ("force", "")]);
     flags.retain(|f| !renamed.contains_key(f.as_str()));
     let keys = job_keys();
     for flag in &flags {
