@@ -402,6 +402,10 @@ pub struct JobSpec {
     /// The schedule on which a running job is restarted, or a one-shot job run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// Fast-forward the git checkout holding the job's cwd from its upstream before each start
+    /// (with `deploy`'s refusals: a refusal fails the start).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fetch: bool,
     /// `--force`: before this start, stop any process of the user holding the job's ports. Taken
     /// off the spec when it is applied (it is about one command, not the job).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -472,6 +476,7 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     update("watch", old.watch != new.watch || old.watch_ignore != new.watch_ignore);
     update("restart-with-dependencies", old.restart_with_dependencies != new.restart_with_dependencies);
     update("cron", old.cron != new.cron);
+    update("fetch", old.fetch != new.fetch);
     d
 }
 
@@ -878,6 +883,7 @@ pub(crate) mod tests {
             env_sources: BTreeMap::new(),
             replica: None,
             cron: None,
+            fetch: false,
             force: false,
         }
     }

@@ -272,3 +272,27 @@ fn deploys_of_a_server_behind_listen_fail_no_request_and_without_it_do() {
     let failed = failed_own;
     assert!(failed > 0, "a server binding its own port loses requests while it restarts");
 }
+
+#[test]
+fn a_job_with_fetch_fast_forwards_its_checkout_before_each_start_or_fails_saying_why() {
+    let b = Bgrun::new(SECS(60));
+    let toml = "[jobs.app]\ncmd = \"cat version.txt; exec sleep 60\"\nfetch = true\n";
+    let r = Repos::new(&b, &[("bgrun.toml", toml), ("version.txt", "v1\n")]);
+    up(&b, &r.work);
+    wait_until("v1", SECS(10), || (b.tail_text("app", 1) == ["v1"]).then_some(()));
+    r.push("v2", &[("version.txt", "v2\n")]);
+    b.json(&["restart", "app"]);
+    wait_until("v2 after the restart", SECS(10), || (b.tail_text("app", 1) == ["v2"]).then_some(()));
+    assert_eq!(r.head(), git(&r.dev, &["rev-parse", "HEAD"]), "the checkout moved");
+    // A refusal fails the start, saying why, and moves nothing.
+    r.push("v3", &[("version.txt", "v3\n")]);
+    std::fs::write(r.work.join("version.txt"), "edited\n").unwrap();
+    let head = r.head();
+    let _ = b.cmd(&["restart", "app"]).output().unwrap();
+    let reason = wait_until("the start to fail", SECS(10), || {
+        let s = b.status("app");
+        (s["state"] == "crashed").then(|| s["reason"].as_str().unwrap().to_string())
+    });
+    assert!(reason.contains("fetch: tracked files are modified: version.txt"), "{reason}");
+    assert_eq!(r.head(), head);
+}

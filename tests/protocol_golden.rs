@@ -49,6 +49,7 @@ fn spec() -> JobSpec {
         listen: vec![],
         replica: None,
         cron: None,
+        fetch: false,
         force: false,
     }
 }

@@ -45,6 +45,15 @@ pub fn delegate() -> Result<i32> {
         .with_hint("install bgrun with `cargo install --path .`, which installs bgrun-deploy beside it"))
 }
 
+/// A job's `fetch`: fast-forward the checkout holding `dir`, or refuse as a deploy does.
+pub fn fetch_checkout(dir: &std::path::Path) -> Result<()> {
+    let (repo, moved) = git::prepare(dir, None)?;
+    if moved.moves() {
+        git::move_to(&repo, &moved.branch, moved.new, "bgrun fetch: fast-forward")?;
+    }
+    Ok(())
+}
+
 /// How many deploys `--history` shows.
 const HISTORY: usize = 20;
 

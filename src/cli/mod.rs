@@ -173,6 +173,12 @@ pub fn main() -> i32 {
 /// linked into it alone, so the daemon and every other command load none of it.
 pub fn deploy_main() -> i32 {
     use clap::Parser;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let [_, command, dir] = args.as_slice()
+        && command == FETCH_COMMAND
+    {
+        return finish(deploy::fetch_checkout(std::path::Path::new(dir)).map(|()| 0));
+    }
     let cli = Cli::parse();
     let out = Output::new(cli.json);
     let Some(Command::Deploy(args)) = cli.command else {
@@ -181,6 +187,9 @@ pub fn deploy_main() -> i32 {
     };
     finish(Home::from_env().and_then(|home| deploy::exec(args, &home, &out)))
 }
+
+/// How a job's supervisor asks bgrun-deploy to fast-forward the job's checkout (`fetch`).
+pub const FETCH_COMMAND: &str = "__fetch";
 
 /// The exit code of a command, its error (if any) printed.
 fn finish(result: Result<i32>) -> i32 {

@@ -134,6 +134,9 @@ pub struct Args {
     /// health ports), not only the job's own leftovers.
     #[arg(long)]
     pub force: bool,
+    /// Before each start, fast-forward the git checkout of the job's cwd from its upstream.
+    #[arg(long)]
+    pub fetch: bool,
     /// Probe this URL for liveness once ready.
     #[arg(long)]
     pub health_check_url: Option<String>,
@@ -301,6 +304,7 @@ impl Args {
             env_sources,
             replica: None,
             cron: self.cron,
+            fetch: self.fetch,
             force: self.force,
         };
         Ok(spec)
@@ -341,7 +345,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
         "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
         "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime, "cron" => cron,
-        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
+        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "fetch" => fetch, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     if given("env") {

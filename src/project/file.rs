@@ -240,6 +240,10 @@ pub struct JobTable {
     /// Restart this job when a job it starts after is replaced (default false).
     #[serde(default)]
     pub restart_with_dependencies: bool,
+    /// Fast-forward the git checkout holding the job's cwd from its upstream before each start,
+    /// refusing (and failing the start) as `bgrun deploy` refuses.
+    #[serde(default)]
+    pub fetch: bool,
 }
 
 /// The generated JSON schema of `bgrun.toml`.

@@ -421,6 +421,7 @@ impl Checker {
             env_sources,
             replica: None,
             cron: t.cron.clone(),
+            fetch: t.fetch,
             force: false,
         };
         if let Some(cron) = &t.cron

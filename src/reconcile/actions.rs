@@ -102,6 +102,7 @@ impl Reconciler {
             mirror: job.spec.mirror.clone(),
             log_limits: job.spec.log_limits.resolve(),
             listen: job.listen(),
+            fetch: job.spec.fetch,
             free_ports: {
                 let ports = job.spec.declared_ports();
                 let anyone = std::mem::take(&mut job.force_next);

@@ -42,6 +42,9 @@ pub struct SpawnFile {
     /// The listening sockets handed to the job (they come with the launch, not in this file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<Listen>,
+    /// Fast-forward the job's git checkout before starting it (with `bgrun-deploy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fetch: bool,
     /// Ports to free before the job starts (see `free_ports`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_ports: Option<FreePorts>,

@@ -90,6 +90,9 @@ fn run(dir: &Path) -> Result<(), String> {
         spawn.env.insert("LISTEN_FDS".into(), listening.len().to_string());
         spawn.env.insert("LISTEN_FDNAMES".into(), vec![listen.name.as_str(); listening.len()].join(":"));
     }
+    if spawn.fetch {
+        fetch(&spawn)?;
+    }
     if let Some(free) = &spawn.free_ports {
         let job_id = spawn.env.get(procfs::JOB_ID_ENV).cloned().unwrap_or_default();
         let stopped = super::free_ports::free(&free.ports, &job_id, free.anyone);
@@ -566,6 +569,42 @@ fn spawn_child(
         std::io::ErrorKind::PermissionDenied => format!("cannot run {program:?}: permission denied"),
         _ => format!("cannot run {program:?}: {e}"),
     })
+}
+
+/// Fast-forwards the job's git checkout with `bgrun-deploy` (beside this program: git is linked
+/// into it alone), giving up after a minute. Its one line of refusal fails the start.
+fn fetch(spawn: &SpawnFile) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| format!("fetch: {e}"))?;
+    let mut child = Command::new(me.with_file_name("bgrun-deploy"))
+        .arg(crate::cli::FETCH_COMMAND)
+        .arg(&spawn.cwd)
+        .envs(&spawn.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("fetch: cannot run bgrun-deploy: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("fetch: no answer from the remote within a minute".into());
+            }
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut said = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut said);
+    }
+    let line = said.lines().find(|l| !l.trim().is_empty()).unwrap_or("failed").trim_start_matches("error: ");
+    Err(format!("fetch: {line}"))
 }
 
 /// In the job's process, between fork and exec: the listening sockets at 3, 4, … and
