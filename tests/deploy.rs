@@ -5,12 +5,8 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -203,15 +199,6 @@ fn server(version: &str, own_port: Option<u16>) -> String {
     )
 }
 
-fn request(port: u16) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(SECS(10)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    answer.split("\r\n\r\n").nth(1).map(String::from).ok_or_else(|| std::io::Error::other("no body"))
-}
-
 /// Clients sending requests back to back during `deploys` deploys of a new server version each;
 /// returns (succeeded, failed).
 fn deploys_under_load(b: &Bgrun, port: u16, listen: bool, deploys: usize) -> (usize, usize) {
@@ -224,19 +211,7 @@ fn deploys_under_load(b: &Bgrun, port: u16, listen: bool, deploys: usize) -> (us
     let own = (!listen).then_some(port);
     let r = Repos::new(b, &[("bgrun.toml", &toml), ("server.py", &server("v0", own))]);
     up(b, &r.work);
-    let (stop, ok, failed) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let counter = if request(port).is_ok() { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(port, 4);
     for i in 1..=deploys {
         if listen && i == deploys / 2 {
             // The socket survives a daemon killed -9 between two deploys.
@@ -247,24 +222,20 @@ fn deploys_under_load(b: &Bgrun, port: u16, listen: bool, deploys: usize) -> (us
         assert_eq!(code, 0, "deploy {i}: {err}");
         assert_eq!(request(port).unwrap(), format!("v{i}"));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed))
+    load.finish()
 }
 
 #[test]
 fn deploys_of_a_server_behind_listen_fail_no_request_and_without_it_do() {
     let b = Bgrun::new(SECS(120));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let (ok, failed) = deploys_under_load(&b, port, true, 10);
     assert_eq!(failed, 0, "behind listen: {failed} of {} requests failed", ok + failed);
     assert!(ok > 0);
     // The same server binding its own port: between the old run's end and the new one's bind,
     // connections are refused.
     let other = Bgrun::new(SECS(120));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let (ok_own, failed_own) = deploys_under_load(&other, port, false, 10);
     eprintln!(
         "10 deploys under load: behind listen {ok} ok, {failed} failed; own port {ok_own} ok, {failed_own} failed"

@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn events(b: &Bgrun, job: &str) -> Vec<(String, String)> {
     b.status(job)["events"]
         .as_array()

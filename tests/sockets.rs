@@ -5,11 +5,9 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Refuses to serve unless LISTEN_PID is its own pid; answers each request with its pid. Like a
 /// real server (gunicorn's graceful shutdown) it finishes the request in hand on SIGTERM and
@@ -30,25 +28,11 @@ while not stopping:
         c.close()
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn write_server(dir: &Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("server.py");
     std::fs::write(&path, SERVER).unwrap();
     path.display().to_string()
-}
-
-/// One request: the pid that answered.
-fn request(port: u16) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(SECS(10)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    answer.split("\r\n\r\n").nth(1).map(String::from).ok_or_else(|| std::io::Error::other("no body"))
 }
 
 /// The socket a process has on fd 3, as the kernel names it (`socket:[inode]`).
@@ -60,39 +44,6 @@ fn serving_pid(b: &Bgrun, job: &str) -> i32 {
     wait_until("the server to serve", SECS(10), || {
         (b.tail_text(job, 1).last().is_some_and(|l| l.starts_with("serving"))).then(|| b.pid(job))
     })
-}
-
-/// Requests from several clients, one after another each, until told to stop; counts failures.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(port: u16, clients: usize) -> Load {
-        let (stop, ok, failed) = Default::default();
-        let mut load = Load { stop, ok, failed, threads: Vec::new() };
-        for _ in 0..clients {
-            let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
-            load.threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let counter = if request(port).is_ok() { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        load
-    }
-
-    fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
-    }
 }
 
 #[test]

@@ -388,6 +388,14 @@ fn an_ended_job_shows_its_last_pid_and_down_does_not_claim_a_kill() {
     assert_eq!(reason, "its supervisor process died unexpectedly; every process of the job was stopped");
 }
 
+/// A one-shot run every ten seconds (T0 is on a ten-second boundary).
+fn every_ten_seconds_oneshot(name: &str) -> JobSpec {
+    let mut s = spec(name);
+    s.oneshot = true;
+    s.cron = Some("*/10 * * * * *".into());
+    s
+}
+
 #[test]
 fn a_cron_schedule_restarts_a_server_and_runs_a_oneshot_at_most_once_at_a_time() {
     let mut r = rig();
@@ -405,9 +413,7 @@ fn a_cron_schedule_restarts_a_server_and_runs_a_oneshot_at_most_once_at_a_time()
     assert_eq!(r.launches(), 1, "the new run starts once the old one is gone");
     r.spawned("server");
 
-    let mut backup = spec("backup");
-    backup.oneshot = true;
-    backup.cron = Some("*/10 * * * * *".into());
+    let backup = every_ten_seconds_oneshot("backup");
     r.start(backup);
     r.spawned("backup");
     r.exits("backup", Some(0));
@@ -435,9 +441,7 @@ fn a_cron_schedule_restarts_a_server_and_runs_a_oneshot_at_most_once_at_a_time()
 fn times_missed_while_the_daemon_was_down_run_once() {
     let fake = Fake::default();
     let mut r = rig_with(Store::in_memory(), fake.clone());
-    let mut backup = spec("backup");
-    backup.oneshot = true;
-    backup.cron = Some("*/10 * * * * *".into());
+    let backup = every_ten_seconds_oneshot("backup");
     r.start(backup);
     r.spawned("backup");
     r.exits("backup", Some(0));

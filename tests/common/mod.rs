@@ -226,3 +226,65 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
 }
 
 pub const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// A TCP port nothing uses right now, below the ephemeral range (32768 and up): the clients of a
+/// load test take thousands of ephemeral ports, and one of those would make a port the kernel
+/// handed out free unusable for a server a moment later.
+pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + ((std::process::id().wrapping_mul(7919) + n.wrapping_mul(104_729)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One HTTP/1.0 request to a server on this machine: the body of its answer.
+pub fn request(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(SECS(10)))?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    answer.split("\r\n\r\n").nth(1).map(String::from).ok_or_else(|| std::io::Error::other("no body"))
+}
+
+/// Clients sending requests back to back to a server on this machine until finished, counting
+/// the answers and the failures.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16, clients: usize) -> Load {
+        use std::sync::atomic::Ordering;
+        let (stop, ok, failed) = Default::default();
+        let mut load = Load { stop, ok, failed, threads: Vec::new() };
+        for _ in 0..clients {
+            let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
+            load.threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let counter = if request(port).is_ok() { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        load
+    }
+
+    /// Stops the clients: (answered, failed).
+    pub fn finish(self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+}

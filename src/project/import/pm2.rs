@@ -64,7 +64,9 @@ fn apps<'a>(config: &'a Value, draft: &mut Draft, cx: &Context) -> Result<Vec<&'
     let Some(found) = found else { return Ok(vec![config]) };
     for key in top.keys().filter(|k| !matches!(k.as_str(), "apps" | "pm2")) {
         let reason = match key.as_str() {
-            "deploy" => "deployments (`pm2 deploy`) are not handled by import; bgrun does not deploy",
+            "deploy" => {
+                "`pm2 deploy` targets (hosts, ssh, hooks) are not imported: on the server, `bgrun deploy` fast-forwards the checkout it runs in and converges"
+            }
             "static" => "`pm2 serve` sites are not imported; run a static file server as a job",
             _ => "not a part of an ecosystem file bgrun knows",
         };
