@@ -44,7 +44,13 @@ fn every_run_flag_has_a_key_and_every_key_a_flag() {
     let mut flags: Vec<String> = run.get_arguments().filter_map(|a| a.get_long().map(String::from)).collect();
     // Flags that have a different spelling in the file, or belong to the command line only.
     // `--force` is about one start, not the job: `up --force` and `deploy --force` give it.
-    let renamed = BTreeMap::from([("name", "[jobs.<name>]"), ("env", "env"), ("json", ""), ("force", "")]);
+    let renamed = BTreeMap::from([
+        ("name", "[jobs.<name>]"),
+        ("env", "env"),
+        ("json", ""),
+        ("force", ""),
+        ("no-config", "config = false"),
+    ]);
     flags.retain(|f| !renamed.contains_key(f.as_str()));
     let keys = job_keys();
     for flag in &flags {

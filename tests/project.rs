@@ -751,3 +751,19 @@ fn the_copies_of_a_job_restart_one_after_the_other() {
         assert!(last(i, "stop") >= last(i - 1, "ready"), "api.{i} stopped before api.{} was ready again", i - 1);
     }
 }
+
+#[test]
+fn a_settings_file_becomes_environment_and_editing_it_replaces_the_job() {
+    let b = Bgrun::new(SECS(30));
+    let toml = "[jobs.api]\ncmd = \"echo port=$SERVER_PORT hosts=$SERVER_HOSTS; exec sleep 60\"\nconfig = \"production.toml\"\n";
+    let p = Project::new(&b, "cfg", toml);
+    std::fs::write(p.dir.join("production.toml"), "[server]\nport = 3000\nhosts = [\"a\", \"b\"]\n").unwrap();
+    up(&b, &p);
+    wait_until("the settings", SECS(10), || (b.tail_text("cfg/api", 1) == ["port=3000 hosts=a,b"]).then_some(()));
+    std::fs::write(p.dir.join("production.toml"), "[server]\nport = 3001\nhosts = [\"a\"]\n").unwrap();
+    let view = up(&b, &p);
+    assert_eq!(view["jobs"][0]["action"], "replace", "{view}");
+    wait_until("the new settings", SECS(10), || (b.tail_text("cfg/api", 1) == ["port=3001 hosts=a"]).then_some(()));
+    let env = b.json(&["env", "cfg/api", "--declared"]);
+    assert_eq!(env["vars"][2]["source"], "config production.toml", "{env}");
+}

@@ -18,6 +18,13 @@ pub struct Args {
     /// Working directory (default: the current directory).
     #[arg(long)]
     pub cwd: Option<PathBuf>,
+    /// A TOML settings file whose values become environment variables ([server] port = 3000 is
+    /// SERVER_PORT=3000); default: .config.toml in the job's cwd, if there is one.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+    /// Read no settings file, not even .config.toml.
+    #[arg(long)]
+    pub no_config: bool,
     /// Extra environment variable, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
@@ -225,13 +232,30 @@ impl Args {
         let cwd = match self.cwd {
             Some(dir) if dir.is_absolute() => dir,
             Some(dir) => here.join(dir),
-            None => here,
+            None => here.clone(),
         };
         let mut env: BTreeMap<String, String> = std::env::vars_os()
             .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
             .collect();
-        let declared_env: BTreeMap<String, String> = self.env.into_iter().collect();
-        let env_sources = declared_env.keys().map(|k| (k.clone(), "--env".to_string())).collect();
+        // The settings file first, `--env` over it.
+        let (mut declared_env, mut env_sources) = (BTreeMap::new(), BTreeMap::new());
+        let config = match (&self.config, self.no_config) {
+            (_, true) => None,
+            (Some(file), _) => Some(here.join(file)),
+            (None, _) => Some(cwd.join(crate::project::config_env::DEFAULT_FILE)).filter(|p| p.is_file()),
+        };
+        if let Some(path) = config {
+            let vars =
+                crate::project::config_env::read(&path).map_err(|e| Error::bad_input(format!("--config: {e}")))?;
+            for (key, value) in vars {
+                env_sources.insert(key.clone(), format!("config {}", path.display()));
+                declared_env.insert(key, value);
+            }
+        }
+        for (key, value) in self.env {
+            env_sources.insert(key.clone(), "--env".to_string());
+            declared_env.insert(key, value);
+        }
         env.extend(declared_env.clone());
         let probed =
             self.health_check_url.is_some() || self.health_check_port.is_some() || self.health_check_exec.is_some();
@@ -348,10 +372,16 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "fetch" => fetch, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
-    if given("env") {
-        spec.env_sources.extend(flags.env_sources);
-        spec.declared_env.extend(flags.declared_env.clone());
-        spec.env.extend(flags.declared_env);
+    // `--env` goes over the file's environment, a typed `--config` under it.
+    for (key, source) in &flags.env_sources {
+        let typed = (source == "--env" && given("env")) || (source.starts_with("config ") && given("config"));
+        if !typed || (source != "--env" && spec.declared_env.contains_key(key)) {
+            continue;
+        }
+        let value = flags.declared_env[key].clone();
+        spec.env_sources.insert(key.clone(), source.clone());
+        spec.declared_env.insert(key.clone(), value.clone());
+        spec.env.insert(key.clone(), value);
     }
     if given("pty") || given("cols") || given("rows") {
         spec.pty = flags.pty;

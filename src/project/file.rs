@@ -81,6 +81,15 @@ pub enum Command {
     Argv(Vec<String>),
 }
 
+/// A settings file to read as environment variables, or `false` for none.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Config {
+    File(String),
+    /// `false`: no settings file, not even `.config.toml`; `true` is the default.
+    Use(bool),
+}
+
 /// A whole number of megabytes, or a size with a unit: `"512MB"`, `"1GB"`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(untagged)]
@@ -110,6 +119,10 @@ pub struct JobTable {
     /// Files of KEY=VALUE lines (relative to the file), read when the job starts; their contents
     /// count as part of the job, so editing them replaces it.
     pub env_file: Option<OneOrMany>,
+    /// A TOML settings file (relative to this file) whose values become environment variables:
+    /// `[server] port = 3000` is SERVER_PORT=3000. Without it, `.config.toml` in the job's cwd is
+    /// read if there is one; `false` reads none. Editing the file replaces the job.
+    pub config: Option<Config>,
     /// This job's variables for a named environment, laid over its `env` when selected with
     /// `bgrun up --env <name>`: `[jobs.api.environments.production]`.
     #[serde(default)]

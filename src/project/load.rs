@@ -2,8 +2,9 @@
 //! job table into a [`JobSpec`]. Every problem is collected (with its span and a hint) before
 //! anything is returned, so the user fixes them in one go; a file with problems yields no jobs.
 
+use super::config_env;
 use super::diag::{Problem, Problems};
-use super::file::{After, Command, JobTable, OneOrMany, Seconds, Size};
+use super::file::{After, Command, Config, JobTable, OneOrMany, Seconds, Size};
 use crate::graph::Graph;
 use crate::spec::{self, Health, JobSpec, Pty, Readiness};
 use serde::Deserialize;
@@ -297,9 +298,13 @@ impl Checker {
         if !cwd.is_dir() {
             self.problem(spans.value("cwd"), format!("working directory {} does not exist", cwd.display()), None);
         }
-        // Layer by layer, each over the one before: the project's env-files and `[env]`, the
-        // job's env-files and `env`, then the selected environment's, the project's then the job's.
+        // Layer by layer, each over the one before: the job's settings file, the project's
+        // env-files and `[env]`, the job's env-files and `env`, then the selected environment's,
+        // the project's then the job's.
         let mut env = Layers::default();
+        if let Some((file, vars)) = self.config(t.config.as_ref(), &cwd, spans.value("config")) {
+            env.lay(&vars, &format!("config {file}"));
+        }
         for (file, vars) in &shared.files {
             env.lay(vars, &format!("env-file {file}"));
         }
@@ -459,6 +464,38 @@ impl Checker {
             }
         }
         out
+    }
+
+    /// The job's settings file as variables (and its name as written): `config`, or
+    /// `.config.toml` in the job's cwd when there is one and `config` is not `false`.
+    fn config(
+        &mut self,
+        choice: Option<&Config>,
+        cwd: &Path,
+        span: Option<Range<usize>>,
+    ) -> Option<(String, BTreeMap<String, String>)> {
+        let (shown, path) = match choice {
+            Some(Config::Use(false)) => return None,
+            Some(Config::File(file)) => (file.clone(), self.dir.join(file)),
+            None | Some(Config::Use(true)) => {
+                let path = cwd.join(config_env::DEFAULT_FILE);
+                if !path.is_file() {
+                    return None;
+                }
+                (config_env::DEFAULT_FILE.to_string(), path)
+            }
+        };
+        if !self.inputs.contains(&path) {
+            self.inputs.push(path.clone());
+        }
+        match config_env::read(&path) {
+            Ok(vars) => Some((shown, vars)),
+            Err(e) => {
+                let hint = "a TOML file: [table] then key = value lines".to_string();
+                self.problem(span, format!("`config`: {e}"), Some(hint));
+                None
+            }
+        }
     }
 
     /// A table of KEY = "value" strings at `place` (for messages); anything else is a problem.
@@ -888,5 +925,31 @@ cmd = "y"
         let found = problems("[env]\nPORT = 3000\n[jobs.a]\ncmd='x'\n");
         assert_eq!(found[0].0, 2);
         assert_eq!(found[0].1, "`env.PORT` must be a string");
+    }
+
+    #[test]
+    fn a_settings_file_is_the_lowest_layer_and_can_be_turned_off() {
+        let dir = std::env::temp_dir().join(format!("bgrun-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("production.toml"), "[server]\nport = 3000\nhost = \"0.0.0.0\"\n").unwrap();
+        std::fs::write(dir.join(".config.toml"), "debug = true\n").unwrap();
+        let text = "[jobs.api]\ncmd = 'x'\nconfig = 'production.toml'\nenv = { SERVER_HOST = '127.0.0.1' }\n\
+                    [jobs.plain]\ncmd = 'y'\n[jobs.none]\ncmd = 'z'\nconfig = false\n";
+        let p = parse_in(&dir, text, None).unwrap();
+        let job = |name: &str| p.jobs.iter().find(|j| j.name.as_deref() == Some(name)).unwrap();
+        let api = job("api");
+        assert_eq!(api.declared_env["SERVER_PORT"], "3000");
+        assert_eq!(api.env_sources["SERVER_PORT"], "config production.toml");
+        assert_eq!(api.declared_env["SERVER_HOST"], "127.0.0.1", "the job's env is over the settings");
+        assert_eq!(job("plain").declared_env["DEBUG"], "true", ".config.toml in the cwd by default");
+        assert!(job("none").declared_env.is_empty());
+        assert!(p.inputs.contains(&dir.join("production.toml")), "watched, and part of the job");
+        std::fs::write(dir.join("production.toml"), "[server]\nport = = 1\n").unwrap();
+        let err = parse_in(&dir, text, None).unwrap_err();
+        let views = err.views();
+        assert_eq!(views[0].line, Some(3), "pointed at the `config` key");
+        let at = format!("{}:2:", dir.join("production.toml").display());
+        assert!(views[0].message.contains(&at), "{}", views[0].message);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

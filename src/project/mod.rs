@@ -1,5 +1,6 @@
 //! Declarative projects: `bgrun.toml`, its diagnostics, and the jobs it describes.
 
+pub mod config_env;
 pub mod diag;
 pub mod file;
 pub mod import;
