@@ -454,3 +454,45 @@ fn a_filtered_diff_hides_nothing_from_a_plain_one() {
     assert_eq!(contents(&[]), ["ERROR three"]);
     b.json(&["kill", "j"]);
 }
+
+#[test]
+fn delete_forgets_one_job_and_nuke_every_job_only_when_meant() {
+    let b = Bgrun::new(SECS(30));
+    let doomed = b.json(&["run", "--name", "doomed", "sleep", "60"]);
+    let kept = b.json(&["run", "--name", "kept", "sleep", "61"]);
+    let (id, pid) = (doomed["id"].as_str().unwrap().to_string(), doomed["pid"].as_i64().unwrap() as i32);
+    let removed = b.json(&["delete", "doomed"]);
+    assert_eq!(removed["removed"][0].as_str(), Some(id.as_str()));
+    assert!(!alive(pid), "stopped before the answer");
+    assert!(!b.home.join("jobs").join(&id).exists(), "its log is gone too");
+    let err = b.fails(&["status", "doomed"]);
+    assert!(err.contains("no job"), "{err}");
+    assert!(alive(kept["pid"].as_i64().unwrap() as i32), "another job is untouched");
+
+    // Nobody at a terminal to confirm: nuke needs --force, and without it changes nothing.
+    let out = b.run_raw(&["nuke"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"));
+    assert_eq!(b.state("kept"), "ready");
+    let removed = b.json(&["nuke", "--force"]);
+    assert_eq!(removed["removed"].as_array().unwrap().len(), 1);
+    assert!(!alive(kept["pid"].as_i64().unwrap() as i32));
+    assert_eq!(String::from_utf8(b.run_raw(&["list"]).stdout).unwrap(), "");
+}
+
+#[test]
+fn bgr_group_sets_the_workspace_and_list_filter_selects_it() {
+    let b = Bgrun::new(SECS(30));
+    let job: serde_json::Value = {
+        let out = b.cmd(&["run", "--name", "grouped", "sleep", "60"]).env("BGR_GROUP", "shop").output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(job["workspace"], "shop");
+    b.json(&["run", "--name", "other", "sleep", "61"]);
+    let listed = String::from_utf8(b.run_raw(&["list", "--filter", "shop"]).stdout).unwrap();
+    let names: Vec<String> = listed
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["grouped"]);
+}

@@ -122,6 +122,8 @@ fn requests() -> Vec<(&'static str, Request)> {
         ("request-kill-job", Request::Kill { target: KillTarget::Job("web".into()), grace_ms: Some(1000) }),
         ("request-kill-workspace", Request::Kill { target: KillTarget::Workspace("shop".into()), grace_ms: None }),
         ("request-clean", Request::Clean { workspace: None }),
+        ("request-delete", Request::Delete { job: Some("web".into()) }),
+        ("request-nuke", Request::Delete { job: None }),
         ("request-wait", Request::Wait { job: "web".into(), timeout_ms: 60_000 }),
         (
             "request-expect",

@@ -7,8 +7,8 @@ use crate::render::{paint, short_duration, state_colour, table_fitted, terminal_
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
-    /// Only jobs of this workspace.
-    #[arg(long)]
+    /// Only jobs of this workspace (`--filter` is the earlier bgrun's name for it).
+    #[arg(long, visible_alias = "filter")]
     pub workspace: Option<String>,
 }
 

@@ -5,6 +5,7 @@ mod attach;
 mod clean;
 mod completions;
 mod daemon;
+mod delete;
 mod deploy;
 mod diff;
 mod down;
@@ -15,6 +16,7 @@ mod kill;
 mod list;
 mod logs;
 mod menu;
+mod nuke;
 mod plan;
 mod project;
 mod restart;
@@ -90,6 +92,10 @@ enum Command {
     Attach(attach::Args),
     /// Forget finished jobs and their logs.
     Clean(clean::Args),
+    /// Stop a job and forget it, its logs too.
+    Delete(delete::Args),
+    /// Stop every job and forget them all, logs included.
+    Nuke(nuke::Args),
     /// Wait until a job is ready (exit 0) or has ended or timed out (exit 1).
     Wait(wait::Args),
     /// Wait for a line matching a pattern in a job's output (exit 0 on a match).
@@ -242,6 +248,8 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Screen(args)) => screen::exec(args, &mut connect()?, out),
         Some(Command::Attach(args)) => attach::exec(args, &mut connect()?, out),
         Some(Command::Clean(args)) => clean::exec(args, &mut connect()?, out),
+        Some(Command::Delete(args)) => delete::exec(args, &mut connect()?, out),
+        Some(Command::Nuke(args)) => nuke::exec(args, &mut connect()?, out),
         Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
         Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),
         Some(Command::Daemon(args)) => daemon::exec(args, &home, out),

@@ -12,7 +12,7 @@ pub struct Args {
     /// Name the job (a second `run --name X` returns X while it is alive).
     #[arg(long)]
     pub name: Option<String>,
-    /// Group jobs for batch operations.
+    /// Group jobs for batch operations (default: $BGR_GROUP, the earlier bgrun's variable).
     #[arg(long)]
     pub workspace: Option<String>,
     /// Working directory (default: the current directory).
@@ -270,7 +270,7 @@ impl Args {
         });
         let spec = JobSpec {
             name: self.name,
-            workspace: self.workspace,
+            workspace: self.workspace.or_else(|| std::env::var("BGR_GROUP").ok().filter(|g| !g.is_empty())),
             cmd: self.cmd,
             cwd,
             env,

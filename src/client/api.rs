@@ -63,6 +63,11 @@ impl Client {
         answer!(self.call(Request::Restart { job, force })?, Response::Job(job) => job)
     }
 
+    /// Stops and forgets a job (every job when None), its logs too; the ids removed.
+    pub fn delete(&mut self, job: Option<String>) -> Result<Vec<String>> {
+        answer!(self.call(Request::Delete { job })?, Response::Removed { removed } => removed)
+    }
+
     pub fn record_deploy(&mut self, deploy: DeployView) -> Result<()> {
         answer!(self.call(Request::RecordDeploy(Box::new(deploy)))?, Response::Ok => ())
     }

@@ -45,7 +45,9 @@ pub fn deadline(request: &Request) -> Option<Duration> {
         }
         // A stop may take the job's whole grace, which the client does not know: be generous.
         Request::Kill { grace_ms: Some(g), .. } => Duration::from_millis(*g) * 2 + MARGIN,
-        Request::Kill { .. } | Request::Down { .. } | Request::Restart { .. } => Duration::from_secs(600),
+        Request::Kill { .. } | Request::Down { .. } | Request::Restart { .. } | Request::Delete { .. } => {
+            Duration::from_secs(600)
+        }
         // Every job's readiness, one after the other along the dependencies.
         Request::Up(_) => Duration::from_secs(1800),
         _ => QUICK,

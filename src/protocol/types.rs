@@ -25,6 +25,11 @@ pub enum Request {
     Clean {
         workspace: Option<String>,
     },
+    /// Stop and forget a job (every copy of a job with replicas), its log too; every job when
+    /// `job` is None (`bgrun nuke`).
+    Delete {
+        job: Option<String>,
+    },
     Wait {
         job: String,
         timeout_ms: u64,

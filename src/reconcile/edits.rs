@@ -60,6 +60,12 @@ pub enum Edit {
         force: bool,
         reply: oneshot::Sender<Result<JobView>>,
     },
+    /// Stop and forget the jobs `key` names (all jobs when None), logs included; answers once
+    /// they are forgotten.
+    Delete {
+        key: Option<String>,
+        reply: oneshot::Sender<Result<Vec<String>>>,
+    },
     /// Resize a PTY job's terminal (the shim applies it and the job gets SIGWINCH).
     Resize {
         id: String,
@@ -113,6 +119,33 @@ impl Reconciler {
                     let _ = reply.send(Err(e));
                 }
             },
+            Edit::Delete { key, reply } => {
+                let ids = match key {
+                    Some(key) => self.resolve_all(&key),
+                    None => Ok(self.jobs.keys().cloned().collect()),
+                };
+                match ids {
+                    Ok(ids) => {
+                        for id in &ids {
+                            self.remove(id, "deleted on request");
+                        }
+                        let (mut pending, mut reply) = (ids.clone(), Some(reply));
+                        self.wait_for(Box::new(move |rec: &mut Reconciler| {
+                            while pending.last().is_some_and(|id| !rec.jobs.contains_key(id)) {
+                                pending.pop();
+                            }
+                            let done = pending.is_empty();
+                            if done && let Some(r) = reply.take() {
+                                let _ = r.send(Ok(ids.clone()));
+                            }
+                            done
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
             Edit::Clean { workspace, reply } => {
                 let _ = reply.send(self.edit_clean(workspace.as_deref()));
             }

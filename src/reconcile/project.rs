@@ -104,7 +104,7 @@ impl Reconciler {
                     None => continue,
                 },
                 "remove" => match ids.get(&change.job) {
-                    Some(id) => self.remove(id),
+                    Some(id) => self.remove(id, "removed from the file"),
                     None => String::new(),
                 },
                 "unchanged" => ids.get(&change.job).cloned().unwrap_or_default(),
@@ -187,8 +187,8 @@ impl Reconciler {
         id
     }
 
-    /// A job gone from the file: stopped, then forgotten.
-    fn remove(&mut self, id: &str) -> String {
+    /// A job gone from the file (or deleted): stopped, then forgotten.
+    pub(super) fn remove(&mut self, id: &str, why: &str) -> String {
         let now = self.now();
         let id = id.to_string();
         let Some(job) = self.jobs.get_mut(&id) else { return id };
@@ -197,7 +197,7 @@ impl Reconciler {
         if !job.life().has_process() {
             self.forget(&id);
         } else {
-            self.save(&id, Some(("remove", "removed from the file")));
+            self.save(&id, Some(("remove", why)));
         }
         id
     }

@@ -4,6 +4,7 @@
 mod attach;
 mod clean;
 mod daemon_status;
+mod delete;
 mod deploys;
 mod diff;
 mod down;
@@ -43,6 +44,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Send { job, data } => send::handle(ctx, job, data).await,
         Request::Stats { job } => stats::handle(ctx, job).await,
         Request::Env { job } => env::handle(ctx, job).await,
+        Request::Delete { job } => delete::handle(ctx, job).await,
         Request::RecordDeploy(deploy) => deploys::record(ctx, deploy).await,
         Request::Deploys { project, limit } => deploys::history(ctx, project, limit).await,
         Request::Screen { job, lines } => screen::handle(ctx, job, lines).await,
