@@ -110,6 +110,22 @@ impl Home {
     pub fn database(&self) -> PathBuf {
         self.root.join("state.db")
     }
+    /// The boot the last daemon of this home ran in (the kernel's boot id).
+    pub fn boot_id(&self) -> PathBuf {
+        self.root.join("boot_id")
+    }
+
+    /// True when the last daemon of this home ran in another boot of the machine: the processes
+    /// it supervised are gone, not crashed. Records this boot for the next daemon.
+    pub fn rebooted(&self) -> bool {
+        let now = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let last = std::fs::read_to_string(self.boot_id()).ok();
+        if last.as_deref() != Some(now.as_str()) {
+            let _ = std::fs::write(self.boot_id(), &now);
+        }
+        last.is_some_and(|last| last.trim() != now.trim())
+    }
+
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("daemon.log")
     }

@@ -496,3 +496,34 @@ fn bgr_group_sets_the_workspace_and_list_filter_selects_it() {
         .collect();
     assert_eq!(names, ["grouped"]);
 }
+
+/// The unit `bgrun startup` writes passes systemd's own check, without a warning.
+#[test]
+fn the_startup_unit_passes_systemd_analyze_verify() {
+    let b = Bgrun::new(SECS(30));
+    let dir = b.home.join("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    for scope in ["--user", "--system"] {
+        let out = b.run_raw(&["startup", scope, "--print"]);
+        assert!(out.status.success());
+        let unit = String::from_utf8(out.stdout).unwrap();
+        assert!(unit.contains("Type=notify") && unit.contains("KillMode=process"), "{unit}");
+        assert!(unit.contains(&format!("Environment=BGRUN_HOME={}", b.home.display())), "{unit}");
+        let path = dir.join("bgrun.service");
+        std::fs::write(&path, &unit).unwrap();
+        let verify = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (.ci/run installs systemd)");
+        let said = String::from_utf8_lossy(&verify.stderr);
+        assert!(verify.status.success() && said.trim().is_empty(), "{scope}: {said}");
+    }
+    // Written where systemd looks for user units, and removed again.
+    let config = b.home.join("xdg");
+    let out = b.cmd(&["startup"]).env("XDG_CONFIG_HOME", &config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(config.join("systemd/user/bgrun.service").is_file());
+    assert!(b.cmd(&["unstartup"]).env("XDG_CONFIG_HOME", &config).output().unwrap().status.success());
+    assert!(!config.join("systemd/user/bgrun.service").exists());
+}

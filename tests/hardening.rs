@@ -549,3 +549,37 @@ fn errors_exit_with_their_kind() {
     b.json(&["kill", ia]);
     b.json(&["kill", ic]);
 }
+
+/// A reboot, as a new daemon sees it: the last daemon ran in another boot (its recorded boot id
+/// differs) and the processes of its jobs are gone. Simulated here by killing the daemon, the
+/// supervisors and the jobs with SIGKILL, and changing the recorded boot id.
+#[test]
+fn after_a_reboot_the_jobs_that_were_running_start_again_and_stopped_ones_do_not() {
+    let b = Bgrun::new(SECS(60));
+    let dir = b.home.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = "[jobs.db]\ncmd = \"exec sleep 60\"\n[jobs.api]\ncmd = \"exec sleep 61\"\nafter = \"db\"\n\
+                [jobs.migrate]\ncmd = \"true\"\noneshot = true\n[jobs.tools]\ncmd = \"exec sleep 62\"\n";
+    std::fs::write(dir.join("bgrun.toml"), toml).unwrap();
+    assert!(b.cmd(&["up"]).current_dir(&dir).output().unwrap().status.success());
+    b.json(&["kill", "tools"]);
+    let before = (b.pid("db"), b.pid("api"));
+    // The machine goes down: everything dies at once.
+    let doomed: Vec<i32> = shims_of(&b.home).into_iter().flat_map(|s| [vec![s], descendants(s)].concat()).collect();
+    signal(b.daemon_pid().unwrap(), 9);
+    for pid in &doomed {
+        signal(*pid, 9);
+    }
+    wait_until("everything gone", SECS(10), || doomed.iter().all(|p| !alive(*p)).then_some(()));
+    std::fs::write(b.home.join("boot_id"), "00000000-0000-0000-0000-000000000000\n").unwrap();
+    // The next command starts a daemon, which starts again what the reboot ended.
+    wait_until("db and api running again", SECS(15), || {
+        let running = |j: &str| matches!(b.state(j).as_str(), "running" | "ready");
+        (running("db") && running("api")).then_some(())
+    });
+    assert_ne!((b.pid("db"), b.pid("api")), before);
+    let events = b.status("api")["events"].to_string();
+    assert!(events.contains("started again after the machine rebooted"), "{events}");
+    assert_eq!(b.state("tools"), "killed", "stopped on request: stays stopped");
+    assert_eq!(b.state("migrate"), "exited", "a finished one-shot stays finished");
+}

@@ -16,10 +16,13 @@ pub enum DaemonCommand {
     Status,
     /// Stop the daemon. Jobs keep running and are re-adopted by the next daemon.
     Stop,
+    /// Run the daemon in the foreground, as an init system does (`bgrun startup`'s unit).
+    Run,
 }
 
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     match args.command {
+        DaemonCommand::Run => return Ok(super::daemon_main()),
         DaemonCommand::Status => {
             let info = Client::connect(home)?.daemon_status()?;
             if out.json {

@@ -188,7 +188,7 @@ fn record(project: &Project, moved: &Move, view: &UpView) -> DeployView {
     DeployView {
         project: project.name.clone(),
         at: crate::clock::rfc3339_ms(crate::clock::unix_ms()),
-        user: user(),
+        user: super::user_name(),
         branch: moved.branch.clone(),
         target: moved.target.clone(),
         old: moved.old.to_string(),
@@ -202,11 +202,6 @@ fn record(project: &Project, moved: &Move, view: &UpView) -> DeployView {
             .map(|j| DeployJob { job: j.job.clone(), action: j.action.clone(), state: j.state.clone(), ok: j.ok })
             .collect(),
     }
-}
-
-fn user() -> String {
-    let uid = nix::unistd::getuid();
-    nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
 }
 
 fn print(d: &DeployView, out: &Output) {

@@ -27,6 +27,7 @@ mod screen;
 mod send;
 mod skill;
 pub use skill::SKILL;
+mod startup;
 mod stats;
 mod status;
 mod tail;
@@ -102,6 +103,10 @@ enum Command {
     Expect(expect::Args),
     /// The daemon itself.
     Daemon(daemon::Args),
+    /// Write (or --print) a systemd unit that starts the daemon at boot.
+    Startup(startup::Args),
+    /// Remove the unit `startup` wrote.
+    Unstartup(startup::Args),
     /// JSON Schema (draft-07) of a command's arguments: run, kill or tail.
     Schema(schema::Args),
     /// Install the skill that teaches AI coding agents to use bgrun.
@@ -197,6 +202,12 @@ pub fn deploy_main() -> i32 {
 /// How a job's supervisor asks bgrun-deploy to fast-forward the job's checkout (`fetch`).
 pub const FETCH_COMMAND: &str = "__fetch";
 
+/// Who runs this command: the user's name, or the uid when it has none.
+fn user_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name)
+}
+
 /// The exit code of a command, its error (if any) printed.
 fn finish(result: Result<i32>) -> i32 {
     match result {
@@ -208,7 +219,7 @@ fn finish(result: Result<i32>) -> i32 {
     }
 }
 
-fn daemon_main() -> i32 {
+pub(super) fn daemon_main() -> i32 {
     match Home::from_env().and_then(crate::daemon::main) {
         Ok(()) => 0,
         Err(e) => {
@@ -253,6 +264,8 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
         Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),
         Some(Command::Daemon(args)) => daemon::exec(args, &home, out),
+        Some(Command::Startup(args)) => startup::exec(args, &home, out),
+        Some(Command::Unstartup(args)) => startup::remove(args, out),
         Some(Command::Skill(args)) => skill::exec(args, out),
         Some(Command::Schema(args)) => schema::exec(args, out),
         Some(Command::Completions(args)) => completions::exec(args, &home, out),

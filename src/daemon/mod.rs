@@ -57,7 +57,10 @@ async fn serve(home: Home, store: Store) -> Result<()> {
     let logs = Arc::new(crate::logs::watch::LogWatch::default());
     let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
     let sup = ProcessSupervisor::new(home.clone(), reports_tx, logs.clone());
-    let parts = Reconciler::load(store, Box::new(sup), Arc::new(crate::clock::SystemClock))?;
+    let mut parts = Reconciler::load(store, Box::new(sup), Arc::new(crate::clock::SystemClock))?;
+    if home.rebooted() {
+        parts.reconciler.resurrect();
+    }
     let handle = parts.handle;
     let socket = home.socket();
     // We hold the lock, so a socket file here is a leftover of a daemon that died.
@@ -151,8 +154,25 @@ impl AcceptBackoff {
     }
 }
 
-/// Tells the CLI that started us that the socket is listening, so it need not poll.
+/// READY=1 to $NOTIFY_SOCKET (a path, or `@name` in the abstract namespace), if there is one.
+fn notify_systemd() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let target = target.to_string_lossy().into_owned();
+    let address = match target.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&target),
+    };
+    if let (Ok(socket), Ok(address)) = (UnixDatagram::unbound(), address) {
+        let _ = socket.send_to_addr(b"READY=1", &address);
+    }
+}
+
+/// Tells the CLI that started us that the socket is listening, so it need not poll; or, started
+/// by systemd (`bgrun startup`'s unit, Type=notify), tells systemd.
 fn report_ready() {
+    notify_systemd();
     let Some(fd) = std::env::var(READY_FD_ENV).ok().and_then(|v| v.parse::<i32>().ok()) else { return };
     // SAFETY: the starting CLI passed this fd to us for exactly this one write.
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };

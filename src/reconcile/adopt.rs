@@ -2,7 +2,7 @@
 
 use super::Reconciler;
 use crate::error::Result;
-use crate::job::Job;
+use crate::job::{Desired, Job};
 use crate::state::{Checks, Lifecycle};
 use crate::supervisor::Report;
 use crate::supervisor::files::ChildFile;
@@ -35,6 +35,25 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// After a reboot: every job that was to be running, and whose run the reboot ended, starts
+    /// again (in `after` order: the plan sees to it), and says why. A job stopped on request
+    /// stays stopped, and a one-shot that had finished well stays finished.
+    pub fn resurrect(&mut self) {
+        let ended: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.desired == Desired::Running && !j.life().has_process())
+            .filter(|j| !(j.spec.oneshot && j.life().ending().is_some_and(|e| e.succeeded())))
+            .map(|j| j.id.clone())
+            .collect();
+        for id in ended {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.want_new_run();
+                self.save(&id, Some(("resurrect", "started again after the machine rebooted")));
+            }
+        }
     }
 
     /// A job that had a process when the last daemon stopped is either still running (its shim
