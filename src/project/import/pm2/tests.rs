@@ -177,7 +177,7 @@ fn what_bgrun_cannot_express_is_reported_and_defaults_are_not() {
     let draft = translate(&json!({"apps": [{"script": "s.js"}], "deploy": {}, "extra": 1}), &cx()).unwrap();
     let top: Vec<(Option<String>, String)> = draft.unsupported.iter().map(|u| (u.app.clone(), u.key.clone())).collect();
     assert_eq!(top, vec![(None, "deploy".to_string()), (None, "extra".to_string())]);
-    assert!(draft.unsupported[0].reason.contains("not handled by import"));
+    assert!(draft.unsupported[0].reason.contains("are not imported"));
 }
 
 #[test]
