@@ -109,6 +109,62 @@ pub enum KillMode {
     Main,
 }
 
+/// The container a job's command runs, as bgrun supervises it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRun {
+    /// The engine's program as the command names it (`docker`, `/usr/bin/podman`).
+    pub engine: String,
+    /// The container's name: the command's `--name`, or `bgrun-<project>-<job>`.
+    pub name: String,
+    /// The command names it itself (bgrun adds `--name` otherwise).
+    pub named: bool,
+}
+
+impl JobSpec {
+    /// The container this job runs: its command's words hold `docker run` or `podman run`
+    /// (after `sudo`, or inside a shell line), unless `container = false`.
+    pub fn container_run(&self) -> Option<ContainerRun> {
+        if self.container == Some(false) {
+            return None;
+        }
+        let words = self.words();
+        let at = words.windows(2).position(|w| {
+            let program = w[0].rsplit('/').next().unwrap_or_default();
+            matches!(program, "docker" | "podman") && w[1] == "run"
+        })?;
+        let named = words[at + 2..].iter().enumerate().find_map(|(i, w)| match w.strip_prefix("--name") {
+            Some("") => words.get(at + 3 + i).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(String::from),
+            None => None,
+        });
+        let default = || {
+            let job = self.name.as_deref().unwrap_or("job");
+            match &self.project {
+                Some(project) => format!("bgrun-{project}-{job}"),
+                None => format!("bgrun-{job}"),
+            }
+        };
+        Some(ContainerRun { engine: words[at].clone(), named: named.is_some(), name: named.unwrap_or_else(default) })
+    }
+
+    /// For a container job, `ready-when = "healthy"` means the container's own health check
+    /// passes (the image's HEALTHCHECK, or `--health-cmd`), not a line of output.
+    pub fn resolve_container_readiness(&mut self) {
+        let Some(container) = self.container_run() else { return };
+        if self.ready.log_contains != ["healthy"] {
+            return;
+        }
+        self.ready.log_contains.clear();
+        let (engine, name) = (&container.engine, &container.name);
+        self.ready.exec = Some(if engine.ends_with("podman") {
+            // Podman runs health checks from systemd timers, absent in many places: run it now.
+            format!("{engine} healthcheck run {name}")
+        } else {
+            format!("test \"$({engine} inspect -f '{{{{.State.Health.Status}}}}' {name})\" = healthy")
+        });
+    }
+}
+
 /// A command line that is one command the shell may exec: no lists, pipes, subshells or
 /// compound commands, and no leading assignment or builtin.
 fn is_plain_command(line: &str) -> bool {
@@ -402,6 +458,10 @@ pub struct JobSpec {
     /// The schedule on which a running job is restarted, or a one-shot job run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// Whether the command runs a container (`docker run …`, `podman run …`) bgrun supervises
+    /// as such: None detects it from the command, false never, true requires it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<bool>,
     /// Fast-forward the git checkout holding the job's cwd from its upstream before each start
     /// (with `deploy`'s refusals: a refusal fails the start).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -577,6 +637,9 @@ impl JobSpec {
         }
         if self.oneshot && self.daemonizes {
             problems.push("a job cannot both finish (oneshot) and daemonize".to_string());
+        }
+        if self.container == Some(true) && self.container_run().is_none() {
+            problems.push("container = true, but the command runs no `docker run` or `podman run`".to_string());
         }
         if let Some(cron) = &self.cron
             && let Err(e) = crate::schedule::Schedule::parse(cron)
@@ -792,6 +855,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_container_is_found_in_the_command_and_named() {
+        let mut spec = sample();
+        spec.name = Some("db".into());
+        spec.project = Some("shop".into());
+        spec.cmd = vec!["docker run --rm -p 5432:5432 postgres".into()];
+        let c = spec.container_run().unwrap();
+        assert_eq!((c.engine.as_str(), c.name.as_str(), c.named), ("docker", "bgrun-shop-db", false));
+        spec.cmd = ["sudo", "/usr/bin/podman", "run", "--name=pg", "postgres"].map(String::from).to_vec();
+        let c = spec.container_run().unwrap();
+        assert_eq!((c.engine.as_str(), c.name.as_str(), c.named), ("/usr/bin/podman", "pg", true));
+        spec.cmd = vec!["docker ps".into()];
+        assert!(spec.container_run().is_none());
+        spec.container = Some(true);
+        assert!(spec.validate().unwrap_err().message.contains("runs no `docker run`"));
+        spec.cmd = vec!["podman run --name x img".into()];
+        spec.container = Some(false);
+        assert!(spec.container_run().is_none(), "turned off");
+        spec.container = None;
+        spec.ready.log_contains = vec!["healthy".into()];
+        spec.resolve_container_readiness();
+        assert_eq!(spec.ready.exec.as_deref(), Some("podman healthcheck run x"));
+        assert!(spec.ready.log_contains.is_empty());
+    }
+
+    #[test]
     fn argv_uses_shell_only_for_one_spaced_argument() {
         let mut spec = sample();
         spec.cmd = vec!["npm run dev".into()];
@@ -883,6 +971,7 @@ pub(crate) mod tests {
             env_sources: BTreeMap::new(),
             replica: None,
             cron: None,
+            container: None,
             fetch: false,
             force: false,
         }

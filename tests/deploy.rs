@@ -215,7 +215,7 @@ fn deploys_under_load(b: &Bgrun, port: u16, listen: bool, deploys: usize) -> (us
     for i in 1..=deploys {
         if listen && i == deploys / 2 {
             // The socket survives a daemon killed -9 between two deploys.
-            signal(b.daemon_pid().unwrap(), 9);
+            kill_daemon(b);
         }
         r.push(&format!("v{i}"), &[("server.py", &server(&format!("v{i}"), own))]);
         let (code, _, err) = deploy(b, &r.work, &[]);

@@ -567,7 +567,7 @@ fn after_a_reboot_the_jobs_that_were_running_start_again_and_stopped_ones_do_not
     let before = (b.pid("db"), b.pid("api"));
     // The machine goes down: everything dies at once.
     let doomed: Vec<i32> = shims_of(&b.home).into_iter().flat_map(|s| [vec![s], descendants(s)].concat()).collect();
-    signal(b.daemon_pid().unwrap(), 9);
+    kill_daemon(&b);
     for pid in &doomed {
         signal(*pid, 9);
     }

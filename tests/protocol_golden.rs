@@ -49,6 +49,7 @@ fn spec() -> JobSpec {
         listen: vec![],
         replica: None,
         cron: None,
+        container: None,
         fetch: false,
         force: false,
     }

@@ -65,7 +65,7 @@ fn every_run_gets_the_same_socket_through_restarts_and_a_killed_daemon_and_refus
     for round in 0..4 {
         if round == 2 {
             // A daemon killed -9: the next one takes the socket back from the job's supervisor.
-            signal(b.daemon_pid().unwrap(), 9);
+            kill_daemon(&b);
         }
         b.json(&["restart", "web"]);
         let pid = serving_pid(&b, "web");

@@ -14,6 +14,10 @@ pub struct Args {
 /// Stops the job (SIGTERM, then SIGKILL after its grace) and starts it again, same id and log.
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     let job = client.restart(args.job.key()?, args.force)?;
+    // The new run could not start (its command, a port, a container in the way): say why.
+    if job.pid.is_none() && job.state == "crashed" {
+        return Err(crate::error::Error::new(format!("{} did not start: {}", job.display_name(), job.reason)));
+    }
     if out.json {
         out.json_line(&job);
     } else {

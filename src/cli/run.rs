@@ -144,6 +144,10 @@ pub struct Args {
     /// Before each start, fast-forward the git checkout of the job's cwd from its upstream.
     #[arg(long)]
     pub fetch: bool,
+    /// Supervise the command's `docker run`/`podman run` as a container (default: detected),
+    /// or not (false).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub container: Option<bool>,
     /// Probe this URL for liveness once ready.
     #[arg(long)]
     pub health_check_url: Option<String>,
@@ -214,7 +218,8 @@ impl Args {
             && let Some(file_spec) = file_job(name)?
         {
             let flags = self.flags_spec()?;
-            let spec = overlay(file_spec, flags, typed);
+            let mut spec = overlay(file_spec, flags, typed);
+            spec.resolve_container_readiness();
             spec.validate()?;
             return Ok(spec);
         }
@@ -222,7 +227,8 @@ impl Args {
             return Err(Error::new("what should run? give a command")
                 .with_hint("bgrun run [OPTIONS] <CMD>..., or --name NAME for a job of the nearby bgrun.toml"));
         }
-        let spec = self.flags_spec()?;
+        let mut spec = self.flags_spec()?;
+        spec.resolve_container_readiness();
         spec.validate()?;
         Ok(spec)
     }
@@ -329,6 +335,7 @@ impl Args {
             replica: None,
             cron: self.cron,
             fetch: self.fetch,
+            container: self.container,
             force: self.force,
         };
         Ok(spec)
@@ -369,7 +376,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
         "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
         "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime, "cron" => cron,
-        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "fetch" => fetch, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
+        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "fetch" => fetch, "container" => container, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     // `--env` goes over the file's environment, a typed `--config` under it.

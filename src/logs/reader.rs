@@ -204,7 +204,13 @@ impl Backward {
 /// Where the last `n` lines for which `keep` is true begin: the cursor of the entry holding the
 /// first one's start and its number. Reads backward from the end, so the cost follows what is
 /// shown, not the size of the log. Collects the lines too when `collect` is set.
-fn last_lines(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, collect: bool) -> io::Result<(Vec<Line>, u64, u64)> {
+fn last_lines(
+    dir: &Path,
+    n: usize,
+    keep: &dyn Fn(&Line) -> bool,
+    collect: bool,
+    until: u64,
+) -> io::Result<(Vec<Line>, u64, u64)> {
     let segments = index::segments(dir)?;
     let mut partial: HashMap<u64, Backward> = HashMap::new();
     let mut found = Vec::new();
@@ -212,11 +218,12 @@ fn last_lines(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, collect: bool)
     // The entry where the first line found begins, and its number.
     let mut at = (0, 0);
     if n == 0 {
-        let end = segments.last().map_or(0, |s| s.end_seq());
+        let end = segments.last().map_or(0, |s| s.end_seq()).min(until);
         return Ok((found, end, u64::MAX));
     }
-    for seg in segments.iter().rev() {
-        let flow = each_entry(seg, 0, seg.entries, true, &mut |seq, e, bytes| {
+    for seg in segments.iter().rev().filter(|s| s.header.first_seq < until) {
+        let to = seg.entries.min(until - seg.header.first_seq);
+        let flow = each_entry(seg, 0, to, true, &mut |seq, e, bytes| {
             for piece in e.numbers(bytes).into_iter().rev() {
                 let acc = partial.entry(piece.line).or_insert_with(|| Backward {
                     stream: e.stream,
@@ -257,14 +264,16 @@ fn last_lines(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, collect: bool)
 
 /// The last `n` lines for which `keep` is true, in order.
 pub fn read_last(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Result<Vec<Line>> {
-    Ok(last_lines(dir, n, keep, true)?.0)
+    Ok(last_lines(dir, n, keep, true, u64::MAX)?.0)
 }
 
-/// Where the last `n` lines for which `keep` is true start: a cursor to read forward from, and
-/// the first of those lines' number (lines before it that end after the cursor are not among
-/// them). For answers too big to hold at once.
-pub fn locate_last(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool) -> io::Result<(u64, u64)> {
-    let (_, cursor, first) = last_lines(dir, n, keep, false)?;
+/// Where the last `n` lines before entry `until` for which `keep` is true start: a cursor to read
+/// forward from (up to `until`), and the first of those lines' number (lines before it that end
+/// after the cursor are not among them). For answers too big to hold at once. The same `until`
+/// for both, taken once: a log that grows meanwhile (a job writing) must not move the lines found
+/// past the end the forward read stops at.
+pub fn locate_last(dir: &Path, n: usize, keep: &dyn Fn(&Line) -> bool, until: u64) -> io::Result<(u64, u64)> {
+    let (_, cursor, first) = last_lines(dir, n, keep, false, until)?;
     Ok((cursor, first))
 }
 
@@ -418,6 +427,23 @@ mod tests {
     }
 
     #[test]
+    fn the_last_lines_are_found_before_the_end_the_read_stops_at() {
+        // A tail takes the log's end, then looks for the last lines: lines written in between
+        // must not be found, or the read up to that end would return none of them.
+        let d = dir("growing");
+        let mut w = LogWriter::open(&d, BIG).unwrap();
+        w.push(Stream::Stdout, b"one\ntwo\n", 1);
+        w.flush_all().unwrap();
+        let end = super::end(&d);
+        w.push(Stream::Stdout, b"three\n", 2);
+        w.flush_all().unwrap();
+        let (cursor, first) = locate_last(&d, 1, &|_| true, end).unwrap();
+        let lines = Forward::new(&d, cursor).until(end).read_to_end(usize::MAX, usize::MAX).unwrap().0;
+        let got: Vec<String> = lines.iter().filter(|l| l.number >= first).map(|l| l.text()).collect();
+        assert_eq!(got, ["two"]);
+    }
+
+    #[test]
     fn tail_reads_the_last_lines_of_a_large_log() {
         let d = dir("large");
         let mut w = LogWriter::open(&d, BIG).unwrap();
@@ -433,7 +459,7 @@ mod tests {
         );
         let sevens = read_last(&d, 2, &|l| l.text().ends_with("777")).unwrap();
         assert_eq!(sevens.iter().map(|l| l.number).collect::<Vec<_>>(), vec![48_777, 49_777]);
-        let (from, first) = locate_last(&d, 10_000, &|_| true).unwrap();
+        let (from, first) = locate_last(&d, 10_000, &|_| true, u64::MAX).unwrap();
         assert_eq!(first, 40_001);
         let (after, _) = read_from(&d, from).unwrap();
         assert_eq!(after.iter().filter(|l| l.number >= first).count(), 10_000);

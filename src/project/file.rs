@@ -253,6 +253,9 @@ pub struct JobTable {
     /// Restart this job when a job it starts after is replaced (default false).
     #[serde(default)]
     pub restart_with_dependencies: bool,
+    /// The command runs a container (`docker run …`/`podman run …`) that bgrun supervises as such
+    /// (detected from the command by default; false turns that off, true requires it).
+    pub container: Option<bool>,
     /// Fast-forward the git checkout holding the job's cwd from its upstream before each start,
     /// refusing (and failing the start) as `bgrun deploy` refuses.
     #[serde(default)]

@@ -369,7 +369,7 @@ impl Checker {
         });
         let mut env = shared.inherited.clone();
         env.extend(declared_env.clone());
-        let spec = JobSpec {
+        let mut spec = JobSpec {
             name: Some(name.to_string()),
             workspace: t.workspace.clone(),
             cmd,
@@ -427,6 +427,7 @@ impl Checker {
             replica: None,
             cron: t.cron.clone(),
             fetch: t.fetch,
+            container: t.container,
             force: false,
         };
         if let Some(cron) = &t.cron
@@ -437,6 +438,7 @@ impl Checker {
         if t.replicas == Some(0) {
             self.problem(spans.value("replicas"), "`replicas` must be at least 1".into(), None);
         }
+        spec.resolve_container_readiness();
         if self.problems.len() == before
             && let Err(e) = spec.validate()
         {

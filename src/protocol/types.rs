@@ -276,6 +276,22 @@ pub struct StatusView {
     /// Ports bgrun allocated for the job (`--allocate-port`), by variable name.
     pub allocated_ports: std::collections::BTreeMap<String, u16>,
     pub events: Vec<EventView>,
+    /// The container a container job runs, as its engine reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerView>,
+}
+
+/// A container as `docker inspect`/`podman inspect` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerView {
+    pub name: String,
+    /// Empty when there is no such container (the run has ended and it was removed).
+    pub id: String,
+    /// running, exited, … or "absent".
+    pub state: String,
+    pub exit_code: Option<i32>,
+    /// healthy, unhealthy or starting, when the container has a health check.
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

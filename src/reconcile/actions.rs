@@ -103,11 +103,9 @@ impl Reconciler {
             log_limits: job.spec.log_limits.resolve(),
             listen: job.listen(),
             fetch: job.spec.fetch,
-            free_ports: {
-                let ports = job.spec.declared_ports();
-                let anyone = std::mem::take(&mut job.force_next);
-                (!ports.is_empty()).then_some(crate::supervisor::files::FreePorts { ports, anyone })
-            },
+            free_ports: job.spec.declared_ports(),
+            force: std::mem::take(&mut job.force_next),
+            container: job.spec.container_run(),
         };
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {

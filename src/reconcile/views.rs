@@ -183,5 +183,7 @@ pub fn status_view(job: &Job, log: String, events: Vec<EventView>) -> StatusView
         ports: tree_root(job).map_or_else(Vec::new, ports_of_tree),
         allocated_ports: job.obs.allocated_ports.clone(),
         events,
+        // The engine is asked (a process per status): this runs on the blocking pool.
+        container: job.spec.container_run().map(|c| crate::supervisor::container::inspect(&c, &job.spec.env)),
     }
 }

@@ -45,17 +45,16 @@ pub struct SpawnFile {
     /// Fast-forward the job's git checkout before starting it (with `bgrun-deploy`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fetch: bool,
-    /// Ports to free before the job starts (see `free_ports`).
+    /// The ports the job declares, freed before it starts (see `free_ports`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub free_ports: Vec<u16>,
+    /// `--force`: what is in the job's way (a port, a container's name) goes even when it is not
+    /// a leftover of the job's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// The container the job runs, supervised as such.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub free_ports: Option<FreePorts>,
-}
-
-/// The ports a job declares, freed before it starts: from its own leftovers always, from any
-/// process of the user when `anyone` (`--force`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FreePorts {
-    pub ports: Vec<u16>,
-    pub anyone: bool,
+    pub container: Option<crate::spec::ContainerRun>,
 }
 
 /// A job's listening sockets.

@@ -2,6 +2,7 @@
 //! launches shims, watches them exit, signals them and probes their jobs ([`process`]); the shim
 //! side ([`shim`]) runs inside each job's own supervisor process.
 
+pub mod container;
 pub mod files;
 mod free_ports;
 pub mod launch;

@@ -12,7 +12,7 @@
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::live_screen::LiveScreen;
 use super::mirror::Mirror;
-use super::{procfs, sockets};
+use super::{container, procfs, sockets};
 use crate::logs::{Stream, writer::LogWriter};
 use crate::spec::KillMode;
 use nix::errno::Errno;
@@ -93,11 +93,18 @@ fn run(dir: &Path) -> Result<(), String> {
     if spawn.fetch {
         fetch(&spawn)?;
     }
-    if let Some(free) = &spawn.free_ports {
-        let job_id = spawn.env.get(procfs::JOB_ID_ENV).cloned().unwrap_or_default();
-        let stopped = super::free_ports::free(&free.ports, &job_id, free.anyone);
+    let job_id = spawn.env.get(procfs::JOB_ID_ENV).cloned().unwrap_or_default();
+    if !spawn.free_ports.is_empty() {
+        let stopped = super::free_ports::free(&spawn.free_ports, &job_id, spawn.force);
         if !stopped.is_empty() {
             let _ = files::write_freed(dir, &stopped);
+        }
+    }
+    if let Some(c) = spawn.container.clone() {
+        container::prepare(&c, &job_id, spawn.force, &spawn.env)?;
+        spawn.argv = container::argv(&spawn.argv, &c, &job_id, &dir.join(container::CIDFILE));
+        if spawn.stop.command.is_none() {
+            spawn.stop.command = Some(container::stop_command(&c, spawn.grace_ms));
         }
     }
     let (child, outputs, pty) = start_job(dir, &spawn, &listening)?;
@@ -143,6 +150,10 @@ fn run(dir: &Path) -> Result<(), String> {
         mirror,
     };
     while shim.step()? {}
+    // The container goes with its run: a client killed -9 leaves none running unseen.
+    if let Some(c) = &spawn.container {
+        container::remove(c, &spawn.env);
+    }
     let _ = shim.writer.finish(crate::clock::unix_ms());
     let exit = exit_file(shim.sup.leader, shim.sup.stop_requested, crate::clock::unix_ms());
     // How the job ended is what the daemon needs most: on a full disk, keep trying for a while

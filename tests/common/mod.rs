@@ -181,6 +181,14 @@ pub fn signal(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// Kills the daemon with SIGKILL and waits until it is gone (a command sent meanwhile would
+/// reach the dying daemon and lose it).
+pub fn kill_daemon(b: &Bgrun) {
+    let daemon = b.daemon_pid().expect("a daemon");
+    signal(daemon, libc::SIGKILL);
+    wait_until("the daemon to die", SECS(10), || (!alive(daemon)).then_some(()));
+}
+
 /// Alive and not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -44,7 +44,7 @@ pub async fn handle(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         let lines = req.lines;
         let start = blocking(move || {
             let end = reader::end(&dir);
-            let (cursor, first) = reader::locate_last(&dir, lines, &|l| keep.keeps(l))?;
+            let (cursor, first) = reader::locate_last(&dir, lines, &|l| keep.keeps(l), end)?;
             Ok((Forward::new(&dir, cursor).until(end), first))
         })
         .await?;
@@ -112,7 +112,7 @@ pub async fn follow(ctx: &Ctx, req: TailRequest, stream: &mut UnixStream) -> std
         let wake = ctx.logs.subscribe(&dir).map_err(|e| Error::context("cannot watch the log", e))?;
         let keep = filter.clone();
         let (lines, path) = (req.lines, dir.clone());
-        let (cursor, first) = blocking(move || reader::locate_last(&path, lines, &|l| keep.keeps(l))).await?;
+        let (cursor, first) = blocking(move || reader::locate_last(&path, lines, &|l| keep.keeps(l), u64::MAX)).await?;
         Ok::<_, Error>((filter, id, Forward::new(&dir, cursor), first, wake))
     };
     let (filter, id, mut reader, mut first, mut wake) = match prepared.await {
