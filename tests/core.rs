@@ -527,3 +527,20 @@ fn the_startup_unit_passes_systemd_analyze_verify() {
     assert!(b.cmd(&["unstartup"]).env("XDG_CONFIG_HOME", &config).output().unwrap().status.success());
     assert!(!config.join("systemd/user/bgrun.service").exists());
 }
+
+/// `bgrun daemon run` (what the startup unit runs) tells systemd it is ready (Type=notify) once
+/// its socket listens: READY=1 on $NOTIFY_SOCKET.
+#[test]
+fn the_daemon_in_the_foreground_notifies_systemd_when_it_listens() {
+    let b = Bgrun::new(SECS(30));
+    let path = b.home.join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(SECS(10))).unwrap();
+    let mut daemon = b.cmd(&["daemon", "run"]).env("NOTIFY_SOCKET", &path).spawn().unwrap();
+    let mut said = [0u8; 64];
+    let n = systemd.recv(&mut said).expect("READY=1 within 10 s");
+    assert_eq!(&said[..n], b"READY=1");
+    assert!(b.run_raw(&["list"]).status.success(), "it serves");
+    b.json(&["daemon", "stop"]);
+    assert!(daemon.wait().unwrap().success());
+}
