@@ -34,6 +34,11 @@ pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     }
     row("restarts", s.restart_count.to_string());
     row("log", s.log.clone());
+    if let Some(c) = &s.container {
+        let health = c.health.as_ref().map_or(String::new(), |h| format!(", {h}"));
+        let id = c.id.get(..12).unwrap_or(&c.id);
+        row("container", format!("{} {id} ({}{health})", c.name, c.state));
+    }
     row("events", String::new());
     for e in &s.events {
         text.push_str(&format!("  {}  {:<12} {}\n", e.at, e.kind, e.detail));
