@@ -176,3 +176,21 @@ fn a_leftover_holding_the_jobs_port_is_stopped_and_another_process_only_with_for
     assert!(gone(&mut other));
     wait_until("web ready", SECS(10), || (b.state("web") == "ready").then_some(()));
 }
+
+#[test]
+fn a_crashed_job_killed_or_deleted_gives_its_socket_up() {
+    let b = Bgrun::new(SECS(30));
+    for how in ["kill", "delete"] {
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        b.json(&["run", "--name", "gone", "--listen", &address, "sh", "-c", "exit 3"]);
+        wait_until("the crash", SECS(10), || (b.state("gone") == "crashed").then_some(()));
+        // Crashed, it may run again: bgrun keeps its socket (connections wait in its queue).
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err(), "held while the job may run again");
+        b.json(&[how, "gone"]);
+        wait_until("the port to be free", SECS(10), || std::net::TcpListener::bind(("127.0.0.1", port)).ok());
+        if how == "kill" {
+            b.json(&["delete", "gone"]);
+        }
+    }
+}

@@ -340,10 +340,11 @@ impl Reconciler {
             if job.state().is_alive() || matches!(job.life(), Lifecycle::BackingOff { .. }) {
                 killed.push(id.clone());
             }
-            if !want_stopped(job, grace, StoppedBy::Kill, now) {
-                continue;
+            let changed = want_stopped(job, grace, StoppedBy::Kill, now);
+            self.release_unused_sockets(id);
+            if changed {
+                self.save(id, Some(("kill", "stop requested")));
             }
-            self.save(id, Some(("kill", "stop requested")));
         }
         Ok((targets, killed))
     }

@@ -177,8 +177,9 @@ impl Reconciler {
     }
 
     /// A job stopped for good (on request, or gone from its file) closes its listening sockets,
-    /// unless another copy of the same job may still use them.
-    fn release_unused_sockets(&mut self, id: &str) {
+    /// unless another copy of the same job may still use them. A run still stopping keeps its own
+    /// copy of them until it ends.
+    pub(super) fn release_unused_sockets(&mut self, id: &str) {
         let Some(job) = self.jobs.get(id) else { return };
         if job.desired == Desired::Running && !job.obs.remove_when_stopped {
             return;

@@ -194,7 +194,8 @@ impl Reconciler {
         let Some(job) = self.jobs.get_mut(&id) else { return id };
         super::edits::want_stopped(job, None, StoppedBy::Removed, now);
         job.obs.remove_when_stopped = true;
-        if !job.life().has_process() {
+        self.release_unused_sockets(&id);
+        if !self.jobs.get(&id).is_some_and(|j| j.life().has_process()) {
             self.forget(&id);
         } else {
             self.save(&id, Some(("remove", why)));
@@ -214,10 +215,11 @@ impl Reconciler {
         let now = self.now();
         for id in &ids {
             let Some(job) = self.jobs.get_mut(id) else { continue };
-            if !super::edits::want_stopped(job, None, StoppedBy::Down, now) {
-                continue;
+            let changed = super::edits::want_stopped(job, None, StoppedBy::Down, now);
+            self.release_unused_sockets(id);
+            if changed {
+                self.save(id, Some(("down", "stop requested by down")));
             }
-            self.save(id, Some(("down", "stop requested by down")));
         }
         ids
     }
