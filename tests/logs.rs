@@ -92,11 +92,18 @@ fn a_missing_supervisor_binary_is_a_clear_error() {
     let alone = b.home.join("bin");
     std::fs::create_dir_all(&alone).unwrap();
     std::fs::copy(BIN, alone.join("bgrun")).unwrap();
-    let out = std::process::Command::new(alone.join("bgrun"))
-        .args(["run", "--name", "x", "sleep", "60"])
-        .env("BGRUN_HOME", b.home.join("state"))
-        .output()
-        .unwrap();
+    // Another test's child forked while the copy was open for writing holds it open until it
+    // execs: running the copy meanwhile fails with ETXTBSY, for a moment.
+    let out = wait_until("the copy to be executable", SECS(10), || {
+        match std::process::Command::new(alone.join("bgrun"))
+            .args(["run", "--name", "x", "sleep", "60"])
+            .env("BGRUN_HOME", b.home.join("state"))
+            .output()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => None,
+            other => Some(other.unwrap()),
+        }
+    });
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("bgrun-shim") && err.contains("cargo install"), "{err}");
