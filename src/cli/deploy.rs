@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::git::{self, Move};
 use crate::home::Home;
 use crate::project::load::{self, Project};
-use crate::protocol::{DeployJob, DeployView, UpView, WaitFor};
+use crate::protocol::{DeployJob, DeployView, UpView, WaitFor, short_commit};
 use crate::render::{Colour, paint};
 
 #[derive(clap::Args, Debug)]
@@ -170,12 +170,8 @@ fn history(args: &Args, home: &Home, out: &Output) -> Result<i32> {
     }
     let mut text = String::new();
     for d in &deploys {
-        let outcome = match (d.ok, d.rolled_back) {
-            (true, _) => paint("ok", Colour::Green, out.colour),
-            (false, true) => paint("failed, rolled back", Colour::Red, out.colour),
-            (false, false) => paint("failed", Colour::Red, out.colour),
-        };
-        let (old, new) = (short(&d.old), short(&d.new));
+        let outcome = paint(d.outcome(), if d.ok { Colour::Green } else { Colour::Red }, out.colour);
+        let (old, new) = (short_commit(&d.old), short_commit(&d.new));
         text.push_str(&format!("{}  {:<10} {old} → {new}  {:<16} {outcome}\n", d.at, d.user, d.target));
     }
     out.text(if text.is_empty() { "no deploys yet" } else { &text });
@@ -218,20 +214,15 @@ fn print(d: &DeployView, out: &Output) {
         text.push_str(&format!("{}\n", paint(reason, Colour::Red, out.colour)));
     }
     if d.rolled_back {
-        text.push_str(&format!("rolled back to {} and converged again\n", short(&d.old)));
+        text.push_str(&format!("rolled back to {} and converged again\n", short_commit(&d.old)));
     }
     out.text(&text);
 }
 
-/// A commit id as people quote it.
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
 fn movement(branch: &str, target: &str, old: &str, new: &str) -> String {
     match old == new {
-        false => format!("{branch} {} → {} ({target})", short(old), short(new)),
-        true => format!("{branch} at {}, up to date with {target}", short(old)),
+        false => format!("{branch} {} → {} ({target})", short_commit(old), short_commit(new)),
+        true => format!("{branch} at {}, up to date with {target}", short_commit(old)),
     }
 }
 

@@ -418,6 +418,22 @@ pub struct DeployView {
     pub jobs: Vec<DeployJob>,
 }
 
+impl DeployView {
+    /// How it went: `ok`, `failed`, or `failed, rolled back`.
+    pub fn outcome(&self) -> &'static str {
+        match (self.ok, self.rolled_back) {
+            (true, _) => "ok",
+            (false, true) => "failed, rolled back",
+            (false, false) => "failed",
+        }
+    }
+}
+
+/// A commit id as people quote it: its first 12 characters.
+pub fn short_commit(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployJob {
     pub job: String,

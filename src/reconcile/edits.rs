@@ -3,7 +3,7 @@
 use super::Reconciler;
 use crate::error::{Error, Result};
 use crate::job::{Desired, Job};
-use crate::protocol::{JobView, KillTarget};
+use crate::protocol::{JobView, KillTarget, short_commit};
 use crate::spec::JobSpec;
 use crate::state::{Ending, Lifecycle, StoppedBy, Then, Why};
 use std::time::Duration;
@@ -96,24 +96,12 @@ impl Reconciler {
                 Ok((targets, killed)) => {
                     // Done once the runs alive now have ended: a job run again meanwhile (a new
                     // attempt) does not keep the kill waiting.
-                    let mut runs: Vec<(String, u64)> =
+                    let runs: Vec<(String, u64)> =
                         targets.iter().filter_map(|id| Some((id.clone(), self.jobs.get(id)?.attempt))).collect();
-                    let mut reply = Some(reply);
-                    self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                        // A run once ended stays ended: it is dropped, and a pass looks no further
-                        // than the first run still alive (not at every run, after every exit).
-                        while let Some((id, attempt)) = runs.last() {
-                            if rec.jobs.get(id).is_some_and(|j| j.attempt == *attempt && j.life().has_process()) {
-                                break;
-                            }
-                            runs.pop();
-                        }
-                        let done = runs.is_empty();
-                        if done && let Some(r) = reply.take() {
-                            let _ = r.send(Ok(killed.clone()));
-                        }
-                        done
-                    }))
+                    let ended = |rec: &Reconciler, (id, attempt): &(String, u64)| {
+                        !rec.jobs.get(id).is_some_and(|j| j.attempt == *attempt && j.life().has_process())
+                    };
+                    self.answer_when_over(runs, ended, reply, Ok(killed));
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -129,17 +117,8 @@ impl Reconciler {
                         for id in &ids {
                             self.remove(id, "deleted on request");
                         }
-                        let (mut pending, mut reply) = (ids.clone(), Some(reply));
-                        self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                            while pending.last().is_some_and(|id| !rec.jobs.contains_key(id)) {
-                                pending.pop();
-                            }
-                            let done = pending.is_empty();
-                            if done && let Some(r) = reply.take() {
-                                let _ = r.send(Ok(ids.clone()));
-                            }
-                            done
-                        }));
+                        let forgotten = |rec: &Reconciler, id: &String| !rec.jobs.contains_key(id);
+                        self.answer_when_over(ids.clone(), forgotten, reply, Ok(ids));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -181,23 +160,8 @@ impl Reconciler {
             }
             Edit::Down { project, only, reply } => {
                 let ids = self.down_project(&project, &only);
-                let mut running = ids.clone();
-                let mut reply = Some(reply);
-                self.wait_for(Box::new(move |rec: &mut Reconciler| {
-                    // A job seen stopped is dropped: a pass looks no further than the first job
-                    // still running, rather than at every job of the project after every exit.
-                    while let Some(id) = running.last() {
-                        if rec.jobs.get(id).is_some_and(|j| j.life().has_process()) {
-                            break;
-                        }
-                        running.pop();
-                    }
-                    let done = running.is_empty();
-                    if done && let Some(r) = reply.take() {
-                        let _ = r.send(ids.clone());
-                    }
-                    done
-                }));
+                let stopped = |rec: &Reconciler, id: &String| !rec.jobs.get(id).is_some_and(|j| j.life().has_process());
+                self.answer_when_over(ids.clone(), stopped, reply, ids);
             }
             // All copies of a job with replicas restart one after the other (see the plan); the
             // answer comes once the last has a process.
@@ -231,12 +195,8 @@ impl Reconciler {
                     .filter(|j| j.spec.project.as_deref() == Some(deploy.project.as_str()))
                     .map(|j| j.id.clone())
                     .collect();
-                let outcome = match (deploy.ok, deploy.rolled_back) {
-                    (true, _) => "ok".to_string(),
-                    (false, true) => "failed, rolled back".to_string(),
-                    (false, false) => "failed".to_string(),
-                };
-                let event = format!("{} → {} ({}): {outcome}", short(&deploy.old), short(&deploy.new), deploy.target);
+                let (old, new) = (short_commit(&deploy.old), short_commit(&deploy.new));
+                let event = format!("{old} → {new} ({}): {}", deploy.target, deploy.outcome());
                 let _ = reply.send(self.store.add_deploy(&deploy, &ids, &event));
             }
             Edit::Shutdown { reply } => {
@@ -396,9 +356,4 @@ pub(super) fn want_stopped(job: &mut Job, grace: Option<Duration>, by: StoppedBy
         _ => {}
     }
     true
-}
-
-/// A commit id as people quote it.
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }

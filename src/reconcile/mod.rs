@@ -267,6 +267,29 @@ impl Reconciler {
         self.waiters.push(waiter);
     }
 
+    /// Sends `answer` once every one of `pending` is `over`. One once over stays over: it is
+    /// dropped, and a pass looks no further than the first one still going (not at every one,
+    /// after every event: that made a `down` of many jobs quadratic).
+    fn answer_when_over<T: Send + 'static, R: Send + 'static>(
+        &mut self,
+        mut pending: Vec<T>,
+        over: fn(&Reconciler, &T) -> bool,
+        reply: oneshot::Sender<R>,
+        answer: R,
+    ) {
+        let mut reply = Some((reply, answer));
+        self.wait_for(Box::new(move |rec: &mut Reconciler| {
+            while pending.last().is_some_and(|item| over(rec, item)) {
+                pending.pop();
+            }
+            let done = pending.is_empty();
+            if done && let Some((r, answer)) = reply.take() {
+                let _ = r.send(answer);
+            }
+            done
+        }));
+    }
+
     /// Persists a job with an optional event. A failing write is counted in the daemon's problems
     /// and the in-memory state carries on: the job is written again with the next transaction.
     fn save(&mut self, id: &str, event: Option<(&str, &str)>) {
