@@ -385,7 +385,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         if !typed || (source != "--env" && spec.declared_env.contains_key(key)) {
             continue;
         }
-        let value = flags.declared_env[key].clone();
+        let Some(value) = flags.declared_env.get(key).cloned() else { continue };
         spec.env_sources.insert(key.clone(), source.clone());
         spec.declared_env.insert(key.clone(), value.clone());
         spec.env.insert(key.clone(), value);
