@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod daemon;
+pub mod dashboard;
 pub mod error;
 pub mod git;
 pub mod graph;

@@ -147,6 +147,7 @@ fn requests() -> Vec<(&'static str, Request)> {
         ("request-down", Request::Down { project: "shop".into(), only: vec!["web".into()] }),
         ("request-daemon-status", Request::DaemonStatus),
         ("request-daemon-stop", Request::DaemonStop),
+        ("request-watch", Request::Watch { workspace: Some("shop".into()) }),
     ]
 }
 
@@ -184,6 +185,7 @@ fn responses() -> Vec<(&'static str, Response)> {
                 socket: "/home/u/.bgrun/daemon.sock".into(),
                 home: "/home/u/.bgrun".into(),
                 jobs: 3,
+                passes: 1200,
                 problems: vec!["the state database cannot be written (database or disk is full)".into()],
             }),
         ),

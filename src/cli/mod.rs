@@ -5,6 +5,7 @@ mod attach;
 mod clean;
 mod completions;
 mod daemon;
+mod dashboard;
 mod delete;
 mod deploy;
 mod diff;
@@ -18,9 +19,9 @@ mod logs;
 mod menu;
 mod nuke;
 mod plan;
-mod project;
+pub mod project;
 mod restart;
-mod run;
+pub mod run;
 mod run_group;
 mod schema;
 mod screen;
@@ -103,6 +104,8 @@ enum Command {
     Expect(expect::Args),
     /// The daemon itself.
     Daemon(daemon::Args),
+    /// Start the web dashboard (a job of its own) and print its URL; `dashboard stop` stops it.
+    Dashboard(dashboard::Args),
     /// Write (or --print) a systemd unit that starts the daemon at boot.
     Startup(startup::Args),
     /// Remove the unit `startup` wrote.
@@ -264,6 +267,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Wait(args)) => wait::exec(args, &mut connect()?, out),
         Some(Command::Expect(args)) => expect::exec(args, &mut connect()?, out),
         Some(Command::Daemon(args)) => daemon::exec(args, &home, out),
+        Some(Command::Dashboard(args)) => dashboard::exec(args, &home, out),
         Some(Command::Startup(args)) => startup::exec(args, &home, out),
         Some(Command::Unstartup(args)) => startup::remove(args, out),
         Some(Command::Skill(args)) => skill::exec(args, out),

@@ -415,6 +415,31 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
 /// How often a `run` is sent again when the daemon dies under it.
 const RETRIES: usize = 3;
 
+/// A job spec from `bgrun run`'s arguments (its flags, then the command), checked as `run` checks
+/// them: how a program using bgrun as a library, and the dashboard's API, describe a job.
+///
+/// ```
+/// let spec = bgrun::cli::run::spec(["--name", "web", "--ready-when-port", "8000", "--", "python3", "-m", "http.server"])?;
+/// assert_eq!(spec.name.as_deref(), Some("web"));
+/// # Ok::<(), bgrun::error::Error>(())
+/// ```
+pub fn spec<S: Into<std::ffi::OsString> + Clone>(args: impl IntoIterator<Item = S>) -> Result<JobSpec> {
+    use clap::{CommandFactory, FromArgMatches};
+    #[derive(clap::Parser)]
+    #[command(name = "run", no_binary_name = true)]
+    struct Run {
+        #[command(flatten)]
+        args: Args,
+    }
+    let usage = |e: clap::Error| {
+        let text = e.render().to_string();
+        let line = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+        Error::bad_input(line.to_string())
+    };
+    let matches = Run::command().try_get_matches_from(args).map_err(usage)?;
+    Run::from_arg_matches(&matches).map_err(usage)?.args.into_spec(&matches)
+}
+
 pub fn exec(mut spec: JobSpec, home: &crate::home::Home, out: &Output) -> Result<i32> {
     // The daemon may die between recording the job and answering: the same request id sent to
     // the next daemon then answers with the job the first try created, never a second one.

@@ -3,7 +3,7 @@ use super::project::FileArg;
 use crate::client::Client;
 use crate::error::Result;
 use crate::home::Home;
-use crate::protocol::{Request, Response, UpJob, UpRequest, UpView, WaitFor};
+use crate::protocol::{UpJob, UpRequest, UpView, WaitFor};
 use crate::render::{Colour, paint, state_colour};
 
 #[derive(clap::Args, Debug)]
@@ -57,19 +57,11 @@ pub fn converge(
         progress: progress.is_some(),
         renew: renew.to_vec(),
     };
-    let mut client = Client::connect(home)?;
-    client.send(Request::Up(req))?;
-    loop {
-        match client.receive()? {
-            Response::Progress(job) => {
-                if let Some(out) = progress {
-                    out.text(&progress_line(&job, out.colour));
-                }
-            }
-            Response::Up(view) => return Ok(view),
-            other => return Err(crate::client::unexpected(&other)),
+    Client::connect(home)?.up(req, |job| {
+        if let Some(out) = progress {
+            out.text(&progress_line(&job, out.colour));
         }
-    }
+    })
 }
 
 pub fn print(view: &UpView, out: &Output) {

@@ -5,7 +5,7 @@ use super::Client;
 use crate::error::{Error, Result};
 use crate::protocol::{
     Change, DaemonInfo, DeployView, DiffRequest, EnvView, ExpectView, JobView, KillTarget, LineView, Request, Response,
-    StatsView, StatusView, TailRequest, WaitView,
+    StatsView, StatusView, TailRequest, UpJob, UpRequest, UpView, WaitView,
 };
 use crate::spec::JobSpec;
 
@@ -28,10 +28,13 @@ pub fn unexpected(answer: &Response) -> Error {
 }
 
 impl Client {
+    /// Starts a job (see [`crate::cli::run::spec`] to make one from `bgrun run`'s arguments); the
+    /// answer comes once it has a process, or once it waits for the jobs it starts after.
     pub fn run(&mut self, spec: JobSpec) -> Result<JobView> {
         answer!(self.call(Request::Run { spec: Box::new(spec) })?, Response::Job(job) => job)
     }
 
+    /// Every job (of `workspace` when given), as `bgrun list` shows them.
     pub fn list(&mut self, workspace: Option<String>) -> Result<Vec<JobView>> {
         /// The `jobs` answer, read straight into its shape. Through [`Response`], whose kind is a
         /// field inside it, serde first copies the whole answer into a generic tree: twice the
@@ -55,10 +58,13 @@ impl Client {
         }
     }
 
+    /// One job in full (its spec, recent events, ports); `job` is an id, a unique id prefix, a
+    /// name or `project/name`.
     pub fn status(&mut self, job: String) -> Result<StatusView> {
         answer!(self.call(Request::Status { job })?, Response::Status(status) => *status)
     }
 
+    /// Stops the job and starts it again; `force` first stops whatever holds its ports.
     pub fn restart(&mut self, job: String, force: bool) -> Result<JobView> {
         answer!(self.call(Request::Restart { job, force })?, Response::Job(job) => job)
     }
@@ -120,6 +126,60 @@ impl Client {
             })?;
             if !more {
                 return Ok(cursor);
+            }
+        }
+    }
+
+    /// The last lines of a job (`tail` without `follow`).
+    pub fn tail(&mut self, request: TailRequest) -> Result<Vec<LineView>> {
+        let mut all = Vec::new();
+        self.tail_each(request, |lines| all.extend(lines))?;
+        Ok(all)
+    }
+
+    /// A job's last lines, then its new lines as they are written (across restarts), handed to
+    /// `each` until the job is finished (returns its final state) or `each` returns false
+    /// (returns None; the connection is then spent).
+    pub fn follow(
+        &mut self,
+        request: TailRequest,
+        mut each: impl FnMut(Vec<LineView>) -> bool,
+    ) -> Result<Option<String>> {
+        self.send(Request::Tail(TailRequest { follow: true, digest: false, ..request }))?;
+        loop {
+            match self.receive()? {
+                Response::Lines { lines, .. } => {
+                    if !each(lines) {
+                        return Ok(None);
+                    }
+                }
+                Response::End { state } => return Ok(Some(state)),
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// The job list now, and again each time it changes, handed to `each` until it returns false
+    /// (the connection is then spent).
+    pub fn watch(&mut self, workspace: Option<String>, mut each: impl FnMut(Vec<JobView>) -> bool) -> Result<()> {
+        self.send(Request::Watch { workspace })?;
+        loop {
+            let jobs = answer!(self.receive()?, Response::Jobs { jobs } => jobs)?;
+            if !each(jobs) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Converges a project to its jobs (`bgrun up`); `progress` sees each job move on when the
+    /// request asks for progress.
+    pub fn up(&mut self, request: UpRequest, mut progress: impl FnMut(UpJob)) -> Result<UpView> {
+        self.send(Request::Up(request))?;
+        loop {
+            match self.receive()? {
+                Response::Progress(job) => progress(job),
+                Response::Up(view) => return Ok(view),
+                other => return Err(unexpected(&other)),
             }
         }
     }

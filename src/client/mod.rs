@@ -1,5 +1,26 @@
 //! Talking to the daemon: connect (starting it if needed), send a request, read the answer.
 //! Blocking std I/O: a CLI call makes one round trip, and a runtime would only cost start-up time.
+//!
+//! [`Client`] is bgrun's library API: what the CLI and the dashboard use, and what a Rust program
+//! driving bgrun uses. Each method sends one typed request and returns its typed answer; a failure
+//! is an [`Error`] whose [`ErrorKind`] says what kind (no such job, bad input, daemon unreachable…).
+//!
+//! ```no_run
+//! use bgrun::client::Client;
+//! use bgrun::protocol::{KillTarget, TailRequest};
+//!
+//! let home = bgrun::home::Home::from_env()?; // $BGRUN_HOME, or ~/.bgrun
+//! let mut client = Client::connect(&home)?; // starts the daemon if none is running
+//! let spec = bgrun::cli::run::spec(["--name", "web", "--ready-when-port", "8000", "--", "python3", "-m", "http.server"])?;
+//! let job = client.run(spec)?;
+//! let ready = client.wait(job.id.clone(), 10_000)?;
+//! println!("{} is {}", job.display_name(), if ready.ready { "ready" } else { "not ready" });
+//! for line in client.tail(TailRequest::last("web", 5))? {
+//!     println!("{}", line.content);
+//! }
+//! client.kill(KillTarget::Job("web".into()), None)?;
+//! # Ok::<(), bgrun::error::Error>(())
+//! ```
 
 mod api;
 
@@ -39,6 +60,7 @@ pub fn deadline(request: &Request) -> Option<Duration> {
     let natural = match request {
         // Streams: they end when the job ends or the client leaves.
         Request::Tail(t) if t.follow => return None,
+        Request::Watch { .. } => return None,
         Request::Attach { .. } | Request::AttachInput { .. } | Request::AttachResize { .. } => return None,
         Request::Wait { timeout_ms, .. } | Request::Expect { timeout_ms, .. } => {
             Duration::from_millis(*timeout_ms) + MARGIN
@@ -175,8 +197,10 @@ fn check_peer(stream: &UnixStream, home: &Home) -> Result<()> {
 /// because another daemon won the race for the lock).
 fn start_daemon(home: &Home) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::context("cannot find the bgrun binary", e))?;
-    // The daemon is `bgrun` itself, even when another of its programs (bgrun-deploy) starts it.
-    let exe = exe.with_file_name("bgrun");
+    // The daemon is `bgrun` itself, even when another of its programs (bgrun-deploy, the
+    // dashboard) starts it; a program using bgrun as a library finds it on the PATH.
+    let beside = exe.with_file_name("bgrun");
+    let exe = if beside.is_file() { beside } else { std::path::PathBuf::from("bgrun") };
     let log = Home::open_private(&home.daemon_log())
         .map_err(|e| Error::context(format!("cannot open {}", home.daemon_log().display()), e))?;
     let log_err = log.try_clone().map_err(|e| Error::context("daemon log", e))?;

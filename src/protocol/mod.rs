@@ -15,7 +15,9 @@ pub use types::*;
 /// the job is stopped; tail filters a `since_ms`; attach input and output are bytes (base64).
 /// 4: `tail` and `diff` answers may come in several frames (`more`); specs carry log limits;
 /// cursors count log index entries, not bytes.
-pub const VERSION: u32 = 4;
+/// 5: `watch` streams the job list as it changes; `status` carries the job's spec, `daemon
+/// status` the reconciler's pass count (for the dashboard and its metrics).
+pub const VERSION: u32 = 5;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestFrame {

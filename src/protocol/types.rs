@@ -96,6 +96,11 @@ pub enum Request {
     },
     DaemonStatus,
     DaemonStop,
+    /// The job list (`jobs`) now and again each time it changes, until the client goes away:
+    /// what a live view (the dashboard) follows instead of asking again and again.
+    Watch {
+        workspace: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +140,13 @@ pub struct TailRequest {
     pub digest: bool,
     #[serde(default)]
     pub follow: bool,
+}
+
+impl TailRequest {
+    /// The last `lines` lines of `job`, unfiltered.
+    pub fn last(job: impl Into<String>, lines: usize) -> TailRequest {
+        TailRequest { job: job.into(), lines, filter: LineFilter::default(), digest: false, follow: false }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +238,7 @@ impl JobView {
 }
 
 /// A job as `run` and `list` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobView {
     pub id: String,
     pub name: Option<String>,
@@ -247,7 +259,7 @@ pub struct JobView {
     pub ports: Vec<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusView {
     pub state: String,
     pub exit_code: Option<i32>,
@@ -279,10 +291,14 @@ pub struct StatusView {
     /// The container a container job runs, as its engine reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerView>,
+    /// What the job was asked to be (command, environment, readiness, `after`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub spec: Option<Box<JobSpec>>,
 }
 
 /// A container as `docker inspect`/`podman inspect` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ContainerView {
     pub name: String,
     /// Empty when there is no such container (the run has ended and it was removed).
@@ -294,7 +310,7 @@ pub struct ContainerView {
     pub health: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineView {
     pub line_number: u64,
     pub content: String,
@@ -302,7 +318,7 @@ pub struct LineView {
     pub stream: Stream,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DigestView {
     pub lines: u64,
     pub errors: u64,
@@ -311,7 +327,7 @@ pub struct DigestView {
     pub last_warning: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DaemonInfo {
     pub pid: u32,
     pub version: String,
@@ -320,12 +336,14 @@ pub struct DaemonInfo {
     pub socket: String,
     pub home: String,
     pub jobs: usize,
+    /// Passes the reconciler has made since the daemon started.
+    pub passes: u64,
     /// What is wrong inside the daemon (a state database it cannot write, refused transitions),
     /// one sentence each; empty when all is well.
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WaitView {
     pub ready: bool,
     pub elapsed_ms: u64,
@@ -372,7 +390,7 @@ pub struct UpRequest {
     pub renew: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpJob {
     pub job: String,
     pub id: String,
@@ -386,7 +404,7 @@ pub struct UpJob {
     pub elapsed_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UpView {
     pub project: String,
     pub ok: bool,
@@ -396,7 +414,7 @@ pub struct UpView {
 
 /// One `bgrun deploy`: where it moved the checkout, what became of each job, and whether it was
 /// rolled back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeployView {
     pub project: String,
     /// When it was recorded (filled in by the daemon).
@@ -434,7 +452,7 @@ pub fn short_commit(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeployJob {
     pub job: String,
     pub action: String,
@@ -442,7 +460,7 @@ pub struct DeployJob {
     pub ok: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvView {
     pub id: String,
     pub name: Option<String>,
@@ -450,7 +468,7 @@ pub struct EnvView {
     pub vars: Vec<EnvVar>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvVar {
     pub name: String,
     pub value: String,
@@ -460,7 +478,7 @@ pub struct EnvVar {
     pub source: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatsView {
     /// CPU use of the job's whole process tree, in percent of one core (so up to 100 × cores).
     pub cpu_pct: f64,
@@ -471,7 +489,7 @@ pub struct StatsView {
 }
 
 /// One entry of a job's history.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct EventView {
     pub at: String,
     pub kind: String,
@@ -479,7 +497,7 @@ pub struct EventView {
 }
 
 /// What `up` does (or `plan` would do) to one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     pub job: String,
     /// create, replace, update, start, unchanged or remove.
@@ -489,7 +507,7 @@ pub struct Change {
 }
 
 /// Which output of a job a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     Stdout,

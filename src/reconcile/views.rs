@@ -185,5 +185,6 @@ pub fn status_view(job: &Job, log: String, events: Vec<EventView>) -> StatusView
         events,
         // The engine is asked (a process per status): this runs on the blocking pool.
         container: job.spec.container_run().map(|c| crate::supervisor::container::inspect(&c, &job.spec.env)),
+        spec: Some(Box::new(job.spec.clone())),
     }
 }

@@ -13,6 +13,7 @@ pub async fn handle(ctx: &Ctx) -> Result<Response> {
         socket: ctx.home.socket().display().to_string(),
         home: ctx.home.root().display().to_string(),
         jobs: state.jobs,
+        passes: *ctx.handle.changes().borrow(),
         problems: state.problems,
     }))
 }

@@ -24,22 +24,26 @@ struct Listing {
 }
 
 pub async fn handle(ctx: &Ctx, workspace: Option<String>, stream: &mut UnixStream) -> std::io::Result<()> {
+    match frame(ctx, workspace).await {
+        Ok(frame) => crate::protocol::write_frame_async(stream, &frame).await,
+        Err(e) => send(stream, error(e)).await,
+    }
+}
+
+/// The `jobs` answer as it goes on the wire: the last one again while nothing has changed.
+pub async fn frame(ctx: &Ctx, workspace: Option<String>) -> crate::error::Result<Arc<Vec<u8>>> {
     let pass = *ctx.handle.changes().borrow();
     let last = ctx.listings.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(last) = last.filter(|l| l.pass == pass && l.workspace == workspace) {
         let roots = last.roots.clone();
         if ports_of(&ctx.ports, roots).await.is_ok_and(|ports| ports == last.ports) {
-            return crate::protocol::write_frame_async(stream, &last.frame).await;
+            return Ok(last.frame);
         }
     }
-    match listing(ctx, pass, workspace).await {
-        Ok(listing) => {
-            let frame = listing.frame.clone();
-            *ctx.listings.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(listing);
-            crate::protocol::write_frame_async(stream, &frame).await
-        }
-        Err(e) => send(stream, error(e)).await,
-    }
+    let listing = listing(ctx, pass, workspace).await?;
+    let frame = listing.frame.clone();
+    *ctx.listings.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(listing);
+    Ok(frame)
 }
 
 async fn listing(ctx: &Ctx, pass: u64, workspace: Option<String>) -> crate::error::Result<Listing> {

@@ -22,6 +22,7 @@ mod status;
 mod tail;
 mod up;
 mod wait;
+mod watch;
 
 use super::Ctx;
 use super::conn::{error, send};
@@ -33,6 +34,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
     let result = match request {
         Request::Run { spec } => run::handle(ctx, *spec).await,
         Request::List { workspace } => return list::handle(ctx, workspace, stream).await,
+        Request::Watch { workspace } => return watch::handle(ctx, workspace, stream).await,
         Request::Status { job } => status::handle(ctx, job).await,
         Request::Tail(req) if req.follow => return tail::follow(ctx, req, stream).await,
         Request::Tail(req) if req.digest => tail::digest(ctx, req).await,
