@@ -112,10 +112,17 @@ fn start(client: &mut Client, home: &Home, args: &Args) -> Result<String> {
     let job = client.run(super::run::spec(run)?)?;
     let waited = client.wait(job.id.clone(), START_TIMEOUT_MS)?;
     if !waited.ready {
-        let said: Vec<String> =
-            client.tail(TailRequest::last(job.id, 3)).unwrap_or_default().into_iter().map(|l| l.content).collect();
-        let kind = if waited.exit_code == Some(PORT_BUSY_EXIT) { ErrorKind::Conflict } else { ErrorKind::Failed };
-        return Err(Error::of(kind, format!("the dashboard did not start: {}", said.join(" | ")))
+        // What it said last (its error line; its hint lines are indented).
+        let said = client
+            .tail(TailRequest::last(job.id.clone(), 5))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.content)
+            .rfind(|l| !l.starts_with(' '))
+            .unwrap_or_else(|| "no output".into());
+        let code = client.status(job.id)?.exit_code;
+        let kind = if code == Some(PORT_BUSY_EXIT) { ErrorKind::Conflict } else { ErrorKind::Failed };
+        return Err(Error::of(kind, format!("the dashboard did not start: {said}"))
             .with_hint("`bgrun tail bgrun-dashboard` shows its output"));
     }
     let state: serde_json::Value = std::fs::read_to_string(state_file(home))

@@ -120,9 +120,13 @@ async fn bind(ip: IpAddr, port: Option<u16>) -> Result<tokio::net::TcpListener> 
             Err(e) => return Err(Error::context(format!("cannot listen on {ip}:{p}"), e)),
         }
     }
-    let which = if port.is_some() { format!("port {}", candidates.start()) } else { format!("ports {candidates:?}") };
-    Err(Error::of(ErrorKind::Conflict, format!("{which} on {ip}: {}", last.map_or("busy".into(), |e| e.to_string())))
-        .with_hint("choose another with --port"))
+    let which = if port.is_some() {
+        format!("port {} is", candidates.start())
+    } else {
+        format!("ports {}-{} are", candidates.start(), candidates.end())
+    };
+    let why = last.map_or_else(String::new, |e| format!(" ({e})"));
+    Err(Error::of(ErrorKind::Conflict, format!("{which} on {ip} busy{why}")).with_hint("choose another with --port"))
 }
 
 fn routes(app: Arc<App>) -> axum::Router {

@@ -22,7 +22,7 @@ pub struct ProjectView {
 }
 
 pub async fn list(State(app): State<Arc<App>>) -> Answer<Vec<ProjectView>> {
-    let jobs = app.live.jobs.borrow().clone();
+    let jobs = call(&app, |c| c.list(None)).await?;
     let mut by_name: BTreeMap<String, Vec<&JobView>> = BTreeMap::new();
     for job in jobs.iter() {
         if let Some(project) = &job.project {
@@ -142,12 +142,15 @@ pub struct GraphEdge {
 }
 
 pub async fn graph(State(app): State<Arc<App>>, Path(project): Path<String>) -> Answer<GraphView> {
-    let ids: Vec<String> =
-        app.live.jobs.borrow().iter().filter(|j| j.project.as_ref() == Some(&project)).map(|j| j.id.clone()).collect();
-    if ids.is_empty() {
+    let wanted = project.clone();
+    let statuses = call(&app, move |c| {
+        let ids = c.list(None)?.into_iter().filter(|j| j.project.as_ref() == Some(&wanted)).map(|j| j.id);
+        ids.map(|id| c.status(id)).collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    if statuses.is_empty() {
         return Err(ApiError(Error::not_found(format!("no job belongs to a project {project:?}"))));
     }
-    let statuses = call(&app, move |c| ids.into_iter().map(|id| c.status(id)).collect::<Result<Vec<_>, _>>()).await?;
     let mut view = GraphView { project, nodes: Vec::new(), edges: Vec::new() };
     for status in statuses {
         let job = status.name.clone().unwrap_or_else(|| status.id.clone());

@@ -2,6 +2,8 @@
 //! and a watchdog that kills everything the test started if it hangs.
 #![allow(dead_code)]
 
+pub mod http;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
