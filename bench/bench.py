@@ -16,6 +16,7 @@ the stored output does not hold of them, from the first byte that differs on.
 
 import argparse
 import collections
+import contextlib
 import socket
 import threading
 import datetime
@@ -33,7 +34,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Built for the host tuple named in .cargo/config.toml (so it can be linked statically).
 HOST = subprocess.run(["rustc", "--print", "host-tuple"], capture_output=True, text=True, check=True).stdout.strip()
-BGRUN = os.path.join(ROOT, "target", HOST, "release", "bgrun")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+BGRUN = os.path.join(TARGET, HOST, "release", "bgrun")
 LINE = "x" * 99  # 100-byte lines with the newline
 JOBS = 100
 MANY = 1000
@@ -217,6 +219,9 @@ class Manager:
     def redeploy_under_load(self):
         return None
 
+    def dashboard(self):
+        return None
+
 
 class Bgrun(Manager):
     name = "bgrun"
@@ -335,6 +340,40 @@ class Bgrun(Manager):
 
     def job_pids(self):
         return [json.loads(line)["pid"] for line in self.cli("list").stdout.splitlines()]
+
+    def dashboard(self):
+        """The dashboard: its idle memory; how long a line a job writes takes to reach an open
+        log viewer (the job writes the time into each line); the first frame of the live job list
+        with DASHBOARD_JOBS jobs (what a page waits for when it opens), and its size."""
+        port = free_port()
+        self.cli("dashboard", "--port", str(port))
+        with open(os.path.join(self.home, "dashboard.token")) as f:
+            token = f.read().strip()
+        pid = json.loads(self.cli("status", "bgrun-dashboard").stdout)["pid"]
+        time.sleep(0.5)  # let it settle before reading its memory
+        idle_mb = rss_kb(pid) / 1024
+        stamper = "import time\nfor i in range(%d):\n    print(time.time_ns(), flush=True)\n    time.sleep(0.02)\ntime.sleep(600)" % DASHBOARD_LINES
+        self.cli("run", "--name", "stamper", "--", "python3", "-c", stamper)
+        delays = []
+        with sse(port, token, "/api/v1/jobs/stamper/logs/follow?lines=0") as events:
+            while len(delays) < DASHBOARD_LINES:
+                name, data = next(events)
+                if name == "lines":
+                    arrived = time.time_ns()
+                    delays += [(arrived - int(line["content"])) / 1e6 for line in json.loads(data)]
+        self.cli("delete", "stamper")
+        proj = self.project("dash", DASHBOARD_JOBS)
+        self.cli("up", cwd=proj)
+        t0 = now()
+        with sse(port, token, "/api/v1/events") as events:
+            name, data = next(events)
+            while name != "jobs":
+                name, data = next(events)
+            first = ms(t0)
+        assert len(json.loads(data)) == DASHBOARD_JOBS + 1
+        self.cli("down", cwd=proj)
+        self.cli("dashboard", "stop")
+        return idle_mb, statistics.median(delays), first, len(data) / 1024
 
     def stop_all(self, pids):
         t0 = now()
@@ -712,6 +751,36 @@ while not stopping:
 """
 REDEPLOYS = 5
 CLIENTS = 4
+# Lines timed from a job to an open log viewer, and jobs in the live list, for the dashboard's figures.
+DASHBOARD_LINES = 50
+DASHBOARD_JOBS = 500
+
+
+@contextlib.contextmanager
+def sse(port, token, path):
+    """Server-Sent Events from the dashboard: an iterator of (event name, data)."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    f = c.makefile("rb")
+
+    def events():
+        while f.readline().strip():  # the status line and headers
+            pass
+        name, data = "message", []
+        for raw in f:
+            line = raw.decode().rstrip("\r\n")
+            if not line and data:
+                yield name, "".join(data)
+                name, data = "message", []
+            elif line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+    try:
+        yield events()
+    finally:
+        f.close()
+        c.close()
 
 
 def free_port():
@@ -813,6 +882,13 @@ def measure_round(m, figures, log_bytes, many):
         failed, p99 = found
         put(f"redeploy under load ({REDEPLOYS}x, {CLIENTS} clients): failed requests", failed)
         put(f"redeploy under load ({REDEPLOYS}x, {CLIENTS} clients): p99 latency (ms)", p99)
+    found = m.dashboard()
+    if found:
+        idle_mb, delay, first, size = found
+        put("dashboard idle RSS (MB)", idle_mb)
+        put("dashboard: a log line to an open page, median (ms)", delay)
+        put(f"dashboard: live job list with {DASHBOARD_JOBS} jobs, first frame (ms)", first)
+        put(f"dashboard: live job list with {DASHBOARD_JOBS} jobs, size (KB)", size)
     gaps = m.crash_respawn()
     put("crash to respawn, no backoff (ms)", statistics.median(gaps) if gaps else None)
     took, stored = m.log_throughput(log_bytes)

@@ -236,6 +236,22 @@ fn every_endpoint_answers_in_the_shape_its_openapi_document_gives() {
     let untested: Vec<&String> = documented.iter().filter(|op| !seen.contains(op)).collect();
     assert!(untested.is_empty(), "documented but not checked: {untested:?}");
 
+    // The README's table lists exactly the documented endpoints.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = &readme[readme.find("<!-- api:start -->").unwrap()..readme.find("<!-- api:end -->").unwrap()];
+    let mut listed: Vec<String> = table
+        .lines()
+        .filter_map(|row| {
+            let cells: Vec<&str> = row.split('|').map(|c| c.trim().trim_matches('`')).collect();
+            let path = cells.get(2)?.strip_prefix("/api/v1")?;
+            Some(format!("{} {path}", cells[1].to_lowercase()))
+        })
+        .collect();
+    let mut documented = documented.clone();
+    listed.sort();
+    documented.sort();
+    assert_eq!(listed, documented, "the README's API table and the OpenAPI document differ");
+
     // The document itself is valid OpenAPI 3.1 (checked by openapi-spec-validator).
     let path = d.b.home.join("openapi.json");
     std::fs::write(&path, doc.to_string()).unwrap();
