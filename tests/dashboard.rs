@@ -307,7 +307,13 @@ fn the_job_list_and_a_log_are_followed_live() {
 fn metrics_are_read_by_prometheus_own_parser() {
     let d = Dashboard::start();
     d.b.json(&["run", "--name", "worker", "--ready-when", "up", "--", "sh", "-c", "echo up; exec sleep 600"]);
+    // A health check that passes (a command), so its verdict and its time are exported too.
+    let checked = ["run", "--name", "checked", "--health-check-exec", "true", "--health-interval", "100ms"];
+    d.b.json(&[&checked[..], &["--", "sleep", "600"]].concat());
     wait_until("worker to be ready", SECS(10), || (d.b.state("worker") == "ready").then_some(()));
+    wait_until("a health check of checked", SECS(10), || {
+        d.b.json(&["stats", "checked"])["health"]["healthy"].as_bool()
+    });
     let metrics = call(d.port, "GET", "/metrics", &[("Authorization", &d.bearer())], None);
     assert_eq!(metrics.status, 200);
     assert!(metrics.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
@@ -350,7 +356,10 @@ fn metrics_are_read_by_prometheus_own_parser() {
         .find(|s| s["name"] == "bgrun_job_state" && s["labels"]["job"] == "worker" && s["value"] == 1.0)
         .unwrap();
     assert_eq!(state["labels"]["state"], "ready");
+    assert_eq!(sample("bgrun_job_healthy", "checked")["value"], 1.0);
+    assert!(sample("bgrun_job_health_check_seconds", "checked")["value"].as_f64().unwrap() > 0.0);
+    assert!(!samples.iter().any(|s| s["name"] == "bgrun_job_healthy" && s["labels"]["job"] == "worker"));
     let jobs = samples.iter().find(|s| s["name"] == "bgrun_jobs").unwrap();
-    assert_eq!(jobs["value"], 2.0);
+    assert_eq!(jobs["value"], 3.0);
     assert!(samples.iter().any(|s| s["name"] == "bgrun_reconcile_passes_total" && s["value"].as_f64().unwrap() > 0.0));
 }

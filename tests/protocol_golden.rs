@@ -148,6 +148,7 @@ fn requests() -> Vec<(&'static str, Request)> {
         ("request-daemon-status", Request::DaemonStatus),
         ("request-daemon-stop", Request::DaemonStop),
         ("request-watch", Request::Watch { workspace: Some("shop".into()) }),
+        ("request-stats-all", Request::StatsAll),
     ]
 }
 
@@ -190,6 +191,22 @@ fn responses() -> Vec<(&'static str, Response)> {
             }),
         ),
         ("response-ok", Response::Ok),
+        (
+            "response-all-stats",
+            Response::AllStats {
+                stats: [(
+                    "abc123".to_string(),
+                    StatsView {
+                        cpu_pct: 2.5,
+                        rss_mb: 48,
+                        uptime_secs: 3600,
+                        processes: 3,
+                        health: Some(HealthView { healthy: true, failures: 0, latency_ms: 1.3 }),
+                    },
+                )]
+                .into(),
+            },
+        ),
         // A terminal's bytes, whatever they are: base64 on the wire, never a lossy string.
         ("response-output", Response::Output { data: vec![b'o', b'k', 0xff, 0xc3] }),
         (

@@ -86,8 +86,14 @@ impl Client {
         answer!(self.call(Request::Env { job })?, Response::Env(env) => env)
     }
 
+    /// CPU, memory, uptime and last health check of a running job.
     pub fn stats(&mut self, job: String) -> Result<StatsView> {
         answer!(self.call(Request::Stats { job })?, Response::Stats(stats) => stats)
+    }
+
+    /// The same for every job that has a process, by job id, measured over one window.
+    pub fn stats_all(&mut self) -> Result<std::collections::BTreeMap<String, StatsView>> {
+        answer!(self.call(Request::StatsAll)?, Response::AllStats { stats } => stats)
     }
 
     /// The ids of the jobs that were running and are now stopped.

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub shutdown: Notify,
     pub logs: Arc<crate::logs::watch::LogWatch>,
     pub ports: Arc<crate::reconcile::views::PortCache>,
+    /// Each job's last health check, as its probe posts it.
+    pub health: Arc<crate::supervisor::probes::HealthBoard>,
     /// The last `list` answer, sent again while nothing changed.
     pub listings: handlers::Listings,
 }
@@ -56,7 +58,8 @@ pub fn main(home: Home) -> Result<()> {
 async fn serve(home: Home, store: Store) -> Result<()> {
     let logs = Arc::new(crate::logs::watch::LogWatch::default());
     let (reports_tx, reports) = tokio::sync::mpsc::unbounded_channel();
-    let sup = ProcessSupervisor::new(home.clone(), reports_tx, logs.clone());
+    let health = Arc::new(crate::supervisor::probes::HealthBoard::default());
+    let sup = ProcessSupervisor::new(home.clone(), reports_tx, logs.clone(), health.clone());
     let mut parts = Reconciler::load(store, Box::new(sup), Arc::new(crate::clock::SystemClock))?;
     if home.rebooted() {
         parts.reconciler.resurrect();
@@ -79,6 +82,7 @@ async fn serve(home: Home, store: Store) -> Result<()> {
         shutdown: Notify::new(),
         logs,
         ports: Default::default(),
+        health,
         listings: Default::default(),
     });
     let warm = ctx.clone();

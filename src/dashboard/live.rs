@@ -34,7 +34,7 @@ impl Live {
         let (stats_tx, stats) = watch::channel(Arc::new(BTreeMap::new()));
         let watcher = home.clone();
         std::thread::spawn(move || follow_jobs(&watcher, &jobs_tx));
-        tokio::spawn(sample_stats(home, jobs.clone(), stats_tx));
+        tokio::spawn(sample_stats(home, stats_tx));
         Live { jobs, stats }
     }
 }
@@ -55,25 +55,18 @@ fn follow_jobs(home: &Home, tx: &watch::Sender<Arc<Vec<JobView>>>) {
 
 /// While a page is open (someone holds a receiver besides `Live` itself), the CPU and memory of
 /// every job with a process, every [`STATS_EVERY`].
-async fn sample_stats(
-    home: Home,
-    jobs: watch::Receiver<Arc<Vec<JobView>>>,
-    tx: watch::Sender<Arc<BTreeMap<String, StatsView>>>,
-) {
+async fn sample_stats(home: Home, tx: watch::Sender<Arc<BTreeMap<String, StatsView>>>) {
     let mut tick = tokio::time::interval(STATS_EVERY);
     loop {
         tick.tick().await;
         if tx.receiver_count() <= 1 {
             continue;
         }
-        let ids: Vec<String> = jobs.borrow().iter().filter(|j| j.pid.is_some()).map(|j| j.id.clone()).collect();
         let home = home.clone();
-        let sampled = tokio::task::spawn_blocking(move || {
-            let mut client = Client::connect(&home).ok()?;
-            Some(ids.into_iter().filter_map(|id| Some((id.clone(), client.stats(id).ok()?))).collect())
-        })
-        .await;
-        if let Ok(Some(stats)) = sampled {
+        let sampled =
+            tokio::task::spawn_blocking(move || Client::connect_running(&home)?.map(|mut c| c.stats_all()).transpose())
+                .await;
+        if let Ok(Ok(Some(stats))) = sampled {
             tx.send_replace(Arc::new(stats));
         }
     }

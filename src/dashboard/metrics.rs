@@ -2,7 +2,7 @@
 
 use super::api::ApiError;
 use super::{App, call};
-use crate::protocol::{DaemonInfo, JobView, StatsView};
+use crate::protocol::{DaemonInfo, HealthView, JobView, StatsView};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -13,13 +13,7 @@ use std::sync::Arc;
 pub async fn handle(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiError> {
     let (daemon, jobs, stats) = call(&app, |c| {
         let daemon = c.daemon_status()?;
-        let jobs = c.list(None)?;
-        let stats = jobs
-            .iter()
-            .filter(|j| j.pid.is_some())
-            .filter_map(|j| Some((j.id.clone(), c.stats(j.id.clone()).ok()?)))
-            .collect();
-        Ok((daemon, jobs, stats))
+        Ok((daemon, c.list(None)?, c.stats_all()?))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render(&daemon, &jobs, &stats)))
@@ -115,6 +109,17 @@ pub fn render(daemon: &DaemonInfo, jobs: &[JobView], stats: &BTreeMap<String, St
     let mut f = Family::new(&mut out, "bgrun_job_processes", "gauge", "Processes in the job's tree.");
     for (labels, s) in &with_stats {
         f.sample("bgrun_job_processes", labels, s.processes);
+    }
+    let checked: Vec<(&String, &HealthView)> =
+        with_stats.iter().filter_map(|(labels, s)| Some((*labels, s.health.as_ref()?))).collect();
+    let mut f = Family::new(&mut out, "bgrun_job_healthy", "gauge", "1 while the job's last health check passed.");
+    for (labels, h) in &checked {
+        f.sample("bgrun_job_healthy", labels, u8::from(h.healthy));
+    }
+    let mut f =
+        Family::new(&mut out, "bgrun_job_health_check_seconds", "gauge", "How long the job's last health check took.");
+    for (labels, h) in &checked {
+        f.sample("bgrun_job_health_check_seconds", labels, h.latency_ms / 1000.0);
     }
     out
 }

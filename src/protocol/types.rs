@@ -96,6 +96,8 @@ pub enum Request {
     },
     DaemonStatus,
     DaemonStop,
+    /// `stats` of every job that has a process, measured over one window.
+    StatsAll,
     /// The job list (`jobs`) now and again each time it changes, until the client goes away:
     /// what a live view (the dashboard) follows instead of asking again and again.
     Watch {
@@ -210,6 +212,10 @@ pub enum Response {
         kind: crate::error::ErrorKind,
     },
     Stats(StatsView),
+    /// By job id.
+    AllStats {
+        stats: std::collections::BTreeMap<String, StatsView>,
+    },
     Env(EnvView),
     Deploys {
         deploys: Vec<DeployView>,
@@ -486,6 +492,18 @@ pub struct StatsView {
     pub rss_mb: u64,
     pub uptime_secs: u64,
     pub processes: usize,
+    /// The job's last health check, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HealthView {
+    pub healthy: bool,
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// How long the last check took.
+    pub latency_ms: f64,
 }
 
 /// One entry of a job's history.

@@ -183,14 +183,56 @@ async fn get_ok(http: &reqwest::Client, url: &str) -> Result<(), String> {
     Err(last)
 }
 
+/// The last health check of each job that has one: what `stats` (and the dashboard's metrics)
+/// report. Written by the probes, read by request handlers.
+#[derive(Default)]
+pub struct HealthBoard(std::sync::Mutex<std::collections::HashMap<String, HealthSample>>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthSample {
+    /// The last check passed (or failed only while the start period lasts).
+    pub healthy: bool,
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// How long the last check took.
+    pub latency: Duration,
+}
+
+impl HealthBoard {
+    pub fn get(&self, id: &str) -> Option<HealthSample> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(id).copied()
+    }
+
+    fn set(&self, id: &str, sample: Option<HealthSample>) {
+        let mut board = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match sample {
+            Some(sample) => board.insert(id.to_string(), sample),
+            None => board.remove(id),
+        };
+    }
+}
+
 /// Probes a ready job every interval; resolves with a description of the last failure once
 /// `threshold` probes in a row have failed, or never while the job stays healthy.
+/// Each check's outcome is posted on `board` under `id` while the probe runs.
 pub async fn health(
     http: reqwest::Client,
     health: Health,
     at: ProbeContext,
-    pid: i32,
-    start: u64,
+    (pid, start): (i32, u64),
+    (board, id): (std::sync::Arc<HealthBoard>, String),
+) -> Option<(u32, String)> {
+    let verdict = health_checks(http, health, at, (pid, start), |sample| board.set(&id, Some(sample))).await;
+    board.set(&id, None);
+    verdict
+}
+
+async fn health_checks(
+    http: reqwest::Client,
+    health: Health,
+    at: ProbeContext,
+    (pid, start): (i32, u64),
+    post: impl Fn(HealthSample),
 ) -> Option<(u32, String)> {
     let mut failures = 0;
     let counted_from = tokio::time::Instant::now() + health.start_period;
@@ -199,6 +241,7 @@ pub async fn health(
         if !procfs::is_same_process(pid, start) {
             return None;
         }
+        let began = tokio::time::Instant::now();
         let check = async {
             match (&health.exec, &health.url, health.port) {
                 (Some(command), ..) => run_check(command, &at, health.timeout).await,
@@ -211,6 +254,7 @@ pub async fn health(
             Ok(result) => result,
             Err(_) => Err(format!("the check did not finish within {}", humantime::format_duration(health.timeout))),
         };
+        let latency = began.elapsed();
         match result {
             Ok(()) => failures = 0,
             // A slow server is still booting: its failures do not count yet.
@@ -222,6 +266,7 @@ pub async fn health(
                 }
             }
         }
+        post(HealthSample { healthy: failures == 0, failures, latency });
     }
 }
 

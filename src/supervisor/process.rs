@@ -18,6 +18,7 @@ pub struct ProcessSupervisor {
     home: Home,
     reports: UnboundedSender<Report>,
     logs: Arc<LogWatch>,
+    health: Arc<probes::HealthBoard>,
     /// Built on first use: an idle daemon loads no TLS roots.
     http: OnceLock<reqwest::Client>,
     /// The probe tasks of each job's current run, to stop them when the run ends or its
@@ -30,10 +31,15 @@ pub struct ProcessSupervisor {
 }
 
 impl ProcessSupervisor {
-    pub fn new(home: Home, reports: UnboundedSender<Report>, logs: Arc<LogWatch>) -> ProcessSupervisor {
+    pub fn new(
+        home: Home,
+        reports: UnboundedSender<Report>,
+        logs: Arc<LogWatch>,
+        health: Arc<probes::HealthBoard>,
+    ) -> ProcessSupervisor {
         let shim = launch::ShimBinary::find();
         let (probes, sockets) = (HashMap::new(), HashMap::new());
-        ProcessSupervisor { home, reports, logs, http: OnceLock::new(), probes, shim, sockets }
+        ProcessSupervisor { home, reports, logs, health, http: OnceLock::new(), probes, shim, sockets }
     }
 
     /// Makes sure the sockets of `listen` are held: the ones held for its owner if they are
@@ -186,9 +192,10 @@ impl Supervisor for ProcessSupervisor {
                 });
             }
             Probe::Health { health, at } => {
-                let http = self.http();
+                let (http, board) = (self.http(), (self.health.clone(), id.to_string()));
                 self.report_later(id, async move {
-                    let (failures, last) = probes::health(http, health, at, child.pid, child.start_time).await?;
+                    let run = (child.pid, child.start_time);
+                    let (failures, last) = probes::health(http, health, at, run, board).await?;
                     Some(Report::Evict { id: key, attempt, cause: Cause::Unhealthy { failures, last } })
                 });
             }

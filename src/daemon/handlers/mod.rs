@@ -45,6 +45,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
         Request::Restart { job, force } => restart::handle(ctx, job, force).await,
         Request::Send { job, data } => send::handle(ctx, job, data).await,
         Request::Stats { job } => stats::handle(ctx, job).await,
+        Request::StatsAll => stats::all(ctx).await,
         Request::Env { job } => env::handle(ctx, job).await,
         Request::Delete { job } => delete::handle(ctx, job).await,
         Request::RecordDeploy(deploy) => deploys::record(ctx, deploy).await,
