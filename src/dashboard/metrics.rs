@@ -123,3 +123,50 @@ pub fn render(daemon: &DaemonInfo, jobs: &[JobView], stats: &BTreeMap<String, St
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(name: &str, state: &str) -> JobView {
+        JobView {
+            id: format!("id-{name}"),
+            name: Some(name.into()),
+            project: None,
+            workspace: None,
+            cmd: vec![],
+            pid: Some(1),
+            state: state.into(),
+            started_at: None,
+            exit_code: None,
+            restart_count: 2,
+            reason: String::new(),
+            cwd: "/".into(),
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_each_job_has_one_state() {
+        let daemon = DaemonInfo {
+            pid: 1,
+            version: "0".into(),
+            protocol: 5,
+            uptime_secs: 9,
+            socket: String::new(),
+            home: String::new(),
+            jobs: 1,
+            passes: 3,
+            problems: vec![],
+        };
+        let text = render(&daemon, &[job("we\"b\\\n", "crashed")], &BTreeMap::new());
+        assert!(text.contains(r#"job="we\"b\\\n""#), "{text}");
+        let states: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("bgrun_job_state{") && l.ends_with(" 1")).collect();
+        assert_eq!(states.len(), 1);
+        assert!(states[0].contains("state=\"crashed\""));
+        assert!(text.contains("bgrun_job_restarts_total{") && text.contains("} 2\n"));
+        // No process figures without a sample.
+        assert!(!text.contains("bgrun_job_cpu_percent{"));
+    }
+}

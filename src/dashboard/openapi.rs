@@ -165,3 +165,23 @@ fn path_parameters(path: &str) -> Vec<Value> {
 pub async fn handle() -> Json<Value> {
     Json(document())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_reference_in_the_document_resolves() {
+        let doc = super::document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"$ref\":\"").skip(1) {
+            let target = reference.split('"').next().unwrap();
+            let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{target}"));
+            assert!(schemas.contains_key(name), "{target} is not in the document");
+        }
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                assert!(op["responses"]["default"].is_object(), "{method} {path} has no error answer");
+            }
+        }
+    }
+}
