@@ -364,13 +364,17 @@ class Bgrun(Manager):
         self.cli("delete", "stamper")
         proj = self.project("dash", DASHBOARD_JOBS)
         self.cli("up", cwd=proj)
+
+        def first_list():
+            with sse(port, token, "/api/v1/events") as events:
+                for name, data in events:
+                    if name == "jobs":
+                        return data
+        # The dashboard follows the daemon's list: wait until it has caught up with the `up`.
+        wait_for("the dashboard to list every job", lambda: len(json.loads(first_list())) == DASHBOARD_JOBS + 1)
         t0 = now()
-        with sse(port, token, "/api/v1/events") as events:
-            name, data = next(events)
-            while name != "jobs":
-                name, data = next(events)
-            first = ms(t0)
-        assert len(json.loads(data)) == DASHBOARD_JOBS + 1
+        data = first_list()
+        first = ms(t0)
         self.cli("down", cwd=proj)
         self.cli("dashboard", "stop")
         return idle_mb, statistics.median(delays), first, len(data) / 1024
