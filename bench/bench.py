@@ -362,6 +362,22 @@ class Bgrun(Manager):
                     arrived = time.time_ns()
                     delays += [(arrived - int(line["content"])) / 1e6 for line in json.loads(data)]
         self.cli("delete", "stamper")
+        # A job writing FLOOD_RATE lines a second to an open viewer: the dashboard's CPU meanwhile,
+        # and every line delivered.
+        flood = ("import sys, time\nt0 = time.time()\nfor n in range(%d):\n    print('line', n)\n"
+                 "    if n %% 100 == 99:\n        sys.stdout.flush()\n        time.sleep(max(0, t0 + n / %d - time.time()))\n"
+                 "sys.stdout.flush()\ntime.sleep(600)") % (FLOOD_LINES, FLOOD_RATE)
+        before = cpu_ticks(pid)
+        t0 = now()
+        self.cli("run", "--name", "flood", "--", "python3", "-c", flood)
+        got = 0
+        with sse(port, token, "/api/v1/jobs/flood/logs/follow?lines=0") as events:
+            while got < FLOOD_LINES:
+                name, data = next(events)
+                if name == "lines":
+                    got += len(json.loads(data))
+        flood_cpu = (cpu_ticks(pid) - before) / os.sysconf("SC_CLK_TCK") / (now() - t0) * 100
+        self.cli("delete", "flood")
         proj = self.project("dash", DASHBOARD_JOBS)
         self.cli("up", cwd=proj)
 
@@ -377,7 +393,7 @@ class Bgrun(Manager):
         first = ms(t0)
         self.cli("down", cwd=proj)
         self.cli("dashboard", "stop")
-        return idle_mb, statistics.median(delays), first, len(data) / 1024
+        return idle_mb, statistics.median(delays), first, len(data) / 1024, flood_cpu
 
     def stop_all(self, pids):
         t0 = now()
@@ -758,6 +774,15 @@ CLIENTS = 4
 # Lines timed from a job to an open log viewer, and jobs in the live list, for the dashboard's figures.
 DASHBOARD_LINES = 50
 DASHBOARD_JOBS = 500
+FLOOD_LINES = 30_000
+FLOOD_RATE = 10_000
+
+
+def cpu_ticks(pid):
+    """User and system CPU time of a process so far, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 @contextlib.contextmanager
@@ -888,11 +913,12 @@ def measure_round(m, figures, log_bytes, many):
         put(f"redeploy under load ({REDEPLOYS}x, {CLIENTS} clients): p99 latency (ms)", p99)
     found = m.dashboard()
     if found:
-        idle_mb, delay, first, size = found
+        idle_mb, delay, first, size, flood_cpu = found
         put("dashboard idle RSS (MB)", idle_mb)
         put("dashboard: a log line to an open page, median (ms)", delay)
         put(f"dashboard: live job list with {DASHBOARD_JOBS} jobs, first frame (ms)", first)
         put(f"dashboard: live job list with {DASHBOARD_JOBS} jobs, size (KB)", size)
+        put(f"dashboard CPU while a viewer follows {FLOOD_RATE} lines/s (% of a core)", flood_cpu)
     gaps = m.crash_respawn()
     put("crash to respawn, no backoff (ms)", statistics.median(gaps) if gaps else None)
     took, stored = m.log_throughput(log_bytes)
