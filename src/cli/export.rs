@@ -4,12 +4,11 @@
 //! problems, or `--strict` with anything left out, writes nothing.
 
 use super::Output;
-use super::project::{FileArg, print_problems};
+use super::project::{FileArg, left_out, print_problems};
 use crate::error::{Error, ErrorKind, Result};
 use crate::project::export::{self, Exported, Format, Input};
 use crate::project::import::convert::path_between;
 use crate::project::load;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -57,13 +56,10 @@ pub fn exec(args: Args, out: &Output) -> Result<i32> {
         systemd_version: args.systemd_version,
     };
     let exported = export::export(args.format, &input);
-    report(&exported);
-    if args.strict && !exported.untranslated.is_empty() {
-        crate::warn!(
-            "error: --strict: {} thing(s) could not be exported; nothing was written",
-            exported.untranslated.len()
-        );
-        return Ok(1);
+    let line = |u: &export::Untranslated| format!("job `{}`: {}: {}", u.job, u.key, u.reason);
+    let tags = ("not exported", "not_exported");
+    if let Some(code) = left_out(&exported.untranslated, tags, line, args.strict, "thing(s) could not be exported") {
+        return Ok(code);
     }
     let Some(dir) = &args.output else {
         let several = exported.files.len() > 1;
@@ -99,18 +95,6 @@ fn current_dir() -> Result<PathBuf> {
 /// The output directory as it will be: canonical where it exists already.
 fn absolute(dir: &Path) -> PathBuf {
     dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
-}
-
-/// The untranslated keys, on stderr: a line each for a person, JSON lines for a program.
-fn report(exported: &Exported) {
-    let json = !std::io::stderr().is_terminal();
-    for u in &exported.untranslated {
-        if json {
-            crate::warn!("{}", serde_json::json!({ "not_exported": u }));
-        } else {
-            crate::warn!("not exported: job `{}`: {}: {}", u.job, u.key, u.reason);
-        }
-    }
 }
 
 /// Each file written whole: a temporary file beside it, then moved over it.
