@@ -51,7 +51,7 @@ pub fn export(input: &Input, report: &mut Report) -> Vec<File> {
             s.set("depends_on", depends);
         }
         let health = healthcheck(job);
-        let healthy = health.is_some();
+        let healthy = health.is_some() || job.image_health;
         s.opt("healthcheck", health);
         s.set("restart", restart(job, report));
         s.opt("stop_signal", job.spec.stop.signal.clone());

@@ -25,6 +25,12 @@ pub fn export(input: &Input, report: &mut Report) -> Vec<File> {
         // A job that is not exported has nothing else to report.
         let Some(container) = containerize(job, report) else { continue };
         report.dropped_keys(&job.name, &job.spec);
+        if job.image_health {
+            report.because(&job.name, "ready-when", "Kubernetes does not run an image's own health check".into());
+        }
+        if !job.spec.listen.is_empty() {
+            report.drop(&job.name, "listen");
+        }
         let labels = Map::new()
             .with("app.kubernetes.io/name", name.as_str())
             .with("app.kubernetes.io/part-of", part_of.as_str());

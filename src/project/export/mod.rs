@@ -160,6 +160,19 @@ pub struct Job<'a> {
     pub spec: JobSpec,
     pub replicas: Option<u32>,
     pub image: Option<&'a str>,
+    /// A container job ready when its image's own health check passes (`ready-when =
+    /// "healthy"`): bgrun asks the engine, which an engine running the image does itself.
+    pub image_health: bool,
+}
+
+/// Whether the job's readiness is its container's health check, as bgrun resolved
+/// `ready-when = "healthy"` (into a command asking the engine on this machine).
+fn ready_when_healthy(spec: &JobSpec) -> bool {
+    let mut asked = spec.clone();
+    asked.ready.exec = None;
+    asked.ready.log_contains = vec!["healthy".into()];
+    asked.resolve_container_readiness();
+    asked.ready.exec.is_some() && asked.ready.exec == spec.ready.exec
 }
 
 /// The file's jobs in start order, copies folded; dependencies name jobs of the file.
@@ -183,7 +196,11 @@ pub fn jobs<'a>(project: &'a Project) -> Vec<Job<'a>> {
         }
         let image = project.images.get(&name).map(String::as_str);
         let replicas = spec.replica.as_ref().map(|_| 1);
-        out.push(Job { name, spec, replicas, image });
+        let image_health = image.is_none() && ready_when_healthy(&spec);
+        if image_health {
+            spec.ready.exec = None;
+        }
+        out.push(Job { name, spec, replicas, image, image_health });
     }
     // A dependency on a copy (`api.2`) is one on the job; each is kept once.
     let copies: std::collections::BTreeMap<String, String> =

@@ -82,3 +82,20 @@ fn checks_as_shell_commands() {
     assert_eq!(url_path("http://h:1"), "/");
     assert_eq!(shell_quote("it's"), r"'it'\''s'");
 }
+
+#[test]
+fn a_container_ready_when_healthy_is_left_to_its_engine() {
+    let text = "[jobs.db]\ncmd = 'docker run --rm postgres:16'\nready-when = 'healthy'\n\
+                [jobs.app]\ncmd = 'sleep 1'\nimage = 'busybox'\nafter = 'db'\n";
+    let file = std::env::temp_dir().join("bgrun.toml");
+    let project =
+        load::parse(&file, text.into(), &load::Options::default()).unwrap_or_else(|p| panic!("{:?}", p.report()));
+    let compose = &run(Format::Compose, &project, DEFAULT_SYSTEMD_VERSION).files[0].text;
+    assert!(compose.contains("condition: \"service_healthy\""), "{compose}");
+    assert!(!compose.contains("healthcheck"), "the image's own: {compose}");
+    let kubernetes = run(Format::Kubernetes, &project, DEFAULT_SYSTEMD_VERSION);
+    assert!(kubernetes.untranslated.iter().any(|u| u.job == "db" && u.key == "ready-when"));
+    // systemd runs the container on the machine, where bgrun's question to the engine still works.
+    let systemd = run(Format::Systemd, &project, DEFAULT_SYSTEMD_VERSION);
+    assert!(systemd.files.iter().any(|f| f.text.contains("docker inspect")));
+}
