@@ -243,6 +243,7 @@ fn an_environment_is_laid_over_the_jobs() {
     let out = export(&b, &dir, &["kubernetes", "--env", "production"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let manifests = text(&out.stdout);
+    assert!(manifests.starts_with("# Exported by `bgrun export kubernetes --env production` from bgrun.toml"));
     for variable in ["name: \"WORKERS\"", "value: \"warn\""] {
         assert!(manifests.contains(variable), "{variable}: {manifests}");
     }

@@ -54,6 +54,7 @@ pub fn exec(args: Args, out: &Output) -> Result<i32> {
         source: path_between(&here, &path).display().to_string(),
         out_dir,
         systemd_version: args.systemd_version,
+        environment: args.file.environment.clone(),
     };
     let exported = export::export(args.format, &input);
     let line = |u: &export::Untranslated| format!("job `{}`: {}: {}", u.job, u.key, u.reason);

@@ -43,6 +43,8 @@ pub struct Input<'a> {
     pub out_dir: PathBuf,
     /// The systemd version the units are for (RestartSteps= needs 254).
     pub systemd_version: u32,
+    /// The named environment laid over the jobs (`--env NAME`), which the header names.
+    pub environment: Option<String>,
 }
 
 /// One file of the result.
@@ -221,8 +223,9 @@ pub fn jobs<'a>(project: &'a Project) -> Vec<Job<'a>> {
 
 /// The header comment of every file, in the format's comment syntax.
 pub fn header(comment: &str, input: &Input, format: &str) -> String {
+    let environment = input.environment.as_ref().map(|e| format!(" --env {e}")).unwrap_or_default();
     format!(
-        "{comment} Exported by `bgrun export {format}` from {} (project {}).\n\
+        "{comment} Exported by `bgrun export {format}{environment}` from {} (project {}).\n\
          {comment} Generated: edit {} and export again rather than this file.\n",
         input.source, input.project.name, input.source
     )

@@ -16,7 +16,7 @@ fn fixture() -> (Project, String) {
 
 fn run(format: Format, project: &Project, systemd_version: u32) -> Exported {
     let out_dir = project.file.parent().unwrap().to_path_buf();
-    let input = Input { project, source: "bgrun.toml".into(), out_dir, systemd_version };
+    let input = Input { project, source: "bgrun.toml".into(), out_dir, systemd_version, environment: None };
     export(format, &input)
 }
 

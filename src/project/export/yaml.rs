@@ -85,12 +85,6 @@ impl From<Map> for Yaml {
     }
 }
 
-impl From<Vec<Yaml>> for Yaml {
-    fn from(items: Vec<Yaml>) -> Yaml {
-        Yaml::List(items)
-    }
-}
-
 /// A list of strings.
 pub fn strings<S: AsRef<str>>(items: &[S]) -> Yaml {
     Yaml::List(items.iter().map(|s| Yaml::Str(s.as_ref().to_string())).collect())
