@@ -59,7 +59,6 @@ const fn key(key: &'static str, systemd: Cell, compose: Cell, kubernetes: Cell) 
 }
 
 const NO_OUTPUT_MATCHING: &str = "no engine watches a program's output: dependents start once it has started";
-const NO_PROBE: &str = "systemd has no such check (only notify and commands): dependents start once it has started";
 const NO_HEALTH: &str = "systemd has no health checks";
 const DEV_ONLY: &str = "restarts on file changes are for `bgrun up --watch`";
 const FETCH: &str = "bgrun's git fast-forward before each start";
@@ -194,19 +193,19 @@ pub const KEYS: &[Key] = &[
     key("ready-when-regex", dropped(NO_OUTPUT_MATCHING), dropped(NO_OUTPUT_MATCHING), dropped(NO_OUTPUT_MATCHING)),
     key(
         "ready-when-port",
-        dropped(NO_PROBE),
-        to("nc -z", "a healthcheck `nc -z 127.0.0.1 PORT` (the image needs nc)"),
+        to("ExecStartPost", "waits until `nc -z`, else bash's /dev/tcp, connects"),
+        to("nc -z", "a healthcheck `nc -z 127.0.0.1 PORT`, else bash's /dev/tcp (the image needs one)"),
         to("tcpSocket", "a readinessProbe"),
     ),
     key(
         "ready-when-url",
-        dropped(NO_PROBE),
+        to("ExecStartPost", "waits until curl, else wget, gets it"),
         to("curl", "a healthcheck with curl, else wget (the image needs one)"),
         to("httpGet", "a readinessProbe (to the pod's address)"),
     ),
     key(
         "ready-when-file",
-        to("test -e", "ExecStartPost= waits for it"),
+        to("test -e", "ExecStartPost= waits for it (`test -e`)"),
         to("test -e", "a healthcheck"),
         to("test -e", "an exec readinessProbe"),
     ),

@@ -274,7 +274,8 @@ impl Check {
 
     pub fn shell(&self) -> String {
         match self {
-            Check::Port(port) => format!("nc -z 127.0.0.1 {port}"),
+            // Slim images have bash more often than nc.
+            Check::Port(port) => format!("nc -z 127.0.0.1 {port} || bash -c ': </dev/tcp/127.0.0.1/{port}'"),
             Check::Url(url) => {
                 let url = shell_quote(url);
                 format!("curl -fsS -o /dev/null {url} || wget -q -O /dev/null {url}")

@@ -2,7 +2,7 @@
 //! `.socket` units for `listen`, `.timer` units for `cron`, and `<project>.target`, which wants
 //! them all: `systemctl enable --now <project>.target` starts the project as `bgrun up` does.
 
-use super::{File, Input, Report, calendar, header, shell_quote, span};
+use super::{Check, File, Input, Report, calendar, header, span};
 use crate::spec::{Condition, JobSpec, KillMode, RestartPolicy};
 use std::fmt::Write;
 use std::path::Path;
@@ -115,16 +115,11 @@ fn service(input: &Input, spec: &JobSpec, unit: &str, sockets: bool, report: &mu
         let _ = writeln!(u, "PIDFile={}", escape(&spec.cwd.join(pidfile).to_string_lossy()));
     }
     let _ = writeln!(u, "ExecStart={}", command_line(&spec.argv(), &spec.cwd));
-    let waits: Vec<String> = spec
-        .ready
-        .file
-        .iter()
-        .map(|f| format!("test -e {}", shell_quote(&f.to_string_lossy())))
-        .chain(spec.ready.exec.clone())
-        .map(|check| format!("( {check} )"))
-        .collect();
+    // The unit has started (and its dependents may start) once its readiness checks pass.
+    let waits = Check::readiness(spec);
     if !waits.is_empty() {
-        let script = format!("until {}; do sleep 1; done", waits.join(" && "));
+        let all: Vec<String> = waits.iter().map(|c| format!("( {} )", c.shell())).collect();
+        let script = format!("until {}; do sleep 1; done", all.join(" && "));
         let _ = writeln!(u, "ExecStartPost={}", command_line(&["sh".into(), "-c".into(), script], &spec.cwd));
     }
     if let Some(stop) = &spec.stop.command {

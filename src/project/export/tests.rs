@@ -72,10 +72,10 @@ fn copies_fold_back_into_one_job_with_a_count() {
 
 #[test]
 fn checks_as_shell_commands() {
-    assert_eq!(Check::Port(80).shell(), "nc -z 127.0.0.1 80");
+    assert_eq!(Check::Port(80).shell(), "nc -z 127.0.0.1 80 || bash -c ': </dev/tcp/127.0.0.1/80'");
     assert_eq!(Check::File("a b".into()).shell(), "test -e 'a b'");
     let both = Check::all(&[Check::Port(1), Check::Exec("x; y".into())]).unwrap();
-    assert_eq!(both, "( nc -z 127.0.0.1 1 ) && ( x; y )");
+    assert_eq!(both, "( nc -z 127.0.0.1 1 || bash -c ': </dev/tcp/127.0.0.1/1' ) && ( x; y )");
     assert_eq!(url_port("https://h/x"), Some(443));
     assert_eq!(url_port("http://127.0.0.1:8080/health?x"), Some(8080));
     assert_eq!(url_path("http://h:1/a/b?c"), "/a/b?c");
