@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::project::export::{self, Exported, Format, Input};
 use crate::project::import::convert::path_between;
 use crate::project::load;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
@@ -41,7 +42,10 @@ pub fn exec(args: Args, out: &Output) -> Result<i32> {
     let project = match load::load(&path, &options) {
         Ok(project) => project,
         Err(problems) => {
-            print_problems(&problems, out);
+            // Export's stdout is often a file (`> compose.yaml`): stderr decides how it reads, as for
+            // what is left out.
+            let on_stderr = Output { json: !std::io::stderr().is_terminal(), colour: out.colour };
+            print_problems(&problems, &on_stderr);
             return Ok(ErrorKind::BadInput.exit_code());
         }
     };
