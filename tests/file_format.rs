@@ -68,6 +68,8 @@ fn every_run_flag_has_a_key_and_every_key_a_flag() {
         "watch-ignore",
         "restart-with-dependencies",
         "disabled",
+        // Read by `bgrun export` only.
+        "image",
     ];
     for key in &keys {
         assert!(flags.contains(key) || file_only.contains(&key.as_str()), "bgrun.toml key `{key}` has no `run` flag");

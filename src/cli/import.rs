@@ -4,11 +4,10 @@
 //! out, or over an existing file without `--force`.
 
 use super::Output;
-use super::project::{inherited_env, print_problems};
+use super::project::{inherited_env, left_out, print_problems};
 use crate::error::{Error, Result};
-use crate::project::import::{self, Format, Imported, Request, pm2_keys};
+use crate::project::import::{self, Format, Request, pm2_keys};
 use crate::project::load;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,13 +56,12 @@ pub fn exec(args: Args, out: &Output) -> Result<i32> {
         node_timeout: node_timeout()?,
     };
     let imported = import::import(&request)?;
-    report(&imported);
-    if args.strict && !imported.unsupported.is_empty() {
-        crate::warn!(
-            "error: --strict: {} key(s) could not be imported; nothing was written",
-            imported.unsupported.len()
-        );
-        return Ok(1);
+    let entry = imported.format.entry();
+    let tags = ("not imported", "not_imported");
+    if let Some(code) =
+        left_out(&imported.unsupported, tags, |u| u.line(entry), args.strict, "key(s) could not be imported")
+    {
+        return Ok(code);
     }
     if args.dry_run {
         crate::out!("{}", imported.toml);
@@ -110,18 +108,6 @@ fn node_timeout() -> Result<Duration> {
             crate::spec::parse_duration(&text).map_err(|e| Error::bad_input(format!("BGRUN_IMPORT_TIMEOUT: {e}")))
         }
         Err(_) => Ok(NODE_TIMEOUT),
-    }
-}
-
-/// The keys left out, on stderr: a line each for a person, JSON lines for a program.
-fn report(imported: &Imported) {
-    let json = !std::io::stderr().is_terminal();
-    for u in &imported.unsupported {
-        if json {
-            crate::warn!("{}", serde_json::json!({ "not_imported": u }));
-        } else {
-            crate::warn!("not imported: {}", u.line(imported.format.entry()));
-        }
     }
 }
 

@@ -12,6 +12,7 @@ mod diff;
 mod down;
 mod env;
 mod expect;
+mod export;
 mod import;
 mod kill;
 mod list;
@@ -68,6 +69,8 @@ enum Command {
     RunGroup(run_group::Args),
     /// Write a bgrun.toml from a PM2 ecosystem file, a Procfile or a process-compose.yaml.
     Import(import::Args),
+    /// Write the project as systemd units, a compose file or Kubernetes manifests.
+    Export(export::Args),
     /// List jobs.
     List(list::Args),
     /// Show the state of a job.
@@ -246,6 +249,7 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Plan(args)) => plan::exec(args, &home, out),
         Some(Command::RunGroup(args)) => run_group::exec(args, &home, out),
         Some(Command::Import(args)) => import::exec(args, out),
+        Some(Command::Export(args)) => export::exec(args, out),
         Some(Command::List(args)) => list::exec(args, &mut connect()?, out),
         // On a terminal, a menu; otherwise (a script) the same as `list`.
         None if !out.json && std::io::stdin().is_terminal() => menu::run(&home, out),

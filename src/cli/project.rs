@@ -60,6 +60,32 @@ pub fn print_problems(problems: &crate::project::diag::Problems, out: &Output) {
     }
 }
 
+/// What an import or an export left out, on stderr: `<tag>: <line>` each for a person, JSON
+/// lines (`{"<tag_json>": item}`) for a program. Under `--strict` any is an error, and the exit
+/// code to return is given (`what` says of what: "key(s) could not be imported").
+pub fn left_out<T: serde::Serialize>(
+    items: &[T],
+    (tag, tag_json): (&str, &str),
+    line: impl Fn(&T) -> String,
+    strict: bool,
+    what: &str,
+) -> Option<i32> {
+    use std::io::IsTerminal;
+    let json = !std::io::stderr().is_terminal();
+    for item in items {
+        if json {
+            crate::warn!("{}", serde_json::json!({ tag_json: item }));
+        } else {
+            crate::warn!("{tag}: {}", line(item));
+        }
+    }
+    if strict && !items.is_empty() {
+        crate::warn!("error: --strict: {} {what}; nothing was written", items.len());
+        return Some(1);
+    }
+    None
+}
+
 /// The environment file jobs start from: the caller's.
 pub fn inherited_env() -> BTreeMap<String, String> {
     std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()

@@ -260,6 +260,9 @@ pub struct JobTable {
     /// refusing (and failing the start) as `bgrun deploy` refuses.
     #[serde(default)]
     pub fetch: bool,
+    /// The container image the job runs in when exported (`bgrun export compose|kubernetes`), its
+    /// command run inside it; bgrun itself ignores it.
+    pub image: Option<String>,
 }
 
 /// The generated JSON schema of `bgrun.toml`.

@@ -23,6 +23,8 @@ pub struct Project {
     pub jobs: Vec<JobSpec>,
     /// Every file the jobs were read from: the project file and its env-files.
     pub inputs: Vec<PathBuf>,
+    /// Each job's `image` (by its name in the file), which only `bgrun export` reads.
+    pub images: BTreeMap<String, String>,
 }
 
 impl Project {
@@ -104,7 +106,8 @@ pub fn parse(path: &Path, source: String, options: &Options) -> Result<Project, 
         .map(|(i, name)| (name.to_string(), i))
         .collect();
     jobs.sort_by_key(|j| j.name.as_ref().and_then(|n| order.get(n).copied()));
-    Ok(Project { name, file: path.to_path_buf(), jobs, inputs: checker.inputs })
+    let images = tables.iter().filter_map(|(n, t, _)| Some((n.clone(), t.image.clone()?))).collect();
+    Ok(Project { name, file: path.to_path_buf(), jobs, inputs: checker.inputs, images })
 }
 
 /// Where each key of a job table is, for pointing at the right place in later checks.

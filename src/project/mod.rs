@@ -2,6 +2,7 @@
 
 pub mod config_env;
 pub mod diag;
+pub mod export;
 pub mod file;
 pub mod import;
 pub mod load;

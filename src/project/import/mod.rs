@@ -5,7 +5,7 @@
 //! to tell a file from a directory. Writing the result is the CLI's.
 
 mod compose;
-mod convert;
+pub(crate) mod convert;
 mod draft;
 mod node;
 mod pm2;
