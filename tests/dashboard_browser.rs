@@ -123,6 +123,21 @@ async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
     assert_eq!(edge.attr("data-condition").await.unwrap().as_deref(), Some("ready"));
     c.find(Locator::Css("#drawer-close")).await.unwrap().click().await.unwrap();
 
+    // A project's plan is shown before it is applied; applying it answers in the page.
+    find(&c, "section[data-project=\"shop\"] input.file[value$=\"bgrun.toml\"]").await;
+    find(&c, "section[data-project=\"shop\"] button[data-action=\"plan\"]").await.click().await.unwrap();
+    let planned = find(&c, "section[data-project=\"shop\"] .project-out ul.changes").await;
+    assert!(planned.text().await.unwrap().contains("db unchanged"), "{}", planned.text().await.unwrap());
+    let apply = c.find(Locator::XPath("//section[@data-project='shop']//button[text()='Apply (up)']")).await.unwrap();
+    apply.click().await.unwrap();
+    let notice = find(&c, "#notice:not([hidden])").await;
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//*[@id='notice' and contains(., 'shop: up in')]"))
+        .await
+        .unwrap();
+    assert!(!notice.attr("class").await.unwrap().unwrap_or_default().contains("error"));
+
     // CPU and memory arrive on their own.
     find(&c, "tr[data-job=\"db\"] td[data-cell=\"memory\"]:not(:empty)").await;
 
