@@ -175,3 +175,36 @@ async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
     c.close().await.unwrap();
     b.json(&["dashboard", "stop"]);
 }
+
+/// Not a timing: with 500 jobs and one writing 10,000 lines a second, the page lists every job,
+/// its viewer keeps a bounded number of lines, and the newest line still arrives.
+#[tokio::test(flavor = "current_thread")]
+async fn the_page_holds_500_jobs_and_a_flood_of_lines() {
+    let b = Bgrun::new(SECS(180));
+    let driver = Driver::start();
+    let project = b.home.join("many");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("bgrun.toml"), "[jobs.w]\ncmd = \"exec sleep 600\"\nreplicas = 500\n").unwrap();
+    assert_eq!(b.json(&["up", "-f", project.join("bgrun.toml").to_str().unwrap()])["ok"], true);
+    let flood = "import sys, time\nfor n in range(30000):\n    print('line', n)\n    if n % 100 == 99:\n        \
+                 sys.stdout.flush()\n        time.sleep(0.01)\nsys.stdout.flush()\ntime.sleep(600)";
+    let url = b.json(&["dashboard", "--port", &free_port().to_string()])["url"].as_str().unwrap().to_string();
+    let c = driver.browser(&b.home.join("chromium")).await;
+    c.goto(&url).await.unwrap();
+    find(&c, "tr[data-job=\"w.500\"]").await;
+    assert_eq!(c.find_all(Locator::Css("section[data-project=\"many\"] tr[data-id]")).await.unwrap().len(), 500);
+    b.json(&["run", "--name", "flood", "--", "python3", "-c", flood]);
+    find(&c, "tr[data-job=\"flood\"] button[data-action=\"logs\"]").await.click().await.unwrap();
+    c.wait()
+        .at_most(SECS(30))
+        .for_element(Locator::Css(".log div[data-text=\"line 29999\"]"))
+        .await
+        .expect("the last line reaches the viewer");
+    let kept = c.find_all(Locator::Css(".log div[data-line]")).await.unwrap().len();
+    assert!(kept <= 5000, "the viewer keeps {kept} lines");
+    // Still answering: the drawer closes.
+    c.find(Locator::Css("#drawer-close")).await.unwrap().click().await.unwrap();
+    assert!(!c.find(Locator::Css("#drawer")).await.unwrap().is_displayed().await.unwrap());
+    c.close().await.unwrap();
+    b.json(&["dashboard", "stop"]);
+}
