@@ -77,19 +77,24 @@ async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
+/// A project of this file in a directory of this name, up and ready.
+fn up(b: &Bgrun, name: &str, file: &str) {
+    let dir = b.home.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bgrun.toml"), file).unwrap();
+    assert_eq!(b.json(&["up", "-f", dir.join("bgrun.toml").to_str().unwrap()])["ok"], true);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
     let b = Bgrun::new(SECS(180));
     let driver = Driver::start();
-    let project = b.home.join("shop");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(
-        project.join("bgrun.toml"),
+    up(
+        &b,
+        "shop",
         "[project]\nname = \"shop\"\n\n[jobs.db]\ncmd = \"echo db up; exec sleep 600\"\nready-when = \"db up\"\n\n\
          [jobs.web]\ncmd = \"printf '\\\\033[32mweb up\\\\033[0m\\\\n'; exec sleep 600\"\nafter = { db = \"ready\" }\n",
-    )
-    .unwrap();
-    assert_eq!(b.json(&["up", "-f", project.join("bgrun.toml").to_str().unwrap()])["ok"], true);
+    );
     b.json(&["run", "--name", "talker", "--", "sh", "-c", "echo first; while read line; do echo \"got $line\"; done"]);
     let url = b.json(&["dashboard", "--port", &free_port().to_string()])["url"].as_str().unwrap().to_string();
     let c = driver.browser(&b.home.join("chromium")).await;
@@ -182,10 +187,7 @@ async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
 async fn the_page_holds_500_jobs_and_a_flood_of_lines() {
     let b = Bgrun::new(SECS(180));
     let driver = Driver::start();
-    let project = b.home.join("many");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join("bgrun.toml"), "[jobs.w]\ncmd = \"exec sleep 600\"\nreplicas = 500\n").unwrap();
-    assert_eq!(b.json(&["up", "-f", project.join("bgrun.toml").to_str().unwrap()])["ok"], true);
+    up(&b, "many", "[jobs.w]\ncmd = \"exec sleep 600\"\nreplicas = 500\n");
     let flood = "import sys, time\nfor n in range(30000):\n    print('line', n)\n    if n % 100 == 99:\n        \
                  sys.stdout.flush()\n        time.sleep(0.01)\nsys.stdout.flush()\ntime.sleep(600)";
     let url = b.json(&["dashboard", "--port", &free_port().to_string()])["url"].as_str().unwrap().to_string();
