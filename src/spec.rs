@@ -120,6 +120,14 @@ pub struct ContainerRun {
     pub named: bool,
 }
 
+/// Where `docker run` or `podman run` (the engine by any path) starts among a command's words.
+pub fn engine_run_at(words: &[String]) -> Option<usize> {
+    words.windows(2).position(|w| {
+        let program = w[0].rsplit('/').next().unwrap_or_default();
+        matches!(program, "docker" | "podman") && w[1] == "run"
+    })
+}
+
 impl JobSpec {
     /// The container this job runs: its command's words hold `docker run` or `podman run`
     /// (after `sudo`, or inside a shell line), unless `container = false`.
@@ -128,10 +136,7 @@ impl JobSpec {
             return None;
         }
         let words = self.words();
-        let at = words.windows(2).position(|w| {
-            let program = w[0].rsplit('/').next().unwrap_or_default();
-            matches!(program, "docker" | "podman") && w[1] == "run"
-        })?;
+        let at = engine_run_at(&words)?;
         let named = words[at + 2..].iter().enumerate().find_map(|(i, w)| match w.strip_prefix("--name") {
             Some("") => words.get(at + 3 + i).cloned(),
             Some(rest) => rest.strip_prefix('=').map(String::from),

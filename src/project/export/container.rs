@@ -36,10 +36,7 @@ pub struct Run {
 
 /// The run command among `words` (after `sudo`, in a shell line), read as the engine reads it.
 pub fn parse_run(words: &[String]) -> Option<Run> {
-    let at = words.windows(2).position(|w| {
-        let program = w[0].rsplit('/').next().unwrap_or_default();
-        matches!(program, "docker" | "podman") && w[1] == "run"
-    })?;
+    let at = crate::spec::engine_run_at(words)?;
     let mut rest = words[at + 2..].iter();
     let mut options = Vec::new();
     while let Some(word) = rest.next() {
