@@ -33,7 +33,7 @@ mod startup;
 mod stats;
 mod status;
 mod tail;
-mod up;
+pub mod up;
 mod wait;
 mod watch;
 

@@ -99,8 +99,8 @@ pub struct RunBody {
 }
 
 async fn run(State(app): State<Arc<App>>, Json(body): Json<RunBody>) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let spec = crate::cli::run::spec(body.args)?;
-    Ok((StatusCode::CREATED, Json(call(&app, move |c| c.run(spec)).await?)))
+    // The spec reads the environment and maybe a settings file: off the server's thread too.
+    Ok((StatusCode::CREATED, Json(call(&app, move |c| c.run(crate::cli::run::spec(body.args)?)).await?)))
 }
 
 async fn status(State(app): State<Arc<App>>, Path(job): Path<String>) -> Answer<StatusView> {

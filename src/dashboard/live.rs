@@ -3,7 +3,7 @@
 //! while a page is open, and a job's log is followed for as long as a page shows it.
 
 use super::api::{ApiError, LogQuery};
-use super::{App, call};
+use super::{App, blocking};
 use crate::client::Client;
 use crate::home::Home;
 use crate::protocol::{JobView, StatsView};
@@ -118,11 +118,14 @@ pub async fn follow_logs(
     Query(q): Query<LogQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // An unknown job is a 404, not a stream that ends at once.
-    let request = q.request(call(&app, move |c| c.status(job)).await?.id);
     let home = app.home.clone();
-    let mut client = tokio::task::spawn_blocking(move || Client::connect(&home))
-        .await
-        .map_err(|e| crate::error::Error::new(format!("the dashboard's worker failed: {e}")))??;
+    let (mut client, id) = blocking(move || {
+        let mut client = Client::connect(&home)?;
+        let id = client.status(job)?.id;
+        Ok((client, id))
+    })
+    .await?;
+    let request = q.request(id);
     let hangup =
         Hangup(client.stream().try_clone().map_err(|e| crate::error::Error::context("cannot follow the log", e))?);
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);

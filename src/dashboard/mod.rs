@@ -147,7 +147,11 @@ pub async fn call<T: Send + 'static>(
     f: impl FnOnce(&mut Client) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let home = app.home.clone();
-    tokio::task::spawn_blocking(move || f(&mut Client::connect(&home)?))
-        .await
-        .map_err(|e| Error::new(format!("the dashboard's worker failed: {e}")))?
+    blocking(move || f(&mut Client::connect(&home)?)).await
+}
+
+/// Runs `f` on the blocking pool: the client, and reading files, would stall every other request
+/// and stream of this single-threaded server.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::new(format!("the dashboard's worker failed: {e}")))?
 }

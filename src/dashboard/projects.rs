@@ -2,10 +2,10 @@
 //! file (`up`), what that would do (`plan`), stopping it (`down`), and its dependency graph.
 
 use super::api::{Answer, ApiError};
-use super::{App, call};
+use super::{App, blocking, call};
 use crate::error::Error;
 use crate::project::load::{self, Project};
-use crate::protocol::{Change, JobView, UpRequest, UpView, WaitFor};
+use crate::protocol::{Change, JobView, UpView, WaitFor};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -22,22 +22,25 @@ pub struct ProjectView {
 }
 
 pub async fn list(State(app): State<Arc<App>>) -> Answer<Vec<ProjectView>> {
-    let jobs = call(&app, |c| c.list(None)).await?;
+    // Finding each project's file reads files: on the blocking pool, with the listing.
+    Ok(Json(call(&app, |c| Ok(projects(&c.list(None)?))).await?))
+}
+
+fn projects(jobs: &[JobView]) -> Vec<ProjectView> {
     let mut by_name: BTreeMap<String, Vec<&JobView>> = BTreeMap::new();
-    for job in jobs.iter() {
+    for job in jobs {
         if let Some(project) = &job.project {
             by_name.entry(project.clone()).or_default().push(job);
         }
     }
-    let views = by_name
+    by_name
         .into_iter()
         .map(|(name, jobs)| ProjectView {
             file: jobs.iter().find_map(|j| file_of(&name, &j.cwd)),
             jobs: jobs.iter().map(|j| j.display_name().to_string()).collect(),
             name,
         })
-        .collect();
-    Ok(Json(views))
+        .collect()
 }
 
 /// The bgrun.toml at or above `cwd` that names the project `name`.
@@ -82,26 +85,27 @@ pub struct PlanView {
     pub changes: Vec<Change>,
 }
 
+// Each loads the file on the blocking pool, with the request to the daemon.
+
 pub async fn plan(State(app): State<Arc<App>>, Json(body): Json<ProjectBody>) -> Answer<PlanView> {
-    let (project, only) = body.load()?;
-    let name = project.name.clone();
-    let changes = call(&app, move |c| c.plan(project.name, project.jobs, only)).await?;
-    Ok(Json(PlanView { project: name, changes }))
+    let view = call(&app, move |c| {
+        let (project, only) = body.load()?;
+        let changes = c.plan(project.name.clone(), project.jobs, only)?;
+        Ok(PlanView { project: project.name, changes })
+    })
+    .await?;
+    Ok(Json(view))
 }
 
+/// As `bgrun up` converges, waiting until the jobs are ready.
 pub async fn up(State(app): State<Arc<App>>, Json(body): Json<ProjectBody>) -> Answer<UpView> {
-    let (project, only) = body.load()?;
-    let request = UpRequest {
-        project: project.name,
-        file: project.file.display().to_string(),
-        jobs: project.jobs,
-        only,
-        wait: WaitFor::Ready,
-        revive: true,
-        progress: false,
-        renew: vec![],
-    };
-    Ok(Json(call(&app, move |c| c.up(request, |_| {})).await?))
+    let home = app.home.clone();
+    let view = blocking(move || {
+        let (project, only) = body.load()?;
+        crate::cli::up::converge(&home, &project, &only, &[], WaitFor::Ready, true, None)
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 /// What `bgrun down` prints.
@@ -112,10 +116,13 @@ pub struct DownView {
 }
 
 pub async fn down(State(app): State<Arc<App>>, Json(body): Json<ProjectBody>) -> Answer<DownView> {
-    let (project, only) = body.load()?;
-    let name = project.name.clone();
-    let stopped = call(&app, move |c| c.down(project.name, only)).await?;
-    Ok(Json(DownView { project: name, stopped }))
+    let view = call(&app, move |c| {
+        let (project, only) = body.load()?;
+        let stopped = c.down(project.name.clone(), only)?;
+        Ok(DownView { project: project.name, stopped })
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 /// A project's jobs and their `after` edges.
