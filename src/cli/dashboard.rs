@@ -4,7 +4,7 @@
 
 use super::Output;
 use crate::client::Client;
-use crate::dashboard::{JOB_NAME, LISTENING, PORT_BUSY_EXIT, state_file};
+use crate::dashboard::{JOB_NAME, LISTENING, Listening, PORT_BUSY_EXIT, state_file};
 use crate::error::{Error, ErrorKind, Result};
 use crate::home::Home;
 use crate::protocol::{KillTarget, TailRequest};
@@ -73,10 +73,10 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
 /// The URL of the dashboard that runs now, if one does.
 fn running_url(client: &mut Client, home: &Home) -> Option<String> {
     let status = client.status(JOB_NAME.into()).ok()?;
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state_file(home)).ok()?).ok()?;
+    let listening = Listening::read(home)?;
     let alive = matches!(status.state.as_str(), "running" | "ready");
-    let same = status.pid.is_some_and(|pid| state["pid"].as_i64() == Some(i64::from(pid)));
-    (alive && same).then(|| state["url"].as_str().map(String::from)).flatten()
+    let same = status.pid.is_some_and(|pid| u32::try_from(pid) == Ok(listening.pid));
+    (alive && same).then_some(listening.url)
 }
 
 /// Starts the dashboard's job and waits until it listens; its URL.
@@ -125,9 +125,7 @@ fn start(client: &mut Client, home: &Home, args: &Args) -> Result<String> {
         return Err(Error::of(kind, format!("the dashboard did not start: {said}"))
             .with_hint("`bgrun tail bgrun-dashboard` shows its output"));
     }
-    let state: serde_json::Value = std::fs::read_to_string(state_file(home))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .ok_or_else(|| Error::new("the dashboard started but wrote no dashboard.json"))?;
-    state["url"].as_str().map(String::from).ok_or_else(|| Error::new("dashboard.json names no URL"))
+    Listening::read(home)
+        .map(|l| l.url)
+        .ok_or_else(|| Error::new("the dashboard started but wrote no readable dashboard.json"))
 }

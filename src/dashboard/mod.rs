@@ -83,9 +83,9 @@ fn serve(args: Args) -> Result<()> {
             token,
             allowed: auth::Hosts::new(args.allow_hosts),
         });
-        let state = serde_json::json!({ "url": url, "pid": std::process::id() });
-        std::fs::write(state_file(&home), state.to_string())
-            .map_err(|e| Error::context("cannot write dashboard.json", e))?;
+        let state = serde_json::to_string(&Listening { url: url.clone(), pid: std::process::id() })
+            .map_err(|e| Error::context("cannot encode dashboard.json", e))?;
+        std::fs::write(state_file(&home), state).map_err(|e| Error::context("cannot write dashboard.json", e))?;
         println!("{LISTENING} {url}");
         axum::serve(listener, routes(app)).await.map_err(|e| Error::context("the dashboard's server failed", e))
     })
@@ -94,6 +94,20 @@ fn serve(args: Args) -> Result<()> {
 /// `dashboard.json` in `BGRUN_HOME`: where the running dashboard listens, for `bgrun dashboard`.
 pub fn state_file(home: &Home) -> std::path::PathBuf {
     home.root().join("dashboard.json")
+}
+
+/// What `dashboard.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Listening {
+    pub url: String,
+    pub pid: u32,
+}
+
+impl Listening {
+    /// The last dashboard's, if it wrote one.
+    pub fn read(home: &Home) -> Option<Listening> {
+        serde_json::from_str(&std::fs::read_to_string(state_file(home)).ok()?).ok()
+    }
 }
 
 /// The URL the dashboard is reached at on this machine.
