@@ -60,6 +60,43 @@ pub struct Job {
     /// The next launch stops any process of the user that holds the job's ports (`--force`),
     /// not only the job's own leftovers. Asked for by one command; never stored.
     pub force_next: bool,
+    /// Attempt numbers handed out: the current run's and those of new runs started beside it.
+    pub launches: u64,
+    /// A start-first replace under way: a new run started beside the current one. Not stored:
+    /// a daemon that restarts meanwhile asks the shim for a new run again, which replaces it.
+    pub next: Option<NextRun>,
+    /// The last start-first replace that did not go through.
+    pub next_failed: Option<NextFailed>,
+    /// The first process of the run a start-first replace took over from, until it has exited
+    /// (an `up` waits for it: when it answers, the old version serves no more).
+    pub retiring: Option<crate::supervisor::files::ChildFile>,
+}
+
+/// A new run of a job started beside its current one (see [`crate::spec::Update`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextRun {
+    pub attempt: u64,
+    /// The generation of the spec it runs.
+    pub generation: u64,
+    /// Its process and the number its log lines carry, once the shim has started it.
+    pub child: Option<(crate::supervisor::files::ChildFile, u8)>,
+    pub since_ms: u64,
+    /// When it is given up if it is not ready (or not started) by then.
+    pub deadline_ms: u64,
+    /// Where its output starts in the log.
+    pub log_cursor: u64,
+    /// Its `--allocate-port` ports.
+    pub ports: std::collections::BTreeMap<String, u16>,
+}
+
+/// Why a start-first replace did not go through, for the generation it was for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextFailed {
+    pub generation: u64,
+    pub reason: String,
+    /// The shim could not run two runs of the job at once: it is replaced stop-first instead.
+    /// Otherwise the new run failed, and the old one goes on until something changes.
+    pub stop_first: bool,
 }
 
 /// Filtered diffs remembered per job; the oldest filter's cursor goes when one more comes.
@@ -109,6 +146,10 @@ impl Job {
             obs: Observed::default(),
             attempt: 0,
             force_next: false,
+            launches: 0,
+            next: None,
+            next_failed: None,
+            retiring: None,
         };
         job.force_next = std::mem::take(&mut job.spec.force);
         job
@@ -175,6 +216,31 @@ impl Job {
 
     /// A fresh start of the current spec asked for on purpose (run again, restart, up): a new
     /// generation, desired running, and no crash history or pending restart.
+    /// Why the job is where it is, with a start-first replace under way or failed.
+    pub fn reason(&self) -> String {
+        let mut reason = self.obs.life.reason();
+        let extra = match (&self.next, self.replace_failed()) {
+            (Some(next), _) => match &next.child {
+                Some((child, _)) => format!("replacing: new run pid {} starting beside it", child.pid),
+                None => "replacing: new run starting beside it".into(),
+            },
+            (None, Some(failed)) => format!("not replaced: {failed}"),
+            (None, None) => return reason,
+        };
+        if !reason.is_empty() {
+            reason.push_str("; ");
+        }
+        reason.push_str(&extra);
+        reason
+    }
+
+    /// Why the current spec's start-first replace failed, while the old run goes on.
+    pub fn replace_failed(&self) -> Option<&str> {
+        let failed = self.next_failed.as_ref()?;
+        (failed.generation == self.generation && !failed.stop_first && self.obs.generation < self.generation)
+            .then_some(failed.reason.as_str())
+    }
+
     pub fn want_new_run(&mut self) {
         self.desired = Desired::Running;
         self.generation += 1;

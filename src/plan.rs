@@ -31,6 +31,10 @@ pub enum Action {
     ReadyTimeout(String),
     /// The job's `cron` schedule came due: a new run (unless one of a one-shot is still going).
     Cron(String),
+    /// Start a new run from the job's new spec beside its ready one (a start-first replace).
+    StartNext(String),
+    /// The new run did not get ready (or started) in time: stop it, the old one goes on.
+    AbortNext(String),
 }
 
 impl Action {
@@ -40,6 +44,7 @@ impl Action {
             Action::Spawn(id) | Action::Stop(id, _) | Action::ForceKill(id) => id,
             Action::Wait(id, _) | Action::Fail(id, _) => id,
             Action::ReadyTimeout(id) | Action::Cron(id) => id,
+            Action::StartNext(id) | Action::AbortNext(id) => id,
         }
     }
 }
@@ -78,8 +83,8 @@ pub fn plan(jobs: &BTreeMap<String, Job>, now: u64) -> Plan {
             // A run being launched is dealt with once its pid is known.
             Lifecycle::Starting { .. } => {}
             Lifecycle::Running { since_ms, evict, .. } | Lifecycle::Ready { since_ms, evict, .. } => {
-                if let Some(stop) = plan_running(job, &index, *since_ms, evict.as_ref(), now, &mut plan) {
-                    plan.actions.push(Action::Stop(id(), stop));
+                if let Some(action) = plan_running(job, &index, *since_ms, evict.as_ref(), now, &mut plan) {
+                    plan.actions.push(action);
                 } else if let Lifecycle::Running { checks: Checks::Until { deadline_ms }, .. } = job.life()
                     // A job waiting for its dependents to stop is on its way out, not to ready.
                     && job.desired == Desired::Running
@@ -168,7 +173,8 @@ fn cron_due(job: &Job, now: u64, plan: &mut Plan) -> bool {
     false
 }
 
-/// Why a running job must stop now, if it must; arms the wake-up for its runtime limit.
+/// What a running job needs now, if anything: a stop, or a step of a start-first replace; arms
+/// the wake-up for its runtime limit.
 fn plan_running(
     job: &Job,
     index: &Index,
@@ -176,27 +182,58 @@ fn plan_running(
     evict: Option<&Cause>,
     now: u64,
     plan: &mut Plan,
-) -> Option<Cause> {
+) -> Option<Action> {
+    let stop = |cause| Some(Action::Stop(job.id.clone(), cause));
     if job.desired == Desired::Stopped {
         // Dependents stop first: a job waits while one that starts after it is stopping.
-        return (!index.has_stopping_dependent(job)).then_some(Cause::Requested);
+        return if index.has_stopping_dependent(job) { None } else { stop(Cause::Requested) };
     }
-    // A new spec that shapes the process: the old run ends, then the plan starts the new. The
-    // copies of a job with replicas go one at a time, so the others serve meanwhile.
     if job.obs.generation < job.generation {
-        return (!index.rolling_holds(job)).then_some(Cause::Replaced);
+        if let Some(step) = start_first(job, now, plan) {
+            return step;
+        }
+        // A new spec that shapes the process: the old run ends, then the plan starts the new.
+        // The copies of a job with replicas go one at a time, so the others serve meanwhile.
+        return if index.rolling_holds(job) { None } else { stop(Cause::Replaced) };
     }
     if let Some(cause) = evict {
-        return Some(cause.clone());
+        return stop(cause.clone());
     }
     if let Some(limit) = job.spec.max_runtime {
         let end = since_ms.saturating_add(limit.as_millis() as u64);
         if now >= end {
-            return Some(Cause::MaxRuntime { limit_ms: limit.as_millis() as u64 });
+            return stop(Cause::MaxRuntime { limit_ms: limit.as_millis() as u64 });
         }
         plan.wake(end);
     }
     None
+}
+
+/// The next step of replacing a ready job start-first (Some(None): nothing to do yet), or None
+/// when it is replaced stop-first: its spec says so, its run is not ready (nothing serves to keep
+/// serving), or its shim cannot run two runs at once. A new run that failed is not tried again
+/// for the same spec: the old run goes on.
+fn start_first(job: &Job, now: u64, plan: &mut Plan) -> Option<Option<Action>> {
+    let failed = job.next_failed.as_ref().filter(|f| f.generation == job.generation);
+    if !job.spec.starts_first()
+        || !matches!(job.life(), Lifecycle::Ready { .. })
+        || failed.is_some_and(|f| f.stop_first)
+    {
+        return None;
+    }
+    Some(match &job.next {
+        _ if failed.is_some() => None,
+        Some(next) if next.generation == job.generation => {
+            if now >= next.deadline_ms {
+                Some(Action::AbortNext(job.id.clone()))
+            } else {
+                plan.wake(next.deadline_ms);
+                None
+            }
+        }
+        // None yet, or one for an older spec (which the new one replaces).
+        _ => Some(Action::StartNext(job.id.clone())),
+    })
 }
 
 /// Jobs (or anything about them) by project and name.
@@ -229,6 +266,8 @@ impl<'a> Soon<'a> {
             Action::ReadyTimeout(_) => Holdup::ReadyTimedOut,
             Action::Fail(..) => Holdup::Failed { how: "a dependency failed".into() },
             Action::ForceKill(_) | Action::Wait(..) | Action::Cron(_) => return,
+            // The job's run goes on meanwhile, as it was.
+            Action::StartNext(_) | Action::AbortNext(_) => return,
         };
         // A plan has one action per job; the first one counts.
         if let Some((id, _)) = jobs.get_key_value(action.job()) {
@@ -361,7 +400,7 @@ pub fn backoff_delay(base: Duration, streak: u32, jitter: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Observed;
+    use crate::job::{NextFailed, NextRun, Observed};
     use crate::spec::RestartPolicy;
     use crate::state::{Ending, RunIds, Then, Why};
     use proptest::prelude::*;
@@ -597,8 +636,79 @@ mod tests {
                     j.obs.cron_from_ms = Some(now);
                     j.want_new_run();
                 }
+                Action::StartNext(_) => j.next = Some(next_run(j.generation, now + 1000)),
+                Action::AbortNext(_) => {
+                    let failed = NextFailed { generation: j.generation, reason: "not ready".into(), stop_first: false };
+                    j.next = None;
+                    j.next_failed = Some(failed);
+                }
             }
         }
+    }
+
+    fn next_run(generation: u64, deadline_ms: u64) -> NextRun {
+        NextRun {
+            attempt: 9,
+            generation,
+            child: None,
+            since_ms: NOW,
+            deadline_ms,
+            log_cursor: 0,
+            ports: Default::default(),
+        }
+    }
+
+    /// A ready job behind listening sockets, whose spec has changed since its run started.
+    fn served(generation: u64) -> Job {
+        let mut j = job("web", Desired::Running, generation, ready_life(), 1);
+        j.spec.listen = vec!["127.0.0.1:8080".into()];
+        j
+    }
+
+    #[test]
+    fn a_start_first_job_runs_its_new_spec_beside_the_old_until_ready_or_its_deadline() {
+        let mut js = jobs(vec![served(2)]);
+        let start = plan(&js, NOW);
+        assert_eq!(start.actions, vec![Action::StartNext("web".into())]);
+        apply(&mut js, &start, NOW);
+        let waiting = plan(&js, NOW);
+        assert_eq!(waiting.actions, vec![], "the old run is not stopped meanwhile");
+        assert_eq!(waiting.wake_at, Some(NOW + 1000), "the deadline is armed");
+        let abort = plan(&js, NOW + 1000);
+        assert_eq!(abort.actions, vec![Action::AbortNext("web".into())]);
+        apply(&mut js, &abort, NOW + 1000);
+        assert_eq!(plan(&js, NOW + 5000), Plan::default(), "a failed spec is not tried again: the old run goes on");
+        js.get_mut("web").unwrap().generation = 3;
+        assert_eq!(plan(&js, NOW + 5000).actions, vec![Action::StartNext("web".into())], "a newer spec is");
+    }
+
+    #[test]
+    fn a_newer_spec_replaces_a_new_run_still_starting_and_a_stop_goes_first() {
+        let mut web = served(3);
+        web.next = Some(next_run(2, NOW + 1000));
+        assert_eq!(plan(&jobs(vec![web.clone()]), NOW).actions, vec![Action::StartNext("web".into())]);
+        web.desired = Desired::Stopped;
+        assert_eq!(plan(&jobs(vec![web]), NOW).actions, vec![Action::Stop("web".into(), Cause::Requested)]);
+    }
+
+    #[test]
+    fn start_first_falls_back_to_stop_first_when_it_cannot_be() {
+        // Nothing ready to keep serving.
+        let mut web = served(2);
+        web.obs.life = running_life(Checks::Until { deadline_ms: NOW + 5 });
+        assert_eq!(plan(&jobs(vec![web]), NOW).actions, vec![Action::Stop("web".into(), Cause::Replaced)]);
+        // Its supervisor cannot run two runs at once.
+        let mut web = served(2);
+        web.next_failed = Some(NextFailed { generation: 2, reason: "a terminal".into(), stop_first: true });
+        assert_eq!(plan(&jobs(vec![web]), NOW).actions, vec![Action::Stop("web".into(), Cause::Replaced)]);
+        // Asked for stop-first.
+        let mut web = served(2);
+        web.spec.update = Some(crate::spec::Update::StopFirst);
+        assert_eq!(plan(&jobs(vec![web]), NOW).actions, vec![Action::Stop("web".into(), Cause::Replaced)]);
+        // No listening sockets: stop-first by default.
+        let mut web = served(2);
+        web.spec.listen.clear();
+        assert_eq!(plan(&jobs(vec![web]), NOW).actions, vec![Action::Stop("web".into(), Cause::Replaced)]);
     }
 
     #[test]
@@ -686,15 +796,19 @@ mod tests {
     }
 
     fn arb_jobs() -> impl Strategy<Value = BTreeMap<String, Job>> {
-        prop::collection::vec((any::<bool>(), 1u64..4, arb_life(), 0u64..4, 0usize..6), 0..8).prop_map(|specs| {
+        let one = (any::<bool>(), 1u64..4, arb_life(), 0u64..4, 0usize..6, any::<bool>());
+        prop::collection::vec(one, 0..8).prop_map(|specs| {
             let names: Vec<String> = (0..specs.len()).map(|i| format!("j{i}")).collect();
             jobs(
                 specs
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (run, generation, life, obs_gen, dep))| {
+                    .map(|(i, (run, generation, life, obs_gen, dep, listen))| {
                         let desired = if run { Desired::Running } else { Desired::Stopped };
                         let mut j = job(&names[i], desired, generation, life, obs_gen.min(generation));
+                        if listen {
+                            j.spec.listen = vec!["127.0.0.1:8080".into()];
+                        }
                         // Dependencies only on earlier jobs: `after` graphs are acyclic.
                         if dep < i {
                             let condition = Condition::ALL[dep % 4];

@@ -97,6 +97,17 @@ impl Dependency {
     }
 }
 
+/// How a new spec replaces a running job (`update`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Update {
+    /// The new run starts beside the old one, which is stopped once the new one is ready; a new
+    /// run that fails is stopped and the old one goes on (the default for a job with `listen`).
+    StartFirst,
+    /// The old run stops, then the new one starts (the default otherwise).
+    StopFirst,
+}
+
 /// Which processes a stop signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -334,6 +345,16 @@ impl Readiness {
             && self.exec.is_none()
             && !self.notify
     }
+
+    /// The checks ask only a port or a URL, which two runs sharing their listening sockets both
+    /// answer: they cannot tell a new run is ready while the old one serves.
+    pub fn answered_by_either_run(&self) -> bool {
+        (self.port.is_some() || self.url.is_some())
+            && self.log_contains.is_empty()
+            && self.log_regex.is_empty()
+            && self.file.is_none()
+            && self.exec.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -471,6 +492,9 @@ pub struct JobSpec {
     /// (with `deploy`'s refusals: a refusal fails the start).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fetch: bool,
+    /// How a new spec replaces a running run (None: start-first with `listen`, else stop-first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<Update>,
     /// `--force`: before this start, stop any process of the user holding the job's ports. Taken
     /// off the spec when it is applied (it is about one command, not the job).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -542,6 +566,7 @@ pub fn diff(old: &JobSpec, new: &JobSpec) -> SpecDiff {
     update("restart-with-dependencies", old.restart_with_dependencies != new.restart_with_dependencies);
     update("cron", old.cron != new.cron);
     update("fetch", old.fetch != new.fetch);
+    update("update", old.update != new.update);
     d
 }
 
@@ -599,6 +624,37 @@ impl JobSpec {
         }
     }
 
+    /// Whether a new spec replaces the job's running run start-first (see [`Update`]).
+    pub fn starts_first(&self) -> bool {
+        match self.update {
+            Some(update) => update == Update::StartFirst,
+            None => !self.listen.is_empty() && self.start_first_refused().is_none(),
+        }
+    }
+
+    /// Why the job cannot run two runs side by side under one supervisor: what that supervisor
+    /// set up for the job (its terminal, its container's name, what it follows) cannot be shared.
+    fn start_first_refused(&self) -> Option<&'static str> {
+        if self.pty.is_some() {
+            Some("a job in a terminal cannot run twice at once")
+        } else if self.container_run().is_some() {
+            Some("a container's name cannot be taken twice")
+        } else if self.daemonizes {
+            Some("a daemonizing job's processes cannot be told apart from its next run's")
+        } else if self.ready.notify {
+            Some("sd_notify cannot tell which run is ready")
+        } else if self.oneshot {
+            Some("a one-shot job is not replaced while it runs")
+        } else if !self.listen.is_empty() && self.ready.answered_by_either_run() {
+            Some(
+                "behind its listening sockets a url or port check is answered by the old run too: \
+                 add a check only the new run passes (ready-when, ready-when-regex, ready-when-exec)",
+            )
+        } else {
+            None
+        }
+    }
+
     /// The names of the jobs this one starts after.
     pub fn after_names(&self) -> Vec<String> {
         self.after.iter().map(|d| d.job.clone()).collect()
@@ -642,6 +698,11 @@ impl JobSpec {
         }
         if self.oneshot && self.daemonizes {
             problems.push("a job cannot both finish (oneshot) and daemonize".to_string());
+        }
+        if self.update == Some(Update::StartFirst)
+            && let Some(why) = self.start_first_refused()
+        {
+            problems.push(format!("update = start-first: {why}"));
         }
         if self.container == Some(true) && self.container_run().is_none() {
             problems.push("container = true, but the command runs no `docker run` or `podman run`".to_string());
@@ -978,6 +1039,7 @@ pub(crate) mod tests {
             cron: None,
             container: None,
             fetch: false,
+            update: None,
             force: false,
         }
     }

@@ -51,6 +51,7 @@ fn spec() -> JobSpec {
         cron: None,
         container: None,
         fetch: false,
+        update: None,
         force: false,
     }
 }

@@ -144,6 +144,9 @@ pub struct Args {
     /// Before each start, fast-forward the git checkout of the job's cwd from its upstream.
     #[arg(long)]
     pub fetch: bool,
+    /// How a new spec replaces the running job (default: start-first with --listen).
+    #[arg(long, value_enum)]
+    pub update: Option<crate::spec::Update>,
     /// Supervise the command's `docker run`/`podman run` as a container (default: detected),
     /// or not (false).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -335,6 +338,7 @@ impl Args {
             replica: None,
             cron: self.cron,
             fetch: self.fetch,
+            update: self.update,
             container: self.container,
             force: self.force,
         };
@@ -376,7 +380,7 @@ fn overlay(mut spec: JobSpec, flags: JobSpec, typed: &clap::ArgMatches) -> JobSp
         "stop_exit_codes" => restarts.stop_exit_codes, "stdout" => mirror.stdout, "stderr" => mirror.stderr,
         "log" => mirror.log, "log_timestamps" => mirror.timestamps, "max_rss" => max_rss_mb,
         "log_max_size" => log_limits.max_size_mb, "log_max_files" => log_limits.max_files, "max_runtime" => max_runtime, "cron" => cron,
-        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "fetch" => fetch, "container" => container, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
+        "allocate_port" => allocate_ports, "listen" => listen, "force" => force, "fetch" => fetch, "update" => update, "container" => container, "grace" => grace, "oneshot" => oneshot, "daemonizes" => daemonizes, "pidfile" => pidfile,
         "stop_signal" => stop.signal, "stop_command" => stop.command, "kill_mode" => stop.kill_mode,
     );
     // `--env` goes over the file's environment, a typed `--config` under it.

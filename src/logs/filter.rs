@@ -87,7 +87,7 @@ mod tests {
     use crate::logs::Stream;
 
     fn line(text: &str, stream: Stream) -> Line {
-        Line { number: 1, stream, unix_ms: 0, content: text.as_bytes().to_vec(), complete: true }
+        Line { number: 1, stream, unix_ms: 0, content: text.as_bytes().to_vec(), complete: true, run: 0 }
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct Entry {
     /// The number the next new line gets. The lines that start inside the entry are numbered
     /// up to it: see [`Entry::numbers`].
     pub next_line: u64,
+    /// Which run of the job wrote it, told apart while a new run starts beside the old one
+    /// (a start-first replace): the shim numbers its runs 0, 1, 2… (wrapping).
+    pub run: u8,
 }
 
 impl Entry {
@@ -54,7 +57,7 @@ impl Entry {
         out.extend_from_slice(&self.len.to_le_bytes());
         out.push(self.stream as u8);
         out.push(if self.continues { CONTINUES } else { 0 } | if self.closes { CLOSES } else { 0 });
-        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&[self.run, 0]);
     }
 
     pub fn decode(b: &[u8]) -> Option<Entry> {
@@ -75,6 +78,7 @@ impl Entry {
             stream,
             continues: flags & CONTINUES != 0,
             closes: flags & CLOSES != 0,
+            run: *b.get(38)?,
         })
     }
 
@@ -281,12 +285,23 @@ mod tests {
     use super::*;
 
     fn entry(continues: bool, first_line: u64, next_line: u64) -> Entry {
-        Entry { unix_ms: 1, offset: 0, len: 0, stream: Stream::Stdout, continues, closes: false, first_line, next_line }
+        Entry {
+            unix_ms: 1,
+            offset: 0,
+            len: 0,
+            stream: Stream::Stdout,
+            continues,
+            closes: false,
+            first_line,
+            next_line,
+            run: 0,
+        }
     }
 
     #[test]
     fn entries_round_trip() {
-        let e = Entry { unix_ms: 7, offset: 9, len: 11, stream: Stream::Pty, closes: true, ..entry(true, 3, 5) };
+        let e =
+            Entry { unix_ms: 7, offset: 9, len: 11, stream: Stream::Pty, closes: true, run: 4, ..entry(true, 3, 5) };
         let mut buf = Vec::new();
         e.encode(&mut buf);
         assert_eq!(buf.len() as u64, ENTRY_LEN);

@@ -22,6 +22,8 @@ pub struct Line {
     pub content: Vec<u8>,
     /// False while the program has not finished the line yet.
     pub complete: bool,
+    /// The run of the job that wrote it (see [`index::Entry::run`]).
+    pub run: u8,
 }
 
 impl Line {

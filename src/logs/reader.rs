@@ -132,6 +132,7 @@ impl Forward {
                             unix_ms: e.unix_ms,
                             content: Vec::new(),
                             complete: false,
+                            run: e.run,
                         }),
                     };
                     line.content.extend_from_slice(piece.bytes);
@@ -181,6 +182,7 @@ pub fn read_from(dir: &Path, cursor: u64) -> io::Result<(Vec<Line>, u64)> {
 /// A line seen backward: its pieces from the last one.
 struct Backward {
     stream: Stream,
+    run: u8,
     unix_ms: u64,
     complete: bool,
     pieces: Vec<Vec<u8>>,
@@ -192,6 +194,7 @@ impl Backward {
         let mut line = Line {
             number,
             stream: self.stream,
+            run: self.run,
             unix_ms: self.unix_ms,
             content: self.pieces.concat(),
             complete: self.complete,
@@ -227,6 +230,7 @@ fn last_lines(
             for piece in e.numbers(bytes).into_iter().rev() {
                 let acc = partial.entry(piece.line).or_insert_with(|| Backward {
                     stream: e.stream,
+                    run: e.run,
                     unix_ms: e.unix_ms,
                     complete: piece.ends,
                     pieces: Vec::new(),

@@ -58,9 +58,11 @@ pub struct LogWriter {
     /// The sequence number of the next entry.
     seq: u64,
     next_line: u64,
-    /// Each stream's unfinished line (as far as it is indexed).
-    open: [Option<u64>; 3],
-    held: [Option<Held>; 3],
+    /// Each stream's unfinished line (as far as it is indexed), per run (see [`slot`]).
+    open: [Option<u64>; SLOTS],
+    held: [Option<Held>; SLOTS],
+    /// The run last seen of each parity, whose slots [`slot`] keeps.
+    runs: [u8; 2],
     /// The newest entry, which reads of the same millisecond still extend.
     last: Option<Entry>,
     /// Entries not written to the index yet.
@@ -72,8 +74,28 @@ pub struct LogWriter {
     dropped_because: Option<(String, u64)>,
 }
 
-fn slot(stream: Stream) -> usize {
-    stream as usize
+/// Where a stream's unfinished line is kept: per stream and per run, as two runs of a job write
+/// at once while one replaces the other (their lines must not be joined). At most two runs are
+/// alive together and the shim numbers them in turn, so a run's parity tells them apart.
+const SLOTS: usize = 6;
+
+fn slot(run: u8, stream: Stream) -> usize {
+    usize::from(run % 2) * 3 + stream as usize
+}
+
+const STREAMS: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Pty];
+
+/// Who wrote some bytes: which run of the job, on which stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub run: u8,
+    pub stream: Stream,
+}
+
+impl Source {
+    fn slot(self) -> usize {
+        slot(self.run, self.stream)
+    }
 }
 
 impl LogWriter {
@@ -97,8 +119,9 @@ impl LogWriter {
             index,
             seq: at.seq,
             next_line: at.next_line,
-            open: [None; 3],
-            held: [None; 3],
+            open: [None; SLOTS],
+            held: [None; SLOTS],
+            runs: [0, 1],
             last: None,
             pending: Vec::new(),
             limits,
@@ -110,7 +133,8 @@ impl LogWriter {
             let mut rest = vec![0u8; (w.data_len - indexed_end) as usize];
             // The writer's own descriptor only appends.
             File::open(index::data_path(dir, 0))?.read_exact_at(&mut rest, indexed_end)?;
-            w.index_bytes(Stream::Stdout, indexed_end, &rest, crate::clock::unix_ms());
+            let from = Source { run: 0, stream: Stream::Stdout };
+            w.index_bytes(from, indexed_end, &rest, crate::clock::unix_ms());
             w.flush_all()?;
         }
         Ok(w)
@@ -119,6 +143,13 @@ impl LogWriter {
     /// Adds bytes the program wrote to `stream`: to the data file at once, and to the index up
     /// to their last newline (the rest waits for its line's end, except a terminal's).
     pub fn push(&mut self, stream: Stream, data: &[u8], unix_ms: u64) {
+        self.push_from(Source { run: 0, stream }, data, unix_ms);
+    }
+
+    /// [`Self::push`] for bytes of run `from.run` (while two runs of the job write at once).
+    pub fn push_from(&mut self, from: Source, data: &[u8], unix_ms: u64) {
+        let stream = from.stream;
+        self.runs[usize::from(from.run % 2)] = from.run;
         if data.is_empty() {
             return;
         }
@@ -131,13 +162,13 @@ impl LogWriter {
         if written == 0 {
             return;
         }
-        let held = self.held[slot(stream)].take();
+        let held = self.held[from.slot()].take();
         // Held bytes right before these are indexed with them; held bytes elsewhere in the file
         // (another stream wrote since) are indexed on their own first.
         let (start, held_len) = match held {
             Some(h) if h.offset + h.len == offset => (h.offset, h.len),
             Some(h) => {
-                self.index_held(stream, h);
+                self.index_held(from, h);
                 (offset, 0)
             }
             None => (offset, 0),
@@ -152,10 +183,10 @@ impl LogWriter {
         match cut {
             Some(cut) => {
                 let indexed = held_len + cut as u64;
-                self.add_entry(stream, start, indexed, &data[..cut], unix_ms);
+                self.add_entry(from, start, indexed, &data[..cut], unix_ms);
                 if indexed < total {
                     let since = std::time::Instant::now();
-                    self.held[slot(stream)] =
+                    self.held[from.slot()] =
                         Some(Held { offset: start + indexed, len: total - indexed, unix_ms, since });
                 }
             }
@@ -163,9 +194,9 @@ impl LogWriter {
                 let since = held.map_or_else(std::time::Instant::now, |h| h.since);
                 let h = Held { offset: start, len: total, unix_ms, since };
                 if total >= MAX_HELD {
-                    self.index_held(stream, h);
+                    self.index_held(from, h);
                 } else {
-                    self.held[slot(stream)] = Some(h);
+                    self.held[from.slot()] = Some(h);
                 }
             }
         }
@@ -197,7 +228,7 @@ impl LogWriter {
         self.dropped_because.get_or_insert_with(|| (e.to_string(), since));
         // The lines the lost bytes belonged to are cut: what comes next starts new ones.
         self.flush_partial(std::time::Duration::ZERO);
-        self.open = [None; 3];
+        self.open = [None; SLOTS];
         written
     }
 
@@ -213,7 +244,7 @@ impl LogWriter {
         let (dropped, because) = (std::mem::take(&mut self.dropped), self.dropped_because.take());
         let offset = self.data_len;
         if self.write_data(text.as_bytes()) == text.len() {
-            self.index_bytes(Stream::Stderr, offset, text.as_bytes(), now);
+            self.index_bytes(Source { run: self.runs[0], stream: Stream::Stderr }, offset, text.as_bytes(), now);
         } else {
             // Still failing: the notice comes with the next write that works.
             self.dropped += dropped;
@@ -222,25 +253,25 @@ impl LogWriter {
     }
 
     /// Indexes bytes already in the data file, at once and whole.
-    fn index_bytes(&mut self, stream: Stream, offset: u64, bytes: &[u8], unix_ms: u64) {
-        if let Some(h) = self.held[slot(stream)].take() {
-            self.index_held(stream, h);
+    fn index_bytes(&mut self, from: Source, offset: u64, bytes: &[u8], unix_ms: u64) {
+        if let Some(h) = self.held[from.slot()].take() {
+            self.index_held(from, h);
         }
-        self.add_entry(stream, offset, bytes.len() as u64, bytes, unix_ms);
+        self.add_entry(from, offset, bytes.len() as u64, bytes, unix_ms);
     }
 
     /// Indexes held bytes (which hold no newline) as a piece of their unfinished line.
-    fn index_held(&mut self, stream: Stream, h: Held) {
-        self.add_entry(stream, h.offset, h.len, &[], h.unix_ms);
+    fn index_held(&mut self, from: Source, h: Held) {
+        self.add_entry(from, h.offset, h.len, &[], h.unix_ms);
     }
 
     /// One entry for `len` bytes at `offset`, whose newlines are all in `tail` (the bytes before
     /// it hold none).
-    fn add_entry(&mut self, stream: Stream, offset: u64, len: u64, tail: &[u8], unix_ms: u64) {
+    fn add_entry(&mut self, from: Source, offset: u64, len: u64, tail: &[u8], unix_ms: u64) {
         if len == 0 {
             return;
         }
-        let open = self.open[slot(stream)];
+        let open = self.open[from.slot()];
         let first_line = open.unwrap_or_else(|| {
             self.next_line += 1;
             self.next_line - 1
@@ -250,7 +281,7 @@ impl LogWriter {
         if newlines > 0 {
             self.next_line += newlines - 1 + u64::from(!ends_line);
         }
-        self.open[slot(stream)] = match (newlines, ends_line) {
+        self.open[from.slot()] = match (newlines, ends_line) {
             (0, _) => Some(first_line),
             (_, true) => None,
             (_, false) => Some(self.next_line - 1),
@@ -258,7 +289,8 @@ impl LogWriter {
         // A read is at most the shim's buffer, a held line at most MAX_HELD plus one read.
         let len = len.min(u64::from(u32::MAX)) as u32;
         if let Some(last) = self.last.as_mut()
-            && last.stream == stream
+            && last.stream == from.stream
+            && last.run == from.run
             && !last.closes
             && last.unix_ms == unix_ms
             && last.offset + u64::from(last.len) == offset
@@ -273,11 +305,12 @@ impl LogWriter {
             unix_ms,
             offset,
             len,
-            stream,
+            stream: from.stream,
             continues: open.is_some(),
             closes: false,
             first_line,
             next_line: self.next_line,
+            run: from.run,
         };
         self.push_entry(entry);
     }
@@ -315,10 +348,10 @@ impl LogWriter {
     /// Indexes every unfinished line that has waited `delay` (all of them for zero), so a prompt
     /// without a newline is visible.
     pub fn flush_partial(&mut self, delay: std::time::Duration) {
-        for s in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
-            if let Some(h) = self.held[slot(s)].filter(|h| h.since.elapsed() >= delay) {
-                self.held[slot(s)] = None;
-                self.index_held(s, h);
+        for from in self.sources() {
+            if let Some(h) = self.held[from.slot()].filter(|h| h.since.elapsed() >= delay) {
+                self.held[from.slot()] = None;
+                self.index_held(from, h);
             }
         }
     }
@@ -420,26 +453,47 @@ impl LogWriter {
         self.seq + u64::from(self.last.is_some())
     }
 
+    /// Every (run, stream) a slot stands for.
+    fn sources(&self) -> impl Iterator<Item = Source> + use<> {
+        let runs = self.runs;
+        runs.into_iter().flat_map(|run| STREAMS.map(|stream| Source { run, stream }))
+    }
+
     /// The program is gone: its unfinished lines end here.
     pub fn finish(&mut self, unix_ms: u64) -> io::Result<()> {
         self.flush_partial(std::time::Duration::ZERO);
-        for s in [Stream::Stdout, Stream::Stderr, Stream::Pty] {
-            if let Some(line) = self.open[slot(s)].take() {
-                self.seal();
-                let entry = Entry {
-                    unix_ms,
-                    offset: self.data_len,
-                    len: 0,
-                    stream: s,
-                    continues: true,
-                    closes: true,
-                    first_line: line,
-                    next_line: self.next_line,
-                };
-                self.push_entry(entry);
-            }
+        for from in self.sources() {
+            self.close_line(from, unix_ms);
         }
         self.flush_all()
+    }
+
+    /// Run `run` is gone while another goes on writing: its unfinished lines end here.
+    pub fn finish_run(&mut self, run: u8, unix_ms: u64) {
+        for stream in STREAMS {
+            let from = Source { run, stream };
+            if let Some(h) = self.held[from.slot()].take() {
+                self.index_held(from, h);
+            }
+            self.close_line(from, unix_ms);
+        }
+    }
+
+    fn close_line(&mut self, from: Source, unix_ms: u64) {
+        let Some(line) = self.open[from.slot()].take() else { return };
+        self.seal();
+        let entry = Entry {
+            unix_ms,
+            offset: self.data_len,
+            len: 0,
+            stream: from.stream,
+            continues: true,
+            closes: true,
+            first_line: line,
+            next_line: self.next_line,
+            run: from.run,
+        };
+        self.push_entry(entry);
     }
 }
 

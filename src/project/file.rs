@@ -2,7 +2,7 @@
 //! schema in `schemas/` is generated from them, and the loader's list of known keys comes from
 //! that schema. Every `bgrun run` flag has a key here, in kebab-case.
 
-use crate::spec::{Condition, Dependency, KillMode, RestartPolicy};
+use crate::spec::{Condition, Dependency, KillMode, RestartPolicy, Update};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -260,6 +260,10 @@ pub struct JobTable {
     /// refusing (and failing the start) as `bgrun deploy` refuses.
     #[serde(default)]
     pub fetch: bool,
+    /// How a new spec replaces the running job: start-first (the new run starts beside the old,
+    /// which is stopped once the new one is ready; the default for a job with `listen`) or
+    /// stop-first (the default otherwise).
+    pub update: Option<Update>,
     /// The container image the job runs in when exported (`bgrun export compose|kubernetes`), its
     /// command run inside it; bgrun itself ignores it.
     pub image: Option<String>,

@@ -430,6 +430,7 @@ impl Checker {
             replica: None,
             cron: t.cron.clone(),
             fetch: t.fetch,
+            update: t.update,
             container: t.container,
             force: false,
         };

@@ -1,6 +1,7 @@
 //! Applying the plan's actions through the supervisor.
 
 use super::Reconciler;
+use crate::job::Job;
 use crate::plan::{Action, FORCE_MARGIN};
 use crate::state::{Blocked, Cause, Checks, Ending, Lifecycle, Why};
 use crate::supervisor::Report;
@@ -17,6 +18,8 @@ impl Reconciler {
             Action::Fail(id, blocked) => self.fail(&id, blocked),
             Action::ReadyTimeout(id) => self.readiness_gave_up(&id),
             Action::Cron(id) => self.cron_fired(&id),
+            Action::StartNext(id) => self.start_next(&id),
+            Action::AbortNext(id) => self.next_timed_out(&id),
         }
     }
 
@@ -80,33 +83,14 @@ impl Reconciler {
         if restart {
             job.obs.restart_count += 1;
         }
-        job.attempt += 1;
+        job.launches += 1;
+        job.attempt = job.launches;
         job.stop_grace = None;
-        job.obs.allocated_ports = ports;
         job.obs.log_cursor = log_cursor;
         job.obs.generation = job.generation;
-        let mut env = job.spec.env.clone();
-        env.extend(job.obs.allocated_ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
-        env.insert(crate::supervisor::procfs::JOB_ID_ENV.into(), id.to_string());
-        let spawn = SpawnFile {
-            label: job.qualified_name(),
-            argv: job.spec.argv(),
-            cwd: job.spec.cwd.clone(),
-            env,
-            grace_ms: job.spec.grace.as_millis() as u64,
-            pty: job.spec.pty.clone(),
-            notify: job.spec.ready.notify,
-            stop: job.spec.stop.clone(),
-            daemonizes: job.spec.daemonizes,
-            pidfile: job.spec.pidfile.clone(),
-            mirror: job.spec.mirror.clone(),
-            log_limits: job.spec.log_limits.resolve(),
-            listen: job.listen(),
-            fetch: job.spec.fetch,
-            free_ports: job.spec.declared_ports(),
-            force: std::mem::take(&mut job.force_next),
-            container: job.spec.container_run(),
-        };
+        let force = std::mem::take(&mut job.force_next);
+        let spawn = spawn_file(job, &ports, force);
+        job.obs.allocated_ports = ports;
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {
             return;
@@ -132,7 +116,7 @@ impl Reconciler {
 
     /// A free TCP port for each `--allocate-port` variable: the job's previous one while it is
     /// still free (so a restart keeps its address), and never one another job of this daemon holds.
-    fn allocate_ports(&self, id: &str) -> BTreeMap<String, u16> {
+    pub(super) fn allocate_ports(&self, id: &str) -> BTreeMap<String, u16> {
         let Some(job) = self.jobs.get(id) else { return Default::default() };
         // Most jobs ask for no port: they need no look at every other job's (which, for each of
         // the N launches of an `up`, made it quadratic).
@@ -188,5 +172,32 @@ impl Reconciler {
             "grace expired; SIGKILL to every process of the job"
         };
         self.save(id, Some(("force-kill", detail)));
+    }
+}
+
+/// What the shim runs for a run of `job` from its current spec, with these `--allocate-port`
+/// ports.
+pub(super) fn spawn_file(job: &Job, ports: &BTreeMap<String, u16>, force: bool) -> SpawnFile {
+    let mut env = job.spec.env.clone();
+    env.extend(ports.iter().map(|(k, v)| (k.clone(), v.to_string())));
+    env.insert(crate::supervisor::procfs::JOB_ID_ENV.into(), job.id.clone());
+    SpawnFile {
+        label: job.qualified_name(),
+        argv: job.spec.argv(),
+        cwd: job.spec.cwd.clone(),
+        env,
+        grace_ms: job.spec.grace.as_millis() as u64,
+        pty: job.spec.pty.clone(),
+        notify: job.spec.ready.notify,
+        stop: job.spec.stop.clone(),
+        daemonizes: job.spec.daemonizes,
+        pidfile: job.spec.pidfile.clone(),
+        mirror: job.spec.mirror.clone(),
+        log_limits: job.spec.log_limits.resolve(),
+        listen: job.listen(),
+        fetch: job.spec.fetch,
+        free_ports: job.spec.declared_ports(),
+        force,
+        container: job.spec.container_run(),
     }
 }

@@ -24,6 +24,7 @@ impl Reconciler {
             job.generation = stored.generation;
             job.obs = stored.obs;
             job.attempt = ADOPTED;
+            job.launches = ADOPTED;
             self.jobs.insert(id.clone(), job);
             self.adopt(&id);
         }

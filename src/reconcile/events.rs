@@ -16,6 +16,12 @@ impl Reconciler {
                 self.on_spawned(&id, attempt, result)
             }
             Report::Ready { id, attempt } if self.is_current(&id, attempt) => self.on_ready(&id),
+            Report::NextSpawned { id, attempt, started } if self.is_next(&id, attempt) => {
+                self.on_next_spawned(&id, started)
+            }
+            Report::Ready { id, attempt } if self.is_next(&id, attempt) => self.promote(&id),
+            Report::Exited { id, attempt } if self.is_next(&id, attempt) => self.on_next_exited(&id, attempt),
+            Report::Retired { id, pid } => self.on_retired(&id, pid),
             Report::Evict { id, attempt, cause } if self.is_current(&id, attempt) => {
                 if let Some(job) = self.jobs.get_mut(&id)
                     && let Lifecycle::Running { evict, .. } | Lifecycle::Ready { evict, .. } = &mut job.obs.life
@@ -34,6 +40,11 @@ impl Reconciler {
 
     fn is_current(&self, id: &str, attempt: u64) -> bool {
         self.jobs.get(id).is_some_and(|j| j.attempt == attempt)
+    }
+
+    /// About the new run started beside the job's current one (a start-first replace).
+    fn is_next(&self, id: &str, attempt: u64) -> bool {
+        self.jobs.get(id).and_then(|j| j.next.as_ref()).is_some_and(|n| n.attempt == attempt)
     }
 
     fn on_spawned(&mut self, id: &str, attempt: u64, result: Result<ChildFile, String>) {
@@ -77,7 +88,7 @@ impl Reconciler {
             Lifecycle::Running { .. } if spec.ready.is_empty() => self.on_ready(id),
             Lifecycle::Running { .. } => {
                 let at = ProbeContext { cwd: spec.cwd.clone(), env: spec.env.clone() };
-                let probe = Probe::Readiness { ready: spec.ready.clone(), at, log_cursor };
+                let probe = Probe::Readiness { ready: spec.ready.clone(), at, log_cursor, run: None };
                 self.sup.probe(id, attempt, child, probe);
             }
             _ => return,
@@ -164,6 +175,11 @@ impl Reconciler {
     /// restart policy decide what follows.
     pub(super) fn end_run(&mut self, id: &str, end: Ending) {
         self.sup.stop_probes(id);
+        // A new run beside it went with it: its shim stopped everything of the job.
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.next = None;
+            job.retiring = None;
+        }
         let (kind, reason) = (end.event_kind(), end.describe());
         if !self.set_life(id, Lifecycle::Ended { end, then: Then::Stays }) {
             return;

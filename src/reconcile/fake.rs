@@ -17,6 +17,10 @@ pub enum Call {
     StopProbes { id: String },
     Remove { id: String },
     ReleaseListen { key: String },
+    StartNext { id: String, attempt: u64, argv: Vec<String> },
+    PromoteNext { id: String, attempt: u64 },
+    AbortNext { id: String, attempt: u64 },
+    WatchRetiring { id: String, pid: i32 },
 }
 
 /// What the fake knows, shared with the test that drives it.
@@ -27,6 +31,8 @@ pub struct World {
     pub exits: HashMap<String, ExitFile>,
     /// Shims alive, by shim pid.
     pub alive: Vec<i32>,
+    /// How new runs started beside a job's run ended, by attempt.
+    pub next_exits: HashMap<u64, ExitFile>,
     next_pid: i32,
 }
 
@@ -121,5 +127,25 @@ impl Supervisor for Fake {
 
     fn release_listen(&mut self, key: &str) {
         self.world().calls.push(Call::ReleaseListen { key: key.to_string() });
+    }
+
+    fn start_next(&mut self, id: &str, attempt: u64, _run: &RunIds, spawn: &SpawnFile) {
+        self.record(Call::StartNext { id: id.into(), attempt, argv: spawn.argv.clone() });
+    }
+
+    fn promote_next(&mut self, id: &str, attempt: u64, _run: &RunIds) {
+        self.record(Call::PromoteNext { id: id.into(), attempt });
+    }
+
+    fn abort_next(&mut self, id: &str, attempt: u64, _run: &RunIds) {
+        self.record(Call::AbortNext { id: id.into(), attempt });
+    }
+
+    fn next_exit(&self, _id: &str, attempt: u64) -> Option<ExitFile> {
+        self.world().next_exits.get(&attempt).cloned()
+    }
+
+    fn watch_retiring(&mut self, id: &str, old: &ChildFile) {
+        self.record(Call::WatchRetiring { id: id.into(), pid: old.pid });
     }
 }

@@ -13,6 +13,7 @@ mod fake;
 mod problems;
 mod project;
 mod queries;
+mod replace;
 #[cfg(test)]
 mod tests;
 pub mod views;

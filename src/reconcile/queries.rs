@@ -65,6 +65,10 @@ pub struct Progress {
     pub stale: bool,
     /// Ended, and nothing will run it again by itself ([`crate::job::Job::is_finished`]).
     pub finished: bool,
+    /// The new spec's run failed beside the old one, which goes on: why.
+    pub replace_failed: Option<String>,
+    /// A run replaced start-first has not exited yet.
+    pub retiring: bool,
 }
 
 /// The reconciler's side of `daemon status`.
@@ -88,6 +92,8 @@ impl Reconciler {
                             life: job.life().clone(),
                             stale: job.obs.generation < job.generation,
                             finished: job.is_finished(),
+                            replace_failed: job.replace_failed().map(str::to_string),
+                            retiring: job.retiring.is_some(),
                         })
                     })
                     .collect();

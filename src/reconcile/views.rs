@@ -37,7 +37,7 @@ pub fn job_view(job: &Job) -> JobView {
         started_at: life.started_ms().map(rfc3339_s),
         exit_code: life.ending().and_then(|e| e.code),
         restart_count: job.obs.restart_count,
-        reason: life.reason(),
+        reason: job.reason(),
         cwd: job.spec.cwd.display().to_string(),
         ports: Vec::new(),
     }
@@ -165,7 +165,7 @@ pub fn status_view(job: &Job, log: String, events: Vec<EventView>) -> StatusView
         cwd: job.spec.cwd.display().to_string(),
         pid: life.last_pid(),
         signal: end.and_then(|e| e.signal),
-        reason: life.reason(),
+        reason: job.reason(),
         started_at: life.started_ms().map(rfc3339_s),
         // Records converted from an earlier daemon may not know when they ended.
         ended_at: end.map(|e| e.at_ms).filter(|ms| *ms > 0).map(rfc3339_s),

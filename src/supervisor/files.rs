@@ -105,6 +105,10 @@ const STDIN: &str = "stdin";
 const READY: &str = "ready";
 const PTY_SIZE: &str = "pty-size";
 const SCREEN: &str = "screen.json";
+const NEXT_SPAWN: &str = "next.json";
+const NEXT_REQUEST: &str = "next-request.json";
+const NEXT_CHILD: &str = "next-child.json";
+const NEXT_EXIT: &str = "next-exit.json";
 
 /// A PTY job's screen as its shim's terminal emulator holds it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -166,7 +170,7 @@ pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
-    for stale in [SHIM, CHILD, EXIT, STOP, READY, SCREEN, FREED] {
+    for stale in [SHIM, CHILD, EXIT, STOP, READY, SCREEN, FREED, NEXT_SPAWN, NEXT_REQUEST, NEXT_CHILD, NEXT_EXIT] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -319,4 +323,96 @@ pub fn read_pty_size(dir: &Path) -> Option<(u16, u16)> {
     let text = std::fs::read_to_string(dir.join(PTY_SIZE)).ok()?;
     let mut it = text.split_whitespace().map(|n| n.parse().ok());
     Some((it.next()??, it.next()??))
+}
+
+/// What the daemon asks of a shim about a new run of its job started beside the current one (a
+/// start-first replace), each naming the daemon's attempt number for that new run. The latest
+/// request is all that counts: requests for one new run come in order (start, then promote or
+/// abort), and a start for another new run replaces one still starting.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "do", rename_all = "kebab-case")]
+pub enum NextRequest {
+    /// Start the run `next.json` describes beside the current one.
+    Start { attempt: u64 },
+    /// The new run is ready: it becomes the job's run, and the old one is stopped.
+    Promote { attempt: u64 },
+    /// Stop the new run; the current one goes on.
+    Abort { attempt: u64 },
+}
+
+impl NextRequest {
+    pub fn attempt(self) -> u64 {
+        match self {
+            NextRequest::Start { attempt } | NextRequest::Promote { attempt } | NextRequest::Abort { attempt } => {
+                attempt
+            }
+        }
+    }
+}
+
+/// The shim's answer to a start: the new run's process and the number its log entries carry
+/// (see [`crate::logs::index::Entry::run`]), or why it could not be started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NextChild {
+    pub attempt: u64,
+    #[serde(flatten)]
+    pub started: NextStarted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum NextStarted {
+    Ok {
+        pid: i32,
+        start_time: u64,
+        run: u8,
+    },
+    /// The new run's process could not be started (the new version is broken).
+    Error {
+        error: String,
+    },
+    /// The shim cannot run two runs of this job at once (see `shim::beside_refused`): the job is
+    /// replaced stop-first instead.
+    Refused {
+        refused: String,
+    },
+}
+
+/// Asks the shim (by the request file, then SIGUSR1) to do something about a new run.
+pub fn write_next_request(dir: &Path, spawn: Option<&SpawnFile>, request: NextRequest) -> io::Result<()> {
+    if let Some(spawn) = spawn {
+        write_json(&dir.join(NEXT_SPAWN), spawn)?;
+    }
+    write_json(&dir.join(NEXT_REQUEST), &request)
+}
+
+pub fn read_next_request(dir: &Path) -> Option<NextRequest> {
+    read_json(&dir.join(NEXT_REQUEST)).ok()
+}
+
+pub fn read_next_spawn(dir: &Path) -> io::Result<SpawnFile> {
+    read_json(&dir.join(NEXT_SPAWN))
+}
+
+/// The new run's spec becomes the job's run's, for a daemon that reads it later.
+pub fn promote_next_spawn(dir: &Path) -> io::Result<()> {
+    std::fs::rename(dir.join(NEXT_SPAWN), dir.join(SPAWN))
+}
+
+pub fn write_next_child(dir: &Path, child: &NextChild) -> io::Result<()> {
+    write_json(&dir.join(NEXT_CHILD), child)
+}
+
+/// The shim's answer about new run `attempt`, once it has given one.
+pub fn read_next_child(dir: &Path, attempt: u64) -> Option<NextStarted> {
+    read_json::<NextChild>(&dir.join(NEXT_CHILD)).ok().filter(|c| c.attempt == attempt).map(|c| c.started)
+}
+
+/// How a new run ended before it took over (it crashed, or was aborted).
+pub fn write_next_exit(dir: &Path, attempt: u64, exit: &ExitFile) -> io::Result<()> {
+    write_json(&dir.join(NEXT_EXIT), &(attempt, exit))
+}
+
+pub fn read_next_exit(dir: &Path, attempt: u64) -> Option<ExitFile> {
+    read_json::<(u64, ExitFile)>(&dir.join(NEXT_EXIT)).ok().filter(|(a, _)| *a == attempt).map(|(_, e)| e)
 }

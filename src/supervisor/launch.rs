@@ -167,8 +167,13 @@ pub fn kill_job_processes(job_id: &str, shim_pid: i32, shim_start: u64, job_pid:
 /// Asks a PTY job's shim to resize its terminal.
 pub fn resize_pty(dir: &Path, shim_pid: i32, cols: u16, rows: u16) {
     if files::write_pty_size(dir, cols, rows).is_ok() {
-        signal(shim_pid, Signal::SIGUSR1);
+        ask(shim_pid);
     }
+}
+
+/// Tells a shim to look at the requests written into its job's directory (SIGUSR1).
+pub fn ask(shim_pid: i32) {
+    signal(shim_pid, Signal::SIGUSR1);
 }
 
 fn signal(pid: i32, sig: Signal) {

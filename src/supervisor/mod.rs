@@ -16,7 +16,7 @@ pub mod sockets;
 
 use crate::spec::{Health, Readiness};
 use crate::state::{Cause, RunIds};
-use files::{ChildFile, ExitFile, SpawnFile};
+use files::{ChildFile, ExitFile, NextStarted, SpawnFile};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,13 +34,19 @@ pub enum Report {
     Exited { id: String, attempt: u64 },
     /// A daemonizing job's first process exited and the shim follows the one it left behind.
     MainChanged { id: String, attempt: u64, child: ChildFile },
+    /// The shim started a new run beside the job's current one (or could not, or refused).
+    /// Its process's end is reported as `Exited` with the same attempt.
+    NextSpawned { id: String, attempt: u64, started: NextStarted },
+    /// The first process of a run replaced start-first has exited.
+    Retired { id: String, pid: i32 },
 }
 
 /// A check run beside a job for one run, reporting back when it has something to say.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     /// Reports Ready once every check passes; log checks read from `log_cursor`.
-    Readiness { ready: Readiness, at: ProbeContext, log_cursor: u64 },
+    /// `run`: only that run's output counts (a new run started beside the current one).
+    Readiness { ready: Readiness, at: ProbeContext, log_cursor: u64, run: Option<u8> },
     /// Reports Evict once the job is unhealthy.
     Health { health: Health, at: ProbeContext },
     /// Reports Evict once the job's memory goes over the limit.
@@ -102,4 +108,16 @@ pub trait Supervisor: Send {
     fn release_listen(&mut self, key: &str);
     /// What the shim of the job's new run stopped to free its ports (once: it is forgotten).
     fn take_freed(&mut self, id: &str) -> Vec<String>;
+    /// Asks the shim of the job's run `run` to start a new run from `spawn` beside it (a
+    /// start-first replace), as attempt `attempt`: reported as `NextSpawned`, then `Exited` if its
+    /// process ends before it is promoted.
+    fn start_next(&mut self, id: &str, attempt: u64, run: &RunIds, spawn: &SpawnFile);
+    /// The new run becomes the job's run; the shim stops the old one as its spec says.
+    fn promote_next(&mut self, id: &str, attempt: u64, run: &RunIds);
+    /// The new run is stopped; the job's run goes on.
+    fn abort_next(&mut self, id: &str, attempt: u64, run: &RunIds);
+    /// How new run `attempt` ended, from the shim's file.
+    fn next_exit(&self, id: &str, attempt: u64) -> Option<ExitFile>;
+    /// Reports `Retired` once `old`, the first process of a run replaced start-first, has exited.
+    fn watch_retiring(&mut self, id: &str, old: &ChildFile);
 }

@@ -45,14 +45,15 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// Resolves once every readiness check passes. Log checks read the run's output from `offset` as
-/// it is written; the rest are polled.
+/// it is written (only run `run`'s lines, when given: a new run starts beside the old one, whose
+/// lines must not make it ready); the rest are polled.
 pub async fn readiness(
     watch: Arc<LogWatch>,
     http: reqwest::Client,
     dir: PathBuf,
     at: ProbeContext,
     ready: Readiness,
-    mut offset: u64,
+    (mut offset, run): (u64, Option<u8>),
 ) {
     let cwd = &at.cwd;
     let mut substrings = ready.log_contains.clone();
@@ -70,7 +71,7 @@ pub async fn readiness(
             && let Ok((lines, next)) = reader::read_from(&dir, offset)
         {
             offset = next;
-            for line in lines {
+            for line in lines.into_iter().filter(|l| run.is_none_or(|r| l.run == r)) {
                 // A line without its end yet (a prompt: `Password: `) is matched as far as it
                 // goes, once the shim has flushed it; its end then comes joined to it.
                 let text = joiner.join(line).text();

@@ -79,6 +79,37 @@ impl ProcessSupervisor {
     }
 }
 
+/// How long a shim may take to answer a request for a new run before the daemon takes it for
+/// one that cannot (a shim of an older bgrun, say): starting a process takes milliseconds.
+const NEXT_ANSWER_PATIENCE: Duration = Duration::from_secs(5);
+/// How long after a new run's process exited the shim may take to say how.
+const NEXT_EXIT_PATIENCE: Duration = Duration::from_secs(1);
+
+/// The shim's answer to a request for new run `attempt` (it writes it into the job's directory,
+/// whose watch wakes us).
+async fn next_answer(logs: &LogWatch, dir: &std::path::Path, attempt: u64) -> files::NextStarted {
+    let no_answer = || files::NextStarted::Refused { refused: "the job's supervisor did not answer".into() };
+    let Ok(mut sub) = logs.subscribe(dir) else { return no_answer() };
+    let answer = tokio::time::timeout(NEXT_ANSWER_PATIENCE, async {
+        loop {
+            if let Some(started) = files::read_next_child(dir, attempt) {
+                return started;
+            }
+            sub.changed().await;
+        }
+    });
+    answer.await.unwrap_or_else(|_| no_answer())
+}
+
+impl ProcessSupervisor {
+    fn next_request(&self, id: &str, run: &RunIds, request: files::NextRequest) {
+        match files::write_next_request(&self.home.job_dir(id), None, request) {
+            Ok(()) => launch::ask(run.shim_pid),
+            Err(e) => crate::warn!("bgrun: cannot ask the supervisor of job {id} about its new run: {e}"),
+        }
+    }
+}
+
 async fn watch_exit(reports: UnboundedSender<Report>, id: String, attempt: u64, run: RunIds) {
     if let Err(e) = launch::wait_exit(run.shim_pid, run.shim_start).await {
         crate::warn!("bgrun: cannot watch the supervisor of job {id}: {e}");
@@ -184,10 +215,10 @@ impl Supervisor for ProcessSupervisor {
     fn probe(&mut self, id: &str, attempt: u64, child: &ChildFile, probe: Probe) {
         let (key, child) = (id.to_string(), child.clone());
         match probe {
-            Probe::Readiness { ready, at, log_cursor } => {
+            Probe::Readiness { ready, at, log_cursor, run } => {
                 let (http, logs, dir) = (self.http(), self.logs.clone(), self.home.job_dir(id));
                 self.report_later(id, async move {
-                    probes::readiness(logs, http, dir, at, ready, log_cursor).await;
+                    probes::readiness(logs, http, dir, at, ready, (log_cursor, run)).await;
                     Some(Report::Ready { id: key, attempt })
                 });
             }
@@ -251,6 +282,57 @@ impl Supervisor for ProcessSupervisor {
     fn job_dirs(&self) -> Vec<String> {
         let Ok(dirs) = std::fs::read_dir(self.home.root().join("jobs")) else { return Vec::new() };
         dirs.flatten().filter_map(|e| e.file_name().to_str().map(String::from)).collect()
+    }
+
+    fn start_next(&mut self, id: &str, attempt: u64, run: &RunIds, spawn: &SpawnFile) {
+        let dir = self.home.job_dir(id);
+        let (reports, logs, key) = (self.reports.clone(), self.logs.clone(), id.to_string());
+        if let Err(e) = files::write_next_request(&dir, Some(spawn), files::NextRequest::Start { attempt }) {
+            let started = files::NextStarted::Error { error: format!("cannot ask for the new run: {e}") };
+            let _ = reports.send(Report::NextSpawned { id: key, attempt, started });
+            return;
+        }
+        launch::ask(run.shim_pid);
+        self.report_later(id, async move {
+            let started = next_answer(&logs, &dir, attempt).await;
+            let child = match started {
+                files::NextStarted::Ok { pid, start_time, .. } => Some((pid, start_time)),
+                _ => None,
+            };
+            let _ = reports.send(Report::NextSpawned { id: key.clone(), attempt, started });
+            let (pid, start_time) = child?;
+            let _ = launch::wait_exit(pid, start_time).await;
+            // The shim reaps it and says how it ended a moment later.
+            let mut sub = logs.subscribe(&dir).ok()?;
+            let _ = tokio::time::timeout(NEXT_EXIT_PATIENCE, async {
+                while files::read_next_exit(&dir, attempt).is_none() {
+                    sub.changed().await;
+                }
+            })
+            .await;
+            Some(Report::Exited { id: key, attempt })
+        });
+    }
+
+    fn promote_next(&mut self, id: &str, attempt: u64, run: &RunIds) {
+        self.next_request(id, run, files::NextRequest::Promote { attempt });
+    }
+
+    fn abort_next(&mut self, id: &str, attempt: u64, run: &RunIds) {
+        self.next_request(id, run, files::NextRequest::Abort { attempt });
+    }
+
+    fn next_exit(&self, id: &str, attempt: u64) -> Option<ExitFile> {
+        files::read_next_exit(&self.home.job_dir(id), attempt)
+    }
+
+    fn watch_retiring(&mut self, id: &str, old: &ChildFile) {
+        let (reports, id, old) = (self.reports.clone(), id.to_string(), old.clone());
+        // Not one of the run's probes: a change of settings that restarts those must not lose it.
+        tokio::spawn(async move {
+            let _ = launch::wait_exit(old.pid, old.start_time).await;
+            let _ = reports.send(Report::Retired { id, pid: old.pid });
+        });
     }
 
     fn stop_stray(&mut self, id: &str) {

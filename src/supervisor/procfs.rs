@@ -119,10 +119,15 @@ pub fn is_zombie(pid: i32) -> bool {
     stat_fields(pid, &mut buf).and_then(|mut f| f.next().map(|s| s == b"Z")).unwrap_or(true)
 }
 
+/// The session a process belongs to.
+pub fn session_of(pid: i32) -> Option<i32> {
+    let mut buf = [0; 1024];
+    stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3)))
+}
+
 /// True for a process that leads its own session (it called setsid, as daemons do).
 pub fn leads_session(pid: i32) -> bool {
-    let mut buf = [0; 1024];
-    stat_fields(pid, &mut buf).and_then(|mut f| parse::<i32>(f.nth(3))).is_some_and(|sid| sid == pid)
+    session_of(pid) == Some(pid)
 }
 
 /// The environment variable every process of a job inherits, naming the job. It finds the job's

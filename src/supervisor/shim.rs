@@ -7,13 +7,15 @@
 //!
 //! Protocol with the daemon (see [`super::files`]): it reads `spawn.json`, prints one handshake line
 //! on stdout, writes `child.json` and finally `exit.json`. SIGTERM asks it to stop the job (grace in
-//! the `stop` file), SIGUSR2 to kill everything at once.
+//! the `stop` file), SIGUSR2 to kill everything at once, SIGUSR1 to look at its requests (a PTY's
+//! new size; a new run to start beside the current one, to promote or to abort: see [`NextRun`]).
 
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::live_screen::LiveScreen;
 use super::mirror::Mirror;
 use super::{container, procfs, sockets};
-use crate::logs::{Stream, writer::LogWriter};
+use crate::logs::Stream;
+use crate::logs::writer::{LogWriter, Source};
 use crate::spec::KillMode;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -76,7 +78,7 @@ fn run(dir: &Path) -> Result<(), String> {
 
     let writer = LogWriter::open(dir, spawn.log_limits).map_err(|e| format!("cannot open the job's log: {e}"))?;
 
-    spawn.env.insert(procfs::RUN_ENV.into(), procfs::run_marker(me, procfs::start_time(me).unwrap_or(0)));
+    mark_run(&mut spawn);
     let notify = if spawn.notify {
         let (socket, name) = notify_socket()?;
         spawn.env.insert("NOTIFY_SOCKET".into(), name);
@@ -86,10 +88,7 @@ fn run(dir: &Path) -> Result<(), String> {
     };
     // Opened before the job starts: a file that cannot be opened is a launch that failed.
     let mirror = Mirror::open(&spawn)?;
-    if let Some(listen) = &spawn.listen {
-        spawn.env.insert("LISTEN_FDS".into(), listening.len().to_string());
-        spawn.env.insert("LISTEN_FDNAMES".into(), vec![listen.name.as_str(); listening.len()].join(":"));
-    }
+    pass_listen_env(&mut spawn, listening.len());
     if spawn.fetch {
         fetch(&spawn)?;
     }
@@ -107,7 +106,7 @@ fn run(dir: &Path) -> Result<(), String> {
             spawn.stop.command = Some(container::stop_command(&c, spawn.grace_ms));
         }
     }
-    let (child, outputs, pty) = start_job(dir, &spawn, &listening)?;
+    let (child, outputs, pty) = start_job(dir, &spawn, &listening, 0)?;
     let handback = (!listening.is_empty()).then(|| sockets::hand_back_listener(dir)).flatten();
     let child_pid = Pid::from_raw(child.id() as i32);
     let start_time = procfs::start_time(child_pid.as_raw()).unwrap_or(0);
@@ -124,35 +123,35 @@ fn run(dir: &Path) -> Result<(), String> {
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
 
+    let screen = spawn.pty.as_ref().map(|p| LiveScreen::new(p.cols, p.rows));
     let mut shim = Shim {
         io: Io { outputs, signals, notify, pty, handback: handback.map(|l| (l, listening)) },
         writer,
         sup: Supervision {
             dir,
-            spawn: &spawn,
-            stop_signal: spawn
-                .stop
-                .signal
-                .as_deref()
-                .and_then(|s| crate::spec::parse_signal(s).ok())
-                .unwrap_or(Signal::SIGTERM),
-            child: child_pid,
+            stop_signal: stop_signal(&spawn),
             grace: Duration::from_millis(spawn.grace_ms),
+            spawn,
+            child: child_pid,
+            run: 0,
             leader: None,
             awaiting_main: None,
             hops: 0,
             stop_requested: false,
             kill_at: None,
             childless: false,
+            next: None,
+            retiring: Vec::new(),
+            request: None,
         },
         buf: ReadBuffer::new(),
-        screen: spawn.pty.as_ref().map(|p| LiveScreen::new(p.cols, p.rows)),
+        screen,
         mirror,
     };
     while shim.step()? {}
     // The container goes with its run: a client killed -9 leaves none running unseen.
-    if let Some(c) = &spawn.container {
-        container::remove(c, &spawn.env);
+    if let Some(c) = &shim.sup.spawn.container {
+        container::remove(c, &shim.sup.spawn.env);
     }
     let _ = shim.writer.finish(crate::clock::unix_ms());
     let exit = exit_file(shim.sup.leader, shim.sup.stop_requested, crate::clock::unix_ms());
@@ -168,6 +167,25 @@ fn run(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// The signal that asks the job to stop.
+fn stop_signal(spawn: &SpawnFile) -> Signal {
+    spawn.stop.signal.as_deref().and_then(|s| crate::spec::parse_signal(s).ok()).unwrap_or(Signal::SIGTERM)
+}
+
+/// Every process a run starts carries the shim's marker (see [`procfs::RUN_ENV`]).
+fn mark_run(spawn: &mut SpawnFile) {
+    let me = std::process::id() as i32;
+    spawn.env.insert(procfs::RUN_ENV.into(), procfs::run_marker(me, procfs::start_time(me).unwrap_or(0)));
+}
+
+/// The variables of systemd's socket-activation protocol (LISTEN_PID is set in the child).
+fn pass_listen_env(spawn: &mut SpawnFile, sockets: usize) {
+    if let Some(listen) = &spawn.listen {
+        spawn.env.insert("LISTEN_FDS".into(), sockets.to_string());
+        spawn.env.insert("LISTEN_FDNAMES".into(), vec![listen.name.as_str(); sockets].join(":"));
+    }
+}
+
 /// The signals the shim acts on, read from a descriptor instead of interrupting it.
 fn block_signals() -> Result<SignalFd, String> {
     let mut mask = SigSet::empty();
@@ -178,8 +196,14 @@ fn block_signals() -> Result<SignalFd, String> {
     SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))
 }
 
-/// The job's outputs, read until their end of file.
-type Outputs = [Option<(OwnedFd, Stream)>; 2];
+/// One of the job's outputs, read until its end of file, and the run it belongs to.
+struct Output {
+    fd: OwnedFd,
+    stream: Stream,
+    run: u8,
+}
+
+type Outputs = Vec<Output>;
 /// A PTY job's terminal master and the stdin FIFO the shim copies into it.
 type Terminal = (OwnedFd, OwnedFd);
 
@@ -189,6 +213,7 @@ fn start_job(
     dir: &Path,
     spawn: &SpawnFile,
     listening: &[OwnedFd],
+    run: u8,
 ) -> Result<(std::process::Child, Outputs, Option<Terminal>), String> {
     let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
     match &spawn.pty {
@@ -200,13 +225,17 @@ fn start_job(
             let child = spawn_child(spawn, io(&pty.slave)?, io(&pty.slave)?, pty.slave, true, listening)?;
             let master_out = pty.master.try_clone().map_err(|e| format!("pty: {e}"))?;
             let _ = nix::fcntl::fcntl(&stdin, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
-            Ok((child, [Some((master_out, Stream::Pty)), None], Some((pty.master, stdin))))
+            Ok((child, vec![Output { fd: master_out, stream: Stream::Pty, run }], Some((pty.master, stdin))))
         }
         None => {
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
             let child = spawn_child(spawn, stdin, out_w, err_w, false, listening)?;
-            Ok((child, [Some((out_r, Stream::Stdout)), Some((err_r, Stream::Stderr))], None))
+            let outputs = vec![
+                Output { fd: out_r, stream: Stream::Stdout, run },
+                Output { fd: err_r, stream: Stream::Stderr, run },
+            ];
+            Ok((child, outputs, None))
         }
     }
 }
@@ -224,7 +253,7 @@ struct Io {
 /// Which of [`Io`]'s descriptors have something to read.
 #[derive(Default)]
 struct Readable {
-    outputs: [bool; 2],
+    outputs: Vec<bool>,
     signals: bool,
     notify: bool,
     input: bool,
@@ -237,7 +266,7 @@ impl Io {
             Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let outputs = self.outputs.iter().map(|o| o.as_ref().map(|(fd, _)| fd.as_fd()));
+        let outputs = self.outputs.iter().map(|o| Some(o.fd.as_fd()));
         let others = [
             Some(self.signals.as_fd()),
             self.notify.as_ref().map(|n| n.as_fd()),
@@ -253,12 +282,13 @@ impl Io {
         }
         let mut results = fds.iter().map(|p| p.any().unwrap_or(false));
         let ready: Vec<bool> = slots.iter().map(|s| s.is_some() && results.next().unwrap_or(false)).collect();
+        let (outputs, others) = ready.split_at(self.outputs.len());
         Ok(Readable {
-            outputs: [ready[0], ready[1]],
-            signals: ready[2],
-            notify: ready[3],
-            input: ready[4],
-            handback: ready[5],
+            outputs: outputs.to_vec(),
+            signals: others[0],
+            notify: others[1],
+            input: others[2],
+            handback: others[3],
         })
     }
 }
@@ -279,7 +309,7 @@ impl Shim<'_> {
     /// Waits for something to happen and deals with it. False once the job is over and its
     /// output is all read.
     fn step(&mut self) -> Result<bool, String> {
-        let mut wake = next_wake(self.sup.kill_at, self.writer.partial_since(), Instant::now());
+        let mut wake = next_wake(self.sup.next_kill(), self.writer.partial_since(), Instant::now());
         // While a fragment waits, the screen waits with it (its timer wakes us).
         if let Some(due) =
             self.screen.as_ref().filter(|_| !self.writer.has_partial()).and_then(|s| s.due_in(Instant::now()))
@@ -299,12 +329,20 @@ impl Shim<'_> {
         }
         let ready = self.io.wait(wake)?;
         let ms = crate::clock::unix_ms();
-        for (output, readable) in self.io.outputs.iter_mut().zip(ready.outputs) {
-            if let Some((fd, stream)) = output
-                && readable
-                && !read_into(fd, *stream, self.buf.get(), &mut self.writer, self.screen.as_mut(), &mut self.mirror, ms)
+        let mut closed = Vec::new();
+        for (i, readable) in ready.outputs.iter().enumerate() {
+            let o = &self.io.outputs[i];
+            if *readable && !read_into(o, self.buf.get(), &mut self.writer, self.screen.as_mut(), &mut self.mirror, ms)
             {
-                *output = None;
+                closed.push(i);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            let run = self.io.outputs.remove(i).run;
+            // A run that is not the job's any more (replaced, or a new one that failed) ends its
+            // lines once all its outputs are closed; the job's own run ends them with the log.
+            if run != self.sup.run && !self.io.outputs.iter().any(|o| o.run == run) {
+                self.writer.finish_run(run, ms);
             }
         }
         if ready.signals {
@@ -323,6 +361,7 @@ impl Shim<'_> {
         self.sup.reap();
         self.sup.follow_main();
         self.sup.escalate();
+        self.sup.retire();
         self.flush_partial_line();
         // A write that fails (a full disk) drops and counts what it could not write, and the
         // loop goes on reading: the job must never block on its output, nor die with us.
@@ -330,16 +369,8 @@ impl Shim<'_> {
         let over = self.sup.leader.is_some() && self.sup.childless;
         if over {
             // Nobody in the job's tree is left to hold the pipes: take what is buffered and stop.
-            for (fd, stream) in self.io.outputs.iter_mut().flatten() {
-                while read_into(
-                    fd,
-                    *stream,
-                    self.buf.get(),
-                    &mut self.writer,
-                    self.screen.as_mut(),
-                    &mut self.mirror,
-                    ms,
-                ) {}
+            for o in &self.io.outputs {
+                while read_into(o, self.buf.get(), &mut self.writer, self.screen.as_mut(), &mut self.mirror, ms) {}
             }
             let _ = self.writer.flush();
         }
@@ -367,8 +398,40 @@ impl Shim<'_> {
                         screen.resize(cols, rows);
                     }
                 }
+                self.on_next_request();
             } else {
                 self.sup.on_signal(info.ssi_signo as i32);
+            }
+        }
+    }
+
+    /// Acts on the daemon's latest request about a new run, once.
+    fn on_next_request(&mut self) {
+        let Some(request) = files::read_next_request(self.sup.dir) else { return };
+        if self.sup.request == Some(request) || self.sup.stop_requested {
+            return;
+        }
+        self.sup.request = Some(request);
+        match request {
+            files::NextRequest::Start { attempt } => {
+                let listening = self.io.handback.as_ref().map_or(&[][..], |(_, sockets)| &sockets[..]);
+                let started = match self.sup.start_next(attempt, listening) {
+                    Ok((child, run, outputs)) => {
+                        self.io.outputs.extend(outputs);
+                        files::NextStarted::Ok { pid: child.pid, start_time: child.start_time, run }
+                    }
+                    Err(failed) => failed,
+                };
+                let answer = files::NextChild { attempt, started };
+                if let Err(e) = files::write_next_child(self.sup.dir, &answer) {
+                    crate::warn!("bgrun shim: cannot answer the request for a new run: {e}");
+                }
+            }
+            files::NextRequest::Promote { attempt } => self.sup.promote(attempt),
+            files::NextRequest::Abort { attempt } => {
+                if self.sup.next.as_ref().is_some_and(|n| n.attempt == attempt) {
+                    self.sup.abort_next();
+                }
             }
         }
     }
@@ -450,19 +513,18 @@ fn exit_file(leader: Option<WaitStatus>, stopped: bool, unix_ms: u64) -> ExitFil
 /// Reads once from a ready pipe into the log (and a PTY's bytes into its live screen). Returns
 /// false at end of file.
 fn read_into(
-    fd: &OwnedFd,
-    stream: Stream,
+    output: &Output,
     buf: &mut [u8],
     writer: &mut LogWriter,
     screen: Option<&mut LiveScreen>,
     mirror: &mut Mirror,
     ms: u64,
 ) -> bool {
-    match nix::unistd::read(fd, buf) {
+    match nix::unistd::read(&output.fd, buf) {
         Ok(0) => false,
         Ok(n) => {
-            writer.push(stream, &buf[..n], ms);
-            mirror.write(stream, &buf[..n], ms);
+            writer.push_from(Source { run: output.run, stream: output.stream }, &buf[..n], ms);
+            mirror.write(output.stream, &buf[..n], ms);
             if let Some(screen) = screen {
                 screen.feed(&buf[..n]);
             }
@@ -549,10 +611,13 @@ fn spawn_child(
         cmd.env_clear().envs(&spawn.env);
     } else {
         // LISTEN_PID must be the job's own pid, known only after the fork: the job inherits our
-        // environment (which is empty: the daemon starts us with none), set to its own here and
-        // completed in the child below.
+        // environment (empty when the daemon starts us; an earlier run's when a new run starts
+        // beside it), set to its own here and completed in the child below.
+        // SAFETY (both): the shim is single-threaded: nothing reads the environment meanwhile.
+        for (key, _) in std::env::vars_os() {
+            unsafe { std::env::remove_var(key) };
+        }
         for (key, value) in &spawn.env {
-            // SAFETY: the shim is single-threaded: nothing reads the environment meanwhile.
             unsafe { std::env::set_var(key, value) };
         }
     }
@@ -636,6 +701,74 @@ fn pass_sockets(sockets: &[i32]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Asks one run (not the whole job) to stop: its stop command, or its stop signal to its
+/// session; what is left of the session gets SIGKILL after its grace (see `Supervision::retire`).
+fn retire_run(session: Pid, spawn: &SpawnFile, signal: Signal, grace: Duration) -> Retiring {
+    if !run_stop_command(spawn) {
+        signal_session(session, signal);
+    }
+    Retiring { session, kill_at: Instant::now() + grace }
+}
+
+/// Signals one run's processes: its process group and the shim's descendants still in its
+/// session (a process that started a session of its own cannot be told apart; the job's final
+/// stop reaches it).
+fn signal_session(session: Pid, sig: Signal) {
+    let _ = kill(Pid::from_raw(-session.as_raw()), sig);
+    for pid in procfs::descendants(std::process::id() as i32) {
+        if procfs::session_of(pid) == Some(session.as_raw()) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+}
+
+/// Runs the spec's stop command, if it has one (reaped with the job's other children; its output
+/// goes to the daemon's log). False when there is none, or it could not be started: signal then.
+fn run_stop_command(spawn: &SpawnFile) -> bool {
+    let Some(command) = &spawn.stop.command else { return false };
+    let mut stop = Command::new("sh");
+    stop.arg("-c").arg(command).env_clear().envs(&spawn.env).current_dir(&spawn.cwd);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        stop.stdin(Stdio::null()).pre_exec(|| {
+            unblock_signals();
+            Ok(())
+        });
+    }
+    match stop.spawn() {
+        Ok(_) => true,
+        Err(e) => {
+            crate::warn!("bgrun shim: cannot run the stop command {command:?}: {e}; signalling instead");
+            false
+        }
+    }
+}
+
+/// Why a new run cannot start beside the current one under this shim: what the shim itself set
+/// up for the job (its terminal, its log, its sockets, what it watches) must stay as it is.
+fn beside_refused(current: &SpawnFile, new: &SpawnFile) -> Option<&'static str> {
+    if new.pty.is_some() || current.pty.is_some() {
+        return Some("the job runs in a terminal");
+    }
+    if new.container.is_some() || current.container.is_some() {
+        return Some("the job runs a container (its name is taken)");
+    }
+    if new.daemonizes || current.daemonizes {
+        return Some("the job daemonizes");
+    }
+    if new.notify || current.notify {
+        return Some("the job reports readiness with sd_notify");
+    }
+    let changed = |what| Some(what);
+    if new.listen != current.listen {
+        return changed("its listening sockets changed");
+    }
+    if new.log_limits != current.log_limits || new.mirror != current.mirror {
+        return changed("its log settings changed");
+    }
+    None
+}
+
 /// The shim blocks signals to read them from a signalfd; what it starts must not inherit that.
 /// Called between fork and exec: async-signal-safe calls only.
 fn unblock_signals() {
@@ -660,9 +793,11 @@ fn handshake(h: &Handshake) {
 
 struct Supervision<'a> {
     dir: &'a Path,
-    spawn: &'a SpawnFile,
+    /// The job's run: its spec, its first process, and the number its log entries carry.
+    spawn: SpawnFile,
     stop_signal: Signal,
     child: Pid,
+    run: u8,
     grace: Duration,
     leader: Option<WaitStatus>,
     stop_requested: bool,
@@ -676,6 +811,31 @@ struct Supervision<'a> {
     /// How many times the job's main process became one its predecessor left behind (a program
     /// that forks twice to daemonize takes two hops).
     hops: u32,
+    /// A new run started beside the job's run, until it takes over or is stopped.
+    next: Option<NextRun>,
+    /// Runs that were replaced (or new runs that failed), being stopped.
+    retiring: Vec<Retiring>,
+    /// The daemon's last request about a new run, acted on already.
+    request: Option<files::NextRequest>,
+}
+
+/// A start-first replace: a new run of the job started beside the current one, by the same shim
+/// (so the job's log keeps one writer and the listening sockets are at hand). Once the daemon
+/// finds it ready it is promoted: it becomes the job's run and the old one is stopped as its spec
+/// says. The runs are told apart by session (each run's first process starts one) and, in the
+/// log, by their run numbers.
+struct NextRun {
+    /// The daemon's attempt number for it, named in its requests.
+    attempt: u64,
+    child: Pid,
+    run: u8,
+    spawn: SpawnFile,
+}
+
+/// A run on its way out while the job goes on: its session gets its stop signal, then SIGKILL.
+struct Retiring {
+    session: Pid,
+    kill_at: Instant,
 }
 
 impl Supervision<'_> {
@@ -713,6 +873,9 @@ impl Supervision<'_> {
                     self.leader = Some(status);
                     leader_exited = true;
                 }
+                Ok(status) if self.next.as_ref().is_some_and(|n| status.pid() == Some(n.child)) => {
+                    self.next_exited(status)
+                }
                 Ok(_) => {}
             }
         }
@@ -723,6 +886,17 @@ impl Supervision<'_> {
         if leader_exited {
             self.clean_up_after_leader();
         }
+    }
+
+    /// A new run's first process exited before it took over: the daemon learns how (it watches
+    /// the process), and what it left goes.
+    fn next_exited(&mut self, status: WaitStatus) {
+        let Some(next) = &self.next else { return };
+        let exit = exit_file(Some(status), false, crate::clock::unix_ms());
+        if let Err(e) = files::write_next_exit(self.dir, next.attempt, &exit) {
+            crate::warn!("bgrun shim: cannot record how the new run ended: {e}");
+        }
+        self.abort_next();
     }
 
     /// What the job left behind goes too, gently first, including processes that left its
@@ -787,32 +961,91 @@ impl Supervision<'_> {
     /// The stop the job asked for: its stop command, or its stop signal to every process of the
     /// job (kill-mode group) or to its main process only (kill-mode main).
     fn ask_to_stop(&self) {
-        if let Some(command) = &self.spawn.stop.command {
-            let mut stop = Command::new("sh");
-            stop.arg("-c").arg(command).env_clear().envs(&self.spawn.env).current_dir(&self.spawn.cwd);
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                stop.stdin(Stdio::null()).pre_exec(|| {
-                    unblock_signals();
-                    Ok(())
-                });
-            }
-            let started = stop.spawn();
-            match started {
-                // Reaped with the job's other children; its output goes to the daemon's log.
-                Ok(_) => return,
-                Err(e) => crate::warn!("bgrun shim: cannot run the stop command {command:?}: {e}; signalling instead"),
+        if !run_stop_command(&self.spawn) {
+            match self.spawn.stop.kill_mode {
+                KillMode::Group => self.signal_tree(self.stop_signal),
+                // The main process may be gone already (a daemonizing job between its first
+                // process and its daemon): its pid may be another process's by now.
+                KillMode::Main if self.leader.is_none() => {
+                    let _ = kill(self.child, self.stop_signal);
+                }
+                KillMode::Main => {}
             }
         }
-        match self.spawn.stop.kill_mode {
-            KillMode::Group => self.signal_tree(self.stop_signal),
-            // The main process may be gone already (a daemonizing job between its first process
-            // and its daemon): its pid may be another process's by now.
-            KillMode::Main if self.leader.is_none() => {
-                let _ = kill(self.child, self.stop_signal);
-            }
-            KillMode::Main => {}
+    }
+
+    /// Starts the run `next.json` describes beside the job's run (replacing a new run still
+    /// starting). Returns its process, its run number and its outputs.
+    fn start_next(
+        &mut self,
+        attempt: u64,
+        listening: &[OwnedFd],
+    ) -> Result<(ChildFile, u8, Outputs), files::NextStarted> {
+        if self.next.is_some() {
+            self.abort_next();
         }
+        let error = |error| files::NextStarted::Error { error };
+        let mut spawn = files::read_next_spawn(self.dir).map_err(|e| error(format!("cannot read next.json: {e}")))?;
+        if let Some(what) = beside_refused(&self.spawn, &spawn) {
+            return Err(files::NextStarted::Refused { refused: what.into() });
+        }
+        mark_run(&mut spawn);
+        pass_listen_env(&mut spawn, listening.len());
+        // Run numbers alternate in parity, which the log writer keeps the two runs apart by.
+        let run = self.run.wrapping_add(1);
+        let (child, outputs, _) = start_job(self.dir, &spawn, listening, run).map_err(error)?;
+        let pid = Pid::from_raw(child.id() as i32);
+        drop(child);
+        if spawn.stop.command.is_none() {
+            spawn.env = Default::default();
+        }
+        let start_time = procfs::start_time(pid.as_raw()).unwrap_or(0);
+        self.next = Some(NextRun { attempt, child: pid, run, spawn });
+        Ok((ChildFile { pid: pid.as_raw(), start_time }, run, outputs))
+    }
+
+    /// The new run takes over: it is the job's run from now on (recorded in `child.json` and
+    /// `spawn.json`), and the old one is asked to stop as its spec says.
+    fn promote(&mut self, attempt: u64) {
+        let Some(next) = self.next.take_if(|n| n.attempt == attempt) else { return };
+        let old = retire_run(self.child, &self.spawn, self.stop_signal, self.grace);
+        self.retiring.push(old);
+        self.child = next.child;
+        self.run = next.run;
+        self.stop_signal = stop_signal(&next.spawn);
+        self.grace = Duration::from_millis(next.spawn.grace_ms);
+        self.spawn = next.spawn;
+        self.hops = 0;
+        let start_time = procfs::start_time(self.child.as_raw()).unwrap_or(0);
+        if let Err(e) = files::write_child(self.dir, &ChildFile { pid: self.child.as_raw(), start_time }) {
+            crate::warn!("bgrun shim: cannot record the new run's process: {e}");
+        }
+        if let Err(e) = files::promote_next_spawn(self.dir) {
+            crate::warn!("bgrun shim: cannot record the new run's spec: {e}");
+        }
+    }
+
+    /// The new run goes (it failed, or the daemon gave up on it); the job's run goes on.
+    fn abort_next(&mut self) {
+        if let Some(next) = self.next.take() {
+            let grace = Duration::from_millis(next.spawn.grace_ms);
+            self.retiring.push(retire_run(next.child, &next.spawn, stop_signal(&next.spawn), grace));
+        }
+    }
+
+    /// SIGKILL to what is left of the runs whose grace is over.
+    fn retire(&mut self) {
+        let now = Instant::now();
+        let (due, waiting): (Vec<Retiring>, Vec<Retiring>) = self.retiring.drain(..).partition(|r| now >= r.kill_at);
+        self.retiring = waiting;
+        for r in due {
+            signal_session(r.session, Signal::SIGKILL);
+        }
+    }
+
+    /// The next moment something must be killed: the job's stop, or a retiring run's.
+    fn next_kill(&self) -> Option<Instant> {
+        self.retiring.iter().map(|r| r.kill_at).chain(self.kill_at).min()
     }
 
     fn escalate(&mut self) {

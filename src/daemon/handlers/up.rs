@@ -11,6 +11,9 @@ fn outcome(job: &Progress, wait: WaitFor) -> Option<bool> {
     let life = &job.life;
     // The old run of a job that is to run again says nothing about the new spec: applied, and
     // on its way otherwise.
+    if job.replace_failed.is_some() {
+        return Some(false);
+    }
     if job.stale {
         return (wait == WaitFor::Applied).then_some(true);
     }
@@ -22,7 +25,9 @@ fn outcome(job: &Progress, wait: WaitFor) -> Option<bool> {
         (WaitFor::Applied, _) => true,
         (WaitFor::Launched, Lifecycle::Starting { shim: Some(_) }) => false,
         (WaitFor::Launched, _) => true,
-        (WaitFor::Ready, Lifecycle::Ready { .. } | Lifecycle::BackingOff { .. } | Lifecycle::Ended { .. }) => true,
+        // Replaced start-first: done once the old version serves no more.
+        (WaitFor::Ready, Lifecycle::Ready { .. }) => !job.retiring,
+        (WaitFor::Ready, Lifecycle::BackingOff { .. } | Lifecycle::Ended { .. }) => true,
         (WaitFor::Ready, _) => false,
     };
     done.then_some(true)
@@ -97,7 +102,9 @@ fn snapshot(
                 action: change.action.clone(),
                 fields: change.fields.clone(),
                 state: job.map_or("removed".into(), |j| j.life.state().as_str().into()),
-                reason: job.map_or("removed from the file".into(), |j| j.life.reason()),
+                reason: job.map_or("removed from the file".into(), |j| {
+                    j.replace_failed.clone().unwrap_or_else(|| j.life.reason())
+                }),
                 pid: job.and_then(|j| j.life.pid()),
                 ok: result == Some(true),
                 elapsed_ms,

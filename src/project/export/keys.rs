@@ -62,6 +62,7 @@ const NO_OUTPUT_MATCHING: &str = "no engine watches a program's output: dependen
 const NO_HEALTH: &str = "systemd has no health checks";
 const DEV_ONLY: &str = "restarts on file changes are for `bgrun up --watch`";
 const FETCH: &str = "bgrun's git fast-forward before each start";
+const STOP_FIRST: &str = "a new version starts once the old one has stopped";
 const SOCKETS: &str = "no socket activation in a container: the program must bind the address itself";
 const IMAGE_LOGS: &str = "output goes to the engine's own log";
 
@@ -371,6 +372,12 @@ pub const KEYS: &[Key] = &[
         ),
     ),
     key("fetch", dropped(FETCH), dropped(FETCH), dropped(FETCH)),
+    key(
+        "update",
+        dropped(STOP_FIRST),
+        dropped(STOP_FIRST),
+        to("strategy", "start-first: RollingUpdate with maxSurge 1, maxUnavailable 0; stop-first: Recreate"),
+    ),
     key(
         "image",
         ignored("the command runs on the machine"),

@@ -118,10 +118,13 @@ pub fn export(input: &Input, report: &mut Report) -> Vec<File> {
                 report.drop(&job.name, key);
             }
             let replicas = if job.spec.disabled { 0 } else { job.replicas.unwrap_or(1) };
-            let spec = Map::new()
+            let mut spec = Map::new()
                 .with("replicas", replicas)
                 .with("selector", Map::new().with("matchLabels", labels.clone()))
                 .with("template", template);
+            if let Some(update) = job.spec.update {
+                spec.set("strategy", strategy(update));
+            }
             object("apps/v1", "Deployment", metadata.clone()).with("spec", spec)
         });
         if !ports.is_empty() {
@@ -141,6 +144,17 @@ pub fn export(input: &Input, report: &mut Report) -> Vec<File> {
     let bodies: Vec<String> = documents.iter().map(yaml::document).collect();
     text.push_str(&bodies.join("---\n"));
     vec![File { name: "kubernetes.yaml".into(), text }]
+}
+
+/// How a Deployment replaces its pods as `update` replaces a job: a new pod first, the old one
+/// once it is ready, or the old ones first.
+fn strategy(update: crate::spec::Update) -> Map {
+    match update {
+        crate::spec::Update::StartFirst => Map::new()
+            .with("type", "RollingUpdate")
+            .with("rollingUpdate", Map::new().with("maxSurge", 1u64).with("maxUnavailable", 0u64)),
+        crate::spec::Update::StopFirst => Map::new().with("type", "Recreate"),
+    }
 }
 
 /// A name Kubernetes takes (an RFC 1123 label): lower case, `-` for `_` and `.`, 63 at most.

@@ -148,6 +148,7 @@ fn set_keys(spec: &JobSpec) -> Vec<&'static str> {
         ("watch", !spec.watch.is_empty()),
         ("restart-with-dependencies", spec.restart_with_dependencies),
         ("fetch", spec.fetch),
+        ("update", spec.update.is_some()),
     ]
     .into_iter()
     .filter_map(|(key, set)| set.then_some(key))
