@@ -87,8 +87,7 @@ fn jobs_and_their_output_survive_a_daemon_killed_hard() {
     let pid = b.pid("ticker");
     wait_until("first ticks", SECS(10), || (!b.tail_text("ticker", 1).is_empty()).then_some(()));
     let daemon = b.daemon_pid().unwrap();
-    signal(daemon, libc::SIGKILL);
-    wait_until("daemon gone", SECS(10), || (!alive(daemon)).then_some(()));
+    kill_daemon(&b);
     // With no daemon at all, the job keeps writing to its log.
     let log = std::fs::read_dir(b.home.join("jobs")).unwrap().next().unwrap().unwrap().path().join("output.log");
     let size = std::fs::metadata(&log).unwrap().len();

@@ -183,6 +183,34 @@ fn a_version_that_never_becomes_ready_is_rolled_back() {
     assert_ne!(r.head(), old);
 }
 
+#[test]
+fn a_version_behind_listen_that_never_gets_ready_is_rolled_back_while_the_old_one_serves() {
+    let b = Bgrun::new(SECS(60));
+    let port = free_port();
+    let toml = format!(
+        "[jobs.web]\ncmd = \"python3 -u server.py\"\nlisten = \"127.0.0.1:{port}\"\nready-when = \"serving\"\n\
+         ready-timeout = \"2s\"\n"
+    );
+    let r = Repos::new(&b, &[("bgrun.toml", &toml), ("server.py", &server("v1", None))]);
+    up(&b, &r.work);
+    let head = r.head();
+    let load = Load::start(port, 4);
+    // v2 hangs before it serves: it never gets ready (nor takes a connection).
+    r.push("v2 hangs", &[("server.py", "import time\ntime.sleep(1000)\n")]);
+    let (code, report, err) = deploy(&b, &r.work, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(report["rolled_back"], true, "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.contains("the new run was not ready within 2s"), "{reason}");
+    assert_eq!(r.head(), head, "the checkout is back where it was");
+    // Replaced start-first: the old version served throughout, and serves on.
+    let answers = load.take_answers();
+    let (ok, failed) = load.finish();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert_eq!(answers.keys().collect::<Vec<_>>(), ["v1"], "{answers:?}");
+    assert_eq!((b.state("web"), request(port).unwrap()), ("ready".to_string(), "v1".to_string()));
+}
+
 /// Answers each request with its version; drains on SIGTERM (see tests/sockets.rs). With
 /// `own_port` it binds the port itself instead of taking fd 3.
 fn server(version: &str, own_port: Option<u16>) -> String {

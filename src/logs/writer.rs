@@ -581,6 +581,26 @@ mod tests {
     }
 
     #[test]
+    fn two_runs_writing_at_once_keep_their_lines_apart() {
+        let d = dir("two-runs");
+        let mut w = LogWriter::open(&d, BIG).unwrap();
+        let (old, new) = (Source { run: 4, stream: Stream::Stdout }, Source { run: 5, stream: Stream::Stdout });
+        w.push_from(old, b"old st", 1);
+        w.flush_partial(std::time::Duration::ZERO);
+        w.push_from(new, b"new line\n", 2);
+        w.push_from(old, b"ill going\n", 3);
+        w.push_from(new, b"half", 4);
+        w.finish_run(5, 5);
+        w.push_from(old, b"last\n", 6);
+        w.finish(7).unwrap();
+        let lines = crate::logs::reader::read_last(&d, 10, &|_| true).unwrap();
+        let got: Vec<_> = lines.iter().map(|l| (l.run, l.text(), l.complete)).collect();
+        let expected = [(4, "old still going", true), (5, "new line", true), (5, "half", true), (4, "last", true)];
+        assert_eq!(got, expected.map(|(r, t, c)| (r, t.to_string(), c)));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn a_writer_killed_between_data_and_index_loses_nothing() {
         let d = dir("recover");
         let mut w = LogWriter::open(&d, BIG).unwrap();

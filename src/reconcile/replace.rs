@@ -126,7 +126,8 @@ impl Reconciler {
         let Some(next) = &job.next else { return };
         let reason = match next.child {
             Some(_) => {
-                format!("the new run was not ready within {}", humantime::format_duration(job.spec.ready.timeout))
+                let timeout = humantime::format_duration(job.spec.ready.timeout);
+                format!("the new run was not ready within {timeout} and was stopped")
             }
             None => "the job's supervisor did not start the new run in time".into(),
         };
@@ -150,7 +151,7 @@ impl Reconciler {
         let generation = next.generation;
         let pid = job.life().pid().unwrap_or(0);
         self.drop_next(id);
-        let reason = format!("{why}; it was stopped and the old run (pid {pid}) goes on");
+        let reason = format!("{why}; the old run (pid {pid}) goes on");
         if let Some(job) = self.jobs.get_mut(id) {
             job.next_failed = Some(NextFailed { generation, reason: reason.clone(), stop_first: false });
         }

@@ -62,11 +62,12 @@ impl Rig {
     }
 
     fn id(&self, name: &str) -> String {
-        self.rec.find(None, name).map(|j| j.id.clone()).unwrap()
+        self.job(name).id.clone()
     }
 
+    /// The job of that name, alone or in project `p`.
     fn job(&self, name: &str) -> &Job {
-        self.rec.find(None, name).unwrap()
+        self.rec.find(None, name).or_else(|| self.rec.find(Some("p"), name)).unwrap()
     }
 
     fn report(&mut self, report: Report) {
@@ -459,4 +460,114 @@ fn times_missed_while_the_daemon_was_down_run_once() {
     assert_eq!(next.launches(), 0, "the next time is the schedule's next after the catch-up run");
     next.advance(ms(1));
     assert_eq!(next.launches(), 1);
+}
+
+/// A ready server behind listening sockets, whose readiness is a log line: replaced start-first.
+fn served(r: &mut Rig, version: &str) -> JobSpec {
+    let mut s = spec("web");
+    s.project = Some("p".into());
+    s.listen = vec!["127.0.0.1:8080".into()];
+    s.ready.log_contains = vec!["serving".into()];
+    s.ready.timeout = Duration::from_secs(30);
+    s.env.insert("VERSION".into(), version.into());
+    s.declared_env.insert("VERSION".into(), version.into());
+    let applied = r.edit(|reply| Edit::Apply {
+        project: "p".into(),
+        jobs: vec![s.clone()],
+        only: vec![],
+        revive: false,
+        renew: vec![],
+        reply,
+    });
+    drop(applied);
+    s
+}
+
+fn next_started(r: &mut Rig, attempt: u64, pid: i32) {
+    let started = crate::supervisor::files::NextStarted::Ok { pid, start_time: 8, run: 1 };
+    r.report(Report::NextSpawned { id: r.id("web"), attempt, started });
+}
+
+#[test]
+fn start_first_promotes_the_new_run_once_ready_and_waits_for_the_old_to_exit() {
+    let mut r = rig();
+    served(&mut r, "v1");
+    r.spawned("web");
+    r.report(Report::Ready { id: r.id("web"), attempt: 1 });
+    let old = r.job("web").life().pid().unwrap();
+    r.fake.calls();
+    served(&mut r, "v2");
+    let id = r.id("web");
+    let calls = r.fake.calls();
+    assert!(!calls.iter().any(|c| matches!(c, Call::Stop { .. })), "the old run was stopped first: {calls:?}");
+    let Some(Call::StartNext { attempt, .. }) = calls.iter().find(|c| matches!(c, Call::StartNext { .. })) else {
+        panic!("no new run asked for: {calls:?}")
+    };
+    let attempt = *attempt;
+    assert!(r.job("web").reason().contains("replacing"), "{}", r.job("web").reason());
+    next_started(&mut r, attempt, 5000);
+    // Its readiness reads only its own lines.
+    let probe = r.fake.calls().into_iter().find_map(|c| match c {
+        Call::Probe { probe: crate::supervisor::Probe::Readiness { run, .. }, .. } => Some(run),
+        _ => None,
+    });
+    assert_eq!(probe, Some(Some(1)));
+    assert_eq!(r.job("web").life().pid(), Some(old), "the old run serves until the new one is ready");
+    r.report(Report::Ready { id: id.clone(), attempt });
+    let calls = r.fake.calls();
+    assert!(calls.contains(&Call::PromoteNext { id: id.clone(), attempt }), "{calls:?}");
+    assert!(calls.contains(&Call::WatchRetiring { id: id.clone(), pid: old }), "{calls:?}");
+    let job = r.job("web");
+    assert_eq!((job.life().pid(), job.state()), (Some(5000), JobState::Ready));
+    assert_eq!(job.obs.generation, job.generation, "the new spec runs");
+    assert!(job.retiring.is_some(), "an up waits for the old run to exit");
+    r.report(Report::Retired { id: id.clone(), pid: old });
+    assert!(r.job("web").retiring.is_none());
+    // A report about the new run's attempt that comes late changes nothing.
+    r.report(Report::Exited { id, attempt });
+    assert_eq!(r.job("web").state(), JobState::Ready);
+}
+
+#[test]
+fn a_new_run_that_exits_or_is_not_ready_in_time_goes_and_the_old_one_stays() {
+    let mut r = rig();
+    served(&mut r, "v1");
+    r.spawned("web");
+    r.report(Report::Ready { id: r.id("web"), attempt: 1 });
+    let old = r.job("web").life().pid().unwrap();
+    r.fake.calls();
+    let id = r.id("web");
+
+    // v2 exits at once.
+    served(&mut r, "v2");
+    let attempt = r.job("web").next.as_ref().unwrap().attempt;
+    next_started(&mut r, attempt, 5000);
+    let exit = ExitFile { code: Some(3), signal: None, stopped: false, unix_ms: T0 };
+    r.fake.world().next_exits.insert(attempt, exit);
+    r.report(Report::Exited { id: id.clone(), attempt });
+    assert!(r.fake.calls().contains(&Call::AbortNext { id: id.clone(), attempt }));
+    let job = r.job("web");
+    assert_eq!((job.life().pid(), job.state()), (Some(old), JobState::Ready));
+    let failed = job.replace_failed().unwrap();
+    assert!(failed.contains("exited before it was ready (exited with code 3)"), "{failed}");
+    r.advance(ms(120_000));
+    assert!(r.fake.calls().iter().all(|c| !matches!(c, Call::StartNext { .. } | Call::Stop { .. })), "tried again");
+
+    // v3 never gets ready: given up at the readiness timeout.
+    served(&mut r, "v3");
+    let attempt = r.job("web").next.as_ref().unwrap().attempt;
+    next_started(&mut r, attempt, 5001);
+    r.fake.calls();
+    r.advance(r.job("web").spec.ready.timeout);
+    assert!(r.fake.calls().contains(&Call::AbortNext { id: id.clone(), attempt }));
+    assert!(r.job("web").replace_failed().unwrap().contains("not ready within"));
+    assert_eq!(r.job("web").life().pid(), Some(old));
+
+    // A supervisor that cannot run two runs at once: replaced stop-first instead.
+    served(&mut r, "v4");
+    let attempt = r.job("web").next.as_ref().unwrap().attempt;
+    let refused = crate::supervisor::files::NextStarted::Refused { refused: "its log settings changed".into() };
+    r.report(Report::NextSpawned { id: id.clone(), attempt, started: refused });
+    let calls = r.fake.calls();
+    assert!(calls.iter().any(|c| matches!(c, Call::Stop { .. })), "{calls:?}");
 }

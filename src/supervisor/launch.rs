@@ -176,6 +176,11 @@ pub fn ask(shim_pid: i32) {
     signal(shim_pid, Signal::SIGUSR1);
 }
 
+/// Signals one process. Never a pid of 0 or less: that is a process group (0: the daemon's own).
 fn signal(pid: i32, sig: Signal) {
+    if pid <= 0 {
+        crate::warn!("bgrun: refusing to send {sig} to pid {pid}");
+        return;
+    }
     let _ = kill(Pid::from_raw(pid), sig);
 }

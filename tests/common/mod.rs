@@ -184,11 +184,17 @@ pub fn signal(pid: i32, sig: i32) {
 }
 
 /// Kills the daemon with SIGKILL and waits until it is gone (a command sent meanwhile would
-/// reach the dying daemon and lose it).
+/// reach the dying daemon and lose it). Its first thread dies first; its socket closes only once
+/// the last has finished (one in the middle of a disk write may take a while), and until then a
+/// connection is accepted, then reset.
 pub fn kill_daemon(b: &Bgrun) {
     let daemon = b.daemon_pid().expect("a daemon");
     signal(daemon, libc::SIGKILL);
     wait_until("the daemon to die", SECS(10), || (!alive(daemon)).then_some(()));
+    let socket = b.home.join("daemon.sock");
+    wait_until("the daemon's socket to close", SECS(10), || {
+        std::os::unix::net::UnixStream::connect(&socket).is_err().then_some(())
+    });
 }
 
 /// Alive and not a zombie.
@@ -268,24 +274,39 @@ pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// How many times each answer came (the servers of the tests answer with their version).
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
     pub fn start(port: u16, clients: usize) -> Load {
         use std::sync::atomic::Ordering;
-        let (stop, ok, failed) = Default::default();
-        let mut load = Load { stop, ok, failed, threads: Vec::new() };
+        let (stop, ok, failed, answers) = Default::default();
+        let mut load = Load { stop, ok, failed, answers, threads: Vec::new() };
         for _ in 0..clients {
             let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
+            let answers = load.answers.clone();
             load.threads.push(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let counter = if request(port).is_ok() { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    match request(port) {
+                        Ok(body) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            *answers.lock().unwrap().entry(body).or_default() += 1;
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
             }));
         }
         load
+    }
+
+    /// The answers counted since the last call.
+    pub fn take_answers(&self) -> std::collections::BTreeMap<String, usize> {
+        std::mem::take(&mut *self.answers.lock().unwrap())
     }
 
     /// Stops the clients: (answered, failed).
