@@ -39,7 +39,7 @@ fn write_project(dir: &Path, port: u16, env: &str, extra: &str) {
     std::fs::write(dir.join("server.py"), SERVER).unwrap();
     let toml = format!(
         "[jobs.web]\ncmd = \"python3 -u server.py\"\nlisten = \"127.0.0.1:{port}\"\nready-when = \"serving\"\n\
-         ready-timeout = \"3s\"\nenv = {{ {env} }}\n{extra}"
+         env = {{ {env} }}\n{extra}"
     );
     std::fs::write(dir.join("bgrun.toml"), toml).unwrap();
 }
@@ -74,8 +74,7 @@ fn the_new_version_takes_over_once_ready_and_no_request_fails() {
     let upping = {
         let (home, dir) = (b.home.clone(), dir.clone());
         std::thread::spawn(move || {
-            let out = std::process::Command::new(BIN).arg("up").env("BGRUN_HOME", home).current_dir(dir).output();
-            out.unwrap().status.success()
+            std::process::Command::new(BIN).arg("up").env("BGRUN_HOME", home).current_dir(dir).output()
         })
     };
     wait_until("the new run beside the old one", SECS(10), || {
@@ -83,7 +82,8 @@ fn the_new_version_takes_over_once_ready_and_no_request_fails() {
     });
     assert_eq!(b.pid("web"), old, "the old run is the job's until the new one is ready");
     assert_eq!(request(port).unwrap(), "v1");
-    assert!(upping.join().unwrap(), "up failed");
+    let out = upping.join().unwrap().unwrap();
+    assert!(out.status.success(), "up failed: {}", String::from_utf8_lossy(&out.stdout));
     // up answers once the old version serves no more.
     assert!(!alive(old), "the old run is still alive when up returns");
     let before = load.take_answers();
@@ -110,7 +110,7 @@ fn a_new_version_that_never_gets_ready_is_stopped_and_the_old_one_serves_through
     let b = Bgrun::new(SECS(60));
     let (dir, port) = (b.home.join("app"), free_port());
     let (old, load) = serving_v1(&b, &dir, port);
-    write_project(&dir, port, "VERSION = \"never\"", "");
+    write_project(&dir, port, "VERSION = \"never\"", "ready-timeout = \"3s\"\n");
     let (ok, report) = up(&b, &dir);
     assert!(!ok, "{report}");
     let reason = report["jobs"][0]["reason"].as_str().unwrap().to_string();
@@ -171,4 +171,39 @@ fn what_one_supervisor_cannot_run_twice_is_replaced_stop_first() {
     let args = ["run", "--update", "start-first", "--listen", &address, "--ready-when-port", "1", "sleep 30"];
     let err = b.fails(&args);
     assert!(err.contains("a url or port check is answered by the old run too"), "{err}");
+}
+
+#[test]
+fn a_daemon_killed_while_the_new_run_starts_takes_up_the_replace_again() {
+    let b = Bgrun::new(SECS(60));
+    let (dir, port) = (b.home.join("app"), free_port());
+    let (old, load) = serving_v1(&b, &dir, port);
+    write_project(&dir, port, "VERSION = \"v2\", STARTUP = \"2\"", "");
+    let upping = {
+        let (home, dir) = (b.home.clone(), dir.clone());
+        std::thread::spawn(move || {
+            std::process::Command::new(BIN).arg("up").env("BGRUN_HOME", home).current_dir(dir).output()
+        })
+    };
+    wait_until("the new run beside the old one", SECS(10), || {
+        b.status("web")["reason"].as_str().unwrap().contains("replacing: new run pid").then_some(())
+    });
+    kill_daemon(&b);
+    let _ = upping.join();
+    // The next daemon asks the job's supervisor for a new run again, of a newer spec meanwhile
+    // (its attempt numbers start over, yet it is not taken for the earlier daemon's request):
+    // the one still starting is replaced, and the new one takes over.
+    write_project(&dir, port, "VERSION = \"v3\"", "");
+    let (ok, report) = up(&b, &dir);
+    assert!(ok, "{report}");
+    assert!(!alive(old));
+    assert_eq!(request(port).unwrap(), "v3");
+    let (answered, failed) = load.finish();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", answered + failed);
+    // One server is left: the job's, and no run of v2 that an earlier daemon asked for.
+    let servers: Vec<i32> = descendants(b.pid("web")).into_iter().filter(|p| alive(*p)).collect();
+    assert!(servers.is_empty(), "{servers:?}");
+    let shim = shims_of(&b.home)[0];
+    let children: Vec<i32> = descendants(shim).into_iter().filter(|p| alive(*p)).collect();
+    assert_eq!(children, [b.pid("web")]);
 }

@@ -58,11 +58,9 @@ pub struct LogWriter {
     /// The sequence number of the next entry.
     seq: u64,
     next_line: u64,
-    /// Each stream's unfinished line (as far as it is indexed), per run (see [`slot`]).
-    open: [Option<u64>; SLOTS],
-    held: [Option<Held>; SLOTS],
-    /// The run last seen of each parity, whose slots [`slot`] keeps.
-    runs: [u8; 2],
+    /// Each run's unfinished lines: one run, except while a new run starts beside the old one
+    /// (their lines must never be joined).
+    runs: Vec<RunLines>,
     /// The newest entry, which reads of the same millisecond still extend.
     last: Option<Entry>,
     /// Entries not written to the index yet.
@@ -74,13 +72,13 @@ pub struct LogWriter {
     dropped_because: Option<(String, u64)>,
 }
 
-/// Where a stream's unfinished line is kept: per stream and per run, as two runs of a job write
-/// at once while one replaces the other (their lines must not be joined). At most two runs are
-/// alive together and the shim numbers them in turn, so a run's parity tells them apart.
-const SLOTS: usize = 6;
-
-fn slot(run: u8, stream: Stream) -> usize {
-    usize::from(run % 2) * 3 + stream as usize
+/// A run's unfinished lines, per stream.
+#[derive(Debug, Clone, Copy)]
+struct RunLines {
+    run: u8,
+    /// Each stream's unfinished line (as far as it is indexed).
+    open: [Option<u64>; 3],
+    held: [Option<Held>; 3],
 }
 
 const STREAMS: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Pty];
@@ -94,7 +92,7 @@ pub struct Source {
 
 impl Source {
     fn slot(self) -> usize {
-        slot(self.run, self.stream)
+        self.stream as usize
     }
 }
 
@@ -119,9 +117,7 @@ impl LogWriter {
             index,
             seq: at.seq,
             next_line: at.next_line,
-            open: [None; SLOTS],
-            held: [None; SLOTS],
-            runs: [0, 1],
+            runs: Vec::new(),
             last: None,
             pending: Vec::new(),
             limits,
@@ -149,7 +145,6 @@ impl LogWriter {
     /// [`Self::push`] for bytes of run `from.run` (while two runs of the job write at once).
     pub fn push_from(&mut self, from: Source, data: &[u8], unix_ms: u64) {
         let stream = from.stream;
-        self.runs[usize::from(from.run % 2)] = from.run;
         if data.is_empty() {
             return;
         }
@@ -162,7 +157,7 @@ impl LogWriter {
         if written == 0 {
             return;
         }
-        let held = self.held[from.slot()].take();
+        let held = self.lines(from.run).held[from.slot()].take();
         // Held bytes right before these are indexed with them; held bytes elsewhere in the file
         // (another stream wrote since) are indexed on their own first.
         let (start, held_len) = match held {
@@ -186,7 +181,7 @@ impl LogWriter {
                 self.add_entry(from, start, indexed, &data[..cut], unix_ms);
                 if indexed < total {
                     let since = std::time::Instant::now();
-                    self.held[from.slot()] =
+                    self.lines(from.run).held[from.slot()] =
                         Some(Held { offset: start + indexed, len: total - indexed, unix_ms, since });
                 }
             }
@@ -196,7 +191,7 @@ impl LogWriter {
                 if total >= MAX_HELD {
                     self.index_held(from, h);
                 } else {
-                    self.held[from.slot()] = Some(h);
+                    self.lines(from.run).held[from.slot()] = Some(h);
                 }
             }
         }
@@ -228,7 +223,9 @@ impl LogWriter {
         self.dropped_because.get_or_insert_with(|| (e.to_string(), since));
         // The lines the lost bytes belonged to are cut: what comes next starts new ones.
         self.flush_partial(std::time::Duration::ZERO);
-        self.open = [None; SLOTS];
+        for lines in &mut self.runs {
+            lines.open = [None; 3];
+        }
         written
     }
 
@@ -244,7 +241,8 @@ impl LogWriter {
         let (dropped, because) = (std::mem::take(&mut self.dropped), self.dropped_because.take());
         let offset = self.data_len;
         if self.write_data(text.as_bytes()) == text.len() {
-            self.index_bytes(Source { run: self.runs[0], stream: Stream::Stderr }, offset, text.as_bytes(), now);
+            let run = self.runs.first().map_or(0, |r| r.run);
+            self.index_bytes(Source { run, stream: Stream::Stderr }, offset, text.as_bytes(), now);
         } else {
             // Still failing: the notice comes with the next write that works.
             self.dropped += dropped;
@@ -254,7 +252,7 @@ impl LogWriter {
 
     /// Indexes bytes already in the data file, at once and whole.
     fn index_bytes(&mut self, from: Source, offset: u64, bytes: &[u8], unix_ms: u64) {
-        if let Some(h) = self.held[from.slot()].take() {
+        if let Some(h) = self.lines(from.run).held[from.slot()].take() {
             self.index_held(from, h);
         }
         self.add_entry(from, offset, bytes.len() as u64, bytes, unix_ms);
@@ -271,7 +269,7 @@ impl LogWriter {
         if len == 0 {
             return;
         }
-        let open = self.open[from.slot()];
+        let open = self.lines(from.run).open[from.slot()];
         let first_line = open.unwrap_or_else(|| {
             self.next_line += 1;
             self.next_line - 1
@@ -281,10 +279,11 @@ impl LogWriter {
         if newlines > 0 {
             self.next_line += newlines - 1 + u64::from(!ends_line);
         }
-        self.open[from.slot()] = match (newlines, ends_line) {
+        let next_line = self.next_line;
+        self.lines(from.run).open[from.slot()] = match (newlines, ends_line) {
             (0, _) => Some(first_line),
             (_, true) => None,
-            (_, false) => Some(self.next_line - 1),
+            (_, false) => Some(next_line - 1),
         };
         // A read is at most the shim's buffer, a held line at most MAX_HELD plus one read.
         let len = len.min(u64::from(u32::MAX)) as u32;
@@ -337,20 +336,20 @@ impl LogWriter {
     }
 
     pub fn has_partial(&self) -> bool {
-        self.held.iter().any(Option::is_some)
+        self.runs.iter().flat_map(|r| r.held).any(|h| h.is_some())
     }
 
     /// When the oldest held line end started waiting.
     pub fn partial_since(&self) -> Option<std::time::Instant> {
-        self.held.iter().flatten().map(|h| h.since).min()
+        self.runs.iter().flat_map(|r| r.held).flatten().map(|h| h.since).min()
     }
 
     /// Indexes every unfinished line that has waited `delay` (all of them for zero), so a prompt
     /// without a newline is visible.
     pub fn flush_partial(&mut self, delay: std::time::Duration) {
         for from in self.sources() {
-            if let Some(h) = self.held[from.slot()].filter(|h| h.since.elapsed() >= delay) {
-                self.held[from.slot()] = None;
+            let held = &mut self.lines(from.run).held[from.slot()];
+            if let Some(h) = held.take_if(|h| h.since.elapsed() >= delay) {
                 self.index_held(from, h);
             }
         }
@@ -453,10 +452,21 @@ impl LogWriter {
         self.seq + u64::from(self.last.is_some())
     }
 
-    /// Every (run, stream) a slot stands for.
-    fn sources(&self) -> impl Iterator<Item = Source> + use<> {
-        let runs = self.runs;
-        runs.into_iter().flat_map(|run| STREAMS.map(|stream| Source { run, stream }))
+    /// Run `run`'s unfinished lines.
+    fn lines(&mut self, run: u8) -> &mut RunLines {
+        let at = match self.runs.iter().position(|r| r.run == run) {
+            Some(at) => at,
+            None => {
+                self.runs.push(RunLines { run, open: [None; 3], held: [None; 3] });
+                self.runs.len() - 1
+            }
+        };
+        &mut self.runs[at]
+    }
+
+    /// Every run and stream that may have an unfinished line.
+    fn sources(&self) -> Vec<Source> {
+        self.runs.iter().flat_map(|r| STREAMS.map(|stream| Source { run: r.run, stream })).collect()
     }
 
     /// The program is gone: its unfinished lines end here.
@@ -472,15 +482,16 @@ impl LogWriter {
     pub fn finish_run(&mut self, run: u8, unix_ms: u64) {
         for stream in STREAMS {
             let from = Source { run, stream };
-            if let Some(h) = self.held[from.slot()].take() {
+            if let Some(h) = self.lines(run).held[from.slot()].take() {
                 self.index_held(from, h);
             }
             self.close_line(from, unix_ms);
         }
+        self.runs.retain(|r| r.run != run);
     }
 
     fn close_line(&mut self, from: Source, unix_ms: u64) {
-        let Some(line) = self.open[from.slot()].take() else { return };
+        let Some(line) = self.lines(from.run).open[from.slot()].take() else { return };
         self.seal();
         let entry = Entry {
             unix_ms,

@@ -39,9 +39,14 @@ impl Reconciler {
             log_cursor,
             ports,
         });
-        self.sup.start_next(id, attempt, &run, &spawn);
         let detail = format!("start-first: starting the new run beside pid {}", run.pid);
         self.save(id, Some(("replacing", &detail)));
+        // The new spec is on disk before its process exists: a daemon that dies from here on
+        // replaces the job again, and the shim's new run with it.
+        if let Err(e) = self.checkpoint() {
+            return self.fail_next(id, format!("cannot record the job before starting its new run: {}", e.message));
+        }
+        self.sup.start_next(id, attempt, &run, &spawn);
     }
 
     /// The shim answered: the new run runs (its readiness is checked from now on), could not

@@ -325,36 +325,34 @@ pub fn read_pty_size(dir: &Path) -> Option<(u16, u16)> {
     Some((it.next()??, it.next()??))
 }
 
+/// Names a new run of a job started beside its current one: the daemon that asked for it (its
+/// start time) and that daemon's attempt number for it, which start over with each daemon.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NextId {
+    pub daemon: u64,
+    pub attempt: u64,
+}
+
 /// What the daemon asks of a shim about a new run of its job started beside the current one (a
-/// start-first replace), each naming the daemon's attempt number for that new run. The latest
-/// request is all that counts: requests for one new run come in order (start, then promote or
-/// abort), and a start for another new run replaces one still starting.
+/// start-first replace). The latest request is all that counts: requests for one new run come in
+/// order (start, then promote or abort), and a start for another new run replaces one still
+/// starting.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "do", rename_all = "kebab-case")]
 pub enum NextRequest {
     /// Start the run `next.json` describes beside the current one.
-    Start { attempt: u64 },
+    Start { next: NextId },
     /// The new run is ready: it becomes the job's run, and the old one is stopped.
-    Promote { attempt: u64 },
+    Promote { next: NextId },
     /// Stop the new run; the current one goes on.
-    Abort { attempt: u64 },
-}
-
-impl NextRequest {
-    pub fn attempt(self) -> u64 {
-        match self {
-            NextRequest::Start { attempt } | NextRequest::Promote { attempt } | NextRequest::Abort { attempt } => {
-                attempt
-            }
-        }
-    }
+    Abort { next: NextId },
 }
 
 /// The shim's answer to a start: the new run's process and the number its log entries carry
 /// (see [`crate::logs::index::Entry::run`]), or why it could not be started.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NextChild {
-    pub attempt: u64,
+    pub next: NextId,
     #[serde(flatten)]
     pub started: NextStarted,
 }
@@ -403,16 +401,16 @@ pub fn write_next_child(dir: &Path, child: &NextChild) -> io::Result<()> {
     write_json(&dir.join(NEXT_CHILD), child)
 }
 
-/// The shim's answer about new run `attempt`, once it has given one.
-pub fn read_next_child(dir: &Path, attempt: u64) -> Option<NextStarted> {
-    read_json::<NextChild>(&dir.join(NEXT_CHILD)).ok().filter(|c| c.attempt == attempt).map(|c| c.started)
+/// The shim's answer about new run `next`, once it has given one.
+pub fn read_next_child(dir: &Path, next: NextId) -> Option<NextStarted> {
+    read_json::<NextChild>(&dir.join(NEXT_CHILD)).ok().filter(|c| c.next == next).map(|c| c.started)
 }
 
 /// How a new run ended before it took over (it crashed, or was aborted).
-pub fn write_next_exit(dir: &Path, attempt: u64, exit: &ExitFile) -> io::Result<()> {
-    write_json(&dir.join(NEXT_EXIT), &(attempt, exit))
+pub fn write_next_exit(dir: &Path, next: NextId, exit: &ExitFile) -> io::Result<()> {
+    write_json(&dir.join(NEXT_EXIT), &(next, exit))
 }
 
-pub fn read_next_exit(dir: &Path, attempt: u64) -> Option<ExitFile> {
-    read_json::<(u64, ExitFile)>(&dir.join(NEXT_EXIT)).ok().filter(|(a, _)| *a == attempt).map(|(_, e)| e)
+pub fn read_next_exit(dir: &Path, next: NextId) -> Option<ExitFile> {
+    read_json::<(NextId, ExitFile)>(&dir.join(NEXT_EXIT)).ok().filter(|(n, _)| *n == next).map(|(_, e)| e)
 }

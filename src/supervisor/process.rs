@@ -25,6 +25,8 @@ pub struct ProcessSupervisor {
     /// settings change.
     probes: HashMap<String, Vec<AbortHandle>>,
     shim: launch::ShimBinary,
+    /// When this daemon's supervisor was made (unix ms): tells its requests from an earlier one's.
+    started_ms: u64,
     /// Listening sockets by owner (see [`files::Listen`]), with the addresses they were bound
     /// to: kept while their jobs may run again.
     sockets: HashMap<String, (Vec<String>, Vec<OwnedFd>)>,
@@ -39,7 +41,8 @@ impl ProcessSupervisor {
     ) -> ProcessSupervisor {
         let shim = launch::ShimBinary::find();
         let (probes, sockets) = (HashMap::new(), HashMap::new());
-        ProcessSupervisor { home, reports, logs, health, http: OnceLock::new(), probes, shim, sockets }
+        let started_ms = crate::clock::unix_ms();
+        ProcessSupervisor { home, reports, logs, health, http: OnceLock::new(), probes, shim, started_ms, sockets }
     }
 
     /// Makes sure the sockets of `listen` are held: the ones held for its owner if they are
@@ -87,12 +90,12 @@ const NEXT_EXIT_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The shim's answer to a request for new run `attempt` (it writes it into the job's directory,
 /// whose watch wakes us).
-async fn next_answer(logs: &LogWatch, dir: &std::path::Path, attempt: u64) -> files::NextStarted {
+async fn next_answer(logs: &LogWatch, dir: &std::path::Path, next: files::NextId) -> files::NextStarted {
     let no_answer = || files::NextStarted::Refused { refused: "the job's supervisor did not answer".into() };
     let Ok(mut sub) = logs.subscribe(dir) else { return no_answer() };
     let answer = tokio::time::timeout(NEXT_ANSWER_PATIENCE, async {
         loop {
-            if let Some(started) = files::read_next_child(dir, attempt) {
+            if let Some(started) = files::read_next_child(dir, next) {
                 return started;
             }
             sub.changed().await;
@@ -102,6 +105,12 @@ async fn next_answer(logs: &LogWatch, dir: &std::path::Path, attempt: u64) -> fi
 }
 
 impl ProcessSupervisor {
+    /// A new run's name for its shim: attempt numbers start over with each daemon, and a shim
+    /// may have answered an earlier daemon's request for the same number.
+    fn next_id(&self, attempt: u64) -> files::NextId {
+        files::NextId { daemon: self.started_ms, attempt }
+    }
+
     fn next_request(&self, id: &str, run: &RunIds, request: files::NextRequest) {
         match files::write_next_request(&self.home.job_dir(id), None, request) {
             Ok(()) => launch::ask(run.shim_pid),
@@ -287,14 +296,15 @@ impl Supervisor for ProcessSupervisor {
     fn start_next(&mut self, id: &str, attempt: u64, run: &RunIds, spawn: &SpawnFile) {
         let dir = self.home.job_dir(id);
         let (reports, logs, key) = (self.reports.clone(), self.logs.clone(), id.to_string());
-        if let Err(e) = files::write_next_request(&dir, Some(spawn), files::NextRequest::Start { attempt }) {
+        let next = self.next_id(attempt);
+        if let Err(e) = files::write_next_request(&dir, Some(spawn), files::NextRequest::Start { next }) {
             let started = files::NextStarted::Error { error: format!("cannot ask for the new run: {e}") };
             let _ = reports.send(Report::NextSpawned { id: key, attempt, started });
             return;
         }
         launch::ask(run.shim_pid);
         self.report_later(id, async move {
-            let started = next_answer(&logs, &dir, attempt).await;
+            let started = next_answer(&logs, &dir, next).await;
             let child = match started {
                 files::NextStarted::Ok { pid, start_time, .. } => Some((pid, start_time)),
                 _ => None,
@@ -305,7 +315,7 @@ impl Supervisor for ProcessSupervisor {
             // The shim reaps it and says how it ended a moment later.
             let mut sub = logs.subscribe(&dir).ok()?;
             let _ = tokio::time::timeout(NEXT_EXIT_PATIENCE, async {
-                while files::read_next_exit(&dir, attempt).is_none() {
+                while files::read_next_exit(&dir, next).is_none() {
                     sub.changed().await;
                 }
             })
@@ -315,15 +325,15 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn promote_next(&mut self, id: &str, attempt: u64, run: &RunIds) {
-        self.next_request(id, run, files::NextRequest::Promote { attempt });
+        self.next_request(id, run, files::NextRequest::Promote { next: self.next_id(attempt) });
     }
 
     fn abort_next(&mut self, id: &str, attempt: u64, run: &RunIds) {
-        self.next_request(id, run, files::NextRequest::Abort { attempt });
+        self.next_request(id, run, files::NextRequest::Abort { next: self.next_id(attempt) });
     }
 
     fn next_exit(&self, id: &str, attempt: u64) -> Option<ExitFile> {
-        files::read_next_exit(&self.home.job_dir(id), attempt)
+        files::read_next_exit(&self.home.job_dir(id), self.next_id(attempt))
     }
 
     fn watch_retiring(&mut self, id: &str, old: &ChildFile) {

@@ -143,6 +143,7 @@ fn run(dir: &Path) -> Result<(), String> {
             next: None,
             retiring: Vec::new(),
             request: None,
+            last_run: 0,
         },
         buf: ReadBuffer::new(),
         screen,
@@ -413,23 +414,23 @@ impl Shim<'_> {
         }
         self.sup.request = Some(request);
         match request {
-            files::NextRequest::Start { attempt } => {
+            files::NextRequest::Start { next } => {
                 let listening = self.io.handback.as_ref().map_or(&[][..], |(_, sockets)| &sockets[..]);
-                let started = match self.sup.start_next(attempt, listening) {
+                let started = match self.sup.start_next(next, listening) {
                     Ok((child, run, outputs)) => {
                         self.io.outputs.extend(outputs);
                         files::NextStarted::Ok { pid: child.pid, start_time: child.start_time, run }
                     }
                     Err(failed) => failed,
                 };
-                let answer = files::NextChild { attempt, started };
+                let answer = files::NextChild { next, started };
                 if let Err(e) = files::write_next_child(self.sup.dir, &answer) {
                     crate::warn!("bgrun shim: cannot answer the request for a new run: {e}");
                 }
             }
-            files::NextRequest::Promote { attempt } => self.sup.promote(attempt),
-            files::NextRequest::Abort { attempt } => {
-                if self.sup.next.as_ref().is_some_and(|n| n.attempt == attempt) {
+            files::NextRequest::Promote { next } => self.sup.promote(next),
+            files::NextRequest::Abort { next } => {
+                if self.sup.next.as_ref().is_some_and(|n| n.id == next) {
                     self.sup.abort_next();
                 }
             }
@@ -817,6 +818,8 @@ struct Supervision<'a> {
     retiring: Vec<Retiring>,
     /// The daemon's last request about a new run, acted on already.
     request: Option<files::NextRequest>,
+    /// The number the last run started got (see `NextRun::run`).
+    last_run: u8,
 }
 
 /// A start-first replace: a new run of the job started beside the current one, by the same shim
@@ -825,8 +828,8 @@ struct Supervision<'a> {
 /// says. The runs are told apart by session (each run's first process starts one) and, in the
 /// log, by their run numbers.
 struct NextRun {
-    /// The daemon's attempt number for it, named in its requests.
-    attempt: u64,
+    /// Its name in the daemon's requests.
+    id: files::NextId,
     child: Pid,
     run: u8,
     spawn: SpawnFile,
@@ -893,7 +896,7 @@ impl Supervision<'_> {
     fn next_exited(&mut self, status: WaitStatus) {
         let Some(next) = &self.next else { return };
         let exit = exit_file(Some(status), false, crate::clock::unix_ms());
-        if let Err(e) = files::write_next_exit(self.dir, next.attempt, &exit) {
+        if let Err(e) = files::write_next_exit(self.dir, next.id, &exit) {
             crate::warn!("bgrun shim: cannot record how the new run ended: {e}");
         }
         self.abort_next();
@@ -978,7 +981,7 @@ impl Supervision<'_> {
     /// starting). Returns its process, its run number and its outputs.
     fn start_next(
         &mut self,
-        attempt: u64,
+        id: files::NextId,
         listening: &[OwnedFd],
     ) -> Result<(ChildFile, u8, Outputs), files::NextStarted> {
         if self.next.is_some() {
@@ -991,8 +994,9 @@ impl Supervision<'_> {
         }
         mark_run(&mut spawn);
         pass_listen_env(&mut spawn, listening.len());
-        // Run numbers alternate in parity, which the log writer keeps the two runs apart by.
-        let run = self.run.wrapping_add(1);
+        // Every run gets a number of its own (a new run aborted while it drains is not the next).
+        let run = self.last_run.wrapping_add(1);
+        self.last_run = run;
         let (child, outputs, _) = start_job(self.dir, &spawn, listening, run).map_err(error)?;
         let pid = Pid::from_raw(child.id() as i32);
         drop(child);
@@ -1000,14 +1004,14 @@ impl Supervision<'_> {
             spawn.env = Default::default();
         }
         let start_time = procfs::start_time(pid.as_raw()).unwrap_or(0);
-        self.next = Some(NextRun { attempt, child: pid, run, spawn });
+        self.next = Some(NextRun { id, child: pid, run, spawn });
         Ok((ChildFile { pid: pid.as_raw(), start_time }, run, outputs))
     }
 
     /// The new run takes over: it is the job's run from now on (recorded in `child.json` and
     /// `spawn.json`), and the old one is asked to stop as its spec says.
-    fn promote(&mut self, attempt: u64) {
-        let Some(next) = self.next.take_if(|n| n.attempt == attempt) else { return };
+    fn promote(&mut self, id: files::NextId) {
+        let Some(next) = self.next.take_if(|n| n.id == id) else { return };
         let old = retire_run(self.child, &self.spawn, self.stop_signal, self.grace);
         self.retiring.push(old);
         self.child = next.child;
