@@ -291,7 +291,8 @@ class Bgrun(Manager):
         return took
 
     def redeploy_under_load(self):
-        """`bgrun deploy` of a new version of a server behind `listen`, from a git remote."""
+        """`bgrun deploy` of a new version of a server behind `listen` (so replaced start-first), from a
+        git remote."""
         port = free_port()
         root = os.path.join(self.home, "git")
         os.makedirs(root)

@@ -184,6 +184,31 @@ fn a_version_that_never_becomes_ready_is_rolled_back() {
 }
 
 #[test]
+fn a_version_that_is_ready_but_never_healthy_is_rolled_back() {
+    let b = Bgrun::new(SECS(60));
+    let toml = "[jobs.api]\ncmd = \"echo ready; exec sleep 60\"\nready-when = \"ready\"\n\
+                health-check-exec = \"grep -q ok health\"\nhealth-interval = \"200ms\"\nhealth-timeout = \"1s\"\n\
+                health-start-period = \"1s\"\n";
+    let r = Repos::new(&b, &[("bgrun.toml", toml), ("health", "ok")]);
+    up(&b, &r.work);
+    // A new version whose health check passes: the deploy waits for it, and goes through.
+    r.push("v2", &[("version", "2")]);
+    let (code, report, err) = deploy(&b, &r.work, &[]);
+    assert_eq!(code, 0, "{err} {report}");
+    let healthy = r.head();
+    // One that gets ready but fails its health check once the start period is over.
+    r.push("v3 is unhealthy", &[("health", "bad")]);
+    let (code, report, err) = deploy(&b, &r.work, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(report["rolled_back"], true, "{report}");
+    let reason = report["reason"].as_str().unwrap();
+    assert!(reason.starts_with("api: not healthy"), "{reason}");
+    assert_eq!(r.head(), healthy, "the checkout is back where it was");
+    assert_eq!(std::fs::read_to_string(r.work.join("health")).unwrap(), "ok");
+    assert_eq!(b.state("api"), "ready");
+}
+
+#[test]
 fn a_version_behind_listen_that_never_gets_ready_is_rolled_back_while_the_old_one_serves() {
     let b = Bgrun::new(SECS(60));
     let port = free_port();

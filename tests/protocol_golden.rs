@@ -202,7 +202,7 @@ fn responses() -> Vec<(&'static str, Response)> {
                         rss_mb: 48,
                         uptime_secs: 3600,
                         processes: 3,
-                        health: Some(HealthView { healthy: true, failures: 0, latency_ms: 1.3 }),
+                        health: Some(HealthView { healthy: true, passed: true, failures: 0, latency_ms: 1.3 }),
                     },
                 )]
                 .into(),

@@ -1,5 +1,6 @@
 //! `bgrun deploy`: fetch the project's git upstream, fast-forward the checkout, converge like
-//! `up` to the new file, and move back (converging again) when a job does not come up.
+//! `up` to the new file, and move back (converging again) when a job does not come up (ready,
+//! then healthy within its health start period).
 
 use super::Output;
 use super::project::{FileArg, print_problems, select};
@@ -73,7 +74,10 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     let Some((mut project, only)) = load_or_move_back(&args, out, &repo, &moved)? else { return Ok(1) };
     project.force(args.force);
     let renew = code_changed(&project, &git::changed_files(&repo, moved.old, moved.new)?);
-    let view = super::up::converge(home, &project, &only, &renew, WaitFor::Ready, true, Some(out))?;
+    let mut view = super::up::converge(home, &project, &only, &renew, WaitFor::Ready, true, Some(out))?;
+    if view.ok {
+        wait_healthy(home, &project, &mut view)?;
+    }
     let mut deploy = record(&project, &moved, &view);
     if !view.ok && moved.moves() && !args.no_rollback {
         git::move_to(&repo, &moved.branch, moved.old, "bgrun deploy: rollback")?;
@@ -85,6 +89,56 @@ pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     Client::connect(home)?.record_deploy(deploy.clone())?;
     print(&deploy, out);
     Ok(if deploy.ok { 0 } else { 1 })
+}
+
+/// How often a deploy looks at the health of the jobs it started.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Each job the deploy started (or replaced) that has health checks must pass one within its
+/// start period (plus an interval and a check's timeout: the first check that counts). One that
+/// fails a check that counts, stops or restarts meanwhile, or passes none in time, fails the
+/// deploy (which then moves back).
+fn wait_healthy(home: &Home, project: &Project, view: &mut UpView) -> Result<()> {
+    let mut client = Client::connect(home)?;
+    let started = std::time::Instant::now();
+    let mut pending: Vec<(usize, std::time::Duration)> = view
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(_, j)| j.ok && matches!(j.action.as_str(), "create" | "replace"))
+        .filter_map(|(i, j)| {
+            let health = project.jobs.iter().find(|s| s.name.as_deref() == Some(&j.job))?.health.as_ref()?;
+            Some((i, health.start_period + health.interval + health.timeout + HEALTH_POLL))
+        })
+        .collect();
+    while !pending.is_empty() {
+        std::thread::sleep(HEALTH_POLL);
+        let mut waiting = Vec::new();
+        for (i, within) in pending {
+            let job = &mut view.jobs[i];
+            let status = client.status(job.id.clone())?;
+            let health = client.stats(job.id.clone()).ok().and_then(|s| s.health);
+            let failed = match health {
+                _ if status.pid != job.pid || status.state != "ready" => {
+                    Some(format!("not healthy: it is {} ({})", status.state, status.reason))
+                }
+                Some(h) if h.passed => None,
+                Some(h) if !h.healthy => Some(format!("not healthy: {} failed health checks", h.failures)),
+                _ if started.elapsed() >= within => {
+                    Some(format!("not healthy within {}", humantime::format_duration(within)))
+                }
+                _ => {
+                    waiting.push((i, within));
+                    None
+                }
+            };
+            if let Some(reason) = failed {
+                (job.ok, job.reason, view.ok) = (false, reason, false);
+            }
+        }
+        pending = waiting;
+    }
+    Ok(())
 }
 
 /// The new file, loaded; a file that does not load moves the checkout back and changes nothing.

@@ -499,7 +499,11 @@ pub struct StatsView {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthView {
+    /// The last check passed, or failed while the start period lasts (such failures do not count).
     pub healthy: bool,
+    /// The last check itself passed.
+    #[serde(default)]
+    pub passed: bool,
     /// Failed checks in a row.
     pub failures: u32,
     /// How long the last check took.

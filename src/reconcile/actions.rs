@@ -152,6 +152,10 @@ impl Reconciler {
             humantime::format_duration(grace)
         );
         let until_ms = now + (grace + FORCE_MARGIN).as_millis() as u64;
+        // A new run started beside this one goes with it: the shim's stop reaches every run.
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.next = None;
+        }
         self.set_life(id, Lifecycle::Stopping { run, since_ms, ready_ms, cause, until_ms, forced: 0 });
         self.sup.stop(id, &run, grace);
         self.save(id, Some(("stop", &detail)));

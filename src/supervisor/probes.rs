@@ -191,8 +191,12 @@ pub struct HealthBoard(std::sync::Mutex<std::collections::HashMap<String, Health
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HealthSample {
+    /// The run it is about (its first process).
+    pub pid: i32,
     /// The last check passed (or failed only while the start period lasts).
     pub healthy: bool,
+    /// The last check itself passed.
+    pub passed: bool,
     /// Failed checks in a row.
     pub failures: u32,
     /// How long the last check took.
@@ -256,6 +260,7 @@ async fn health_checks(
             Err(_) => Err(format!("the check did not finish within {}", humantime::format_duration(health.timeout))),
         };
         let latency = began.elapsed();
+        let passed = result.is_ok();
         match result {
             Ok(()) => failures = 0,
             // A slow server is still booting: its failures do not count yet.
@@ -267,7 +272,7 @@ async fn health_checks(
                 }
             }
         }
-        post(HealthSample { healthy: failures == 0, failures, latency });
+        post(HealthSample { pid, healthy: failures == 0, passed, failures, latency });
     }
 }
 

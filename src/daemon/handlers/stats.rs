@@ -63,8 +63,10 @@ async fn measure(ctx: &Ctx, jobs: Vec<Job>) -> BTreeMap<String, StatsView> {
             let pids = tree.pids();
             let ticks = procfs::cpu_ticks(&pids).saturating_sub(tree.cpu_before);
             let cpu_pct = (ticks as f64 / ticks_per_sec) / t0.elapsed().as_secs_f64() * 100.0;
-            let health = ctx.health.get(&tree.id).map(|h| HealthView {
+            // A run replaced meanwhile may have left its last check on the board.
+            let health = ctx.health.get(&tree.id).filter(|h| h.pid == tree.root).map(|h| HealthView {
                 healthy: h.healthy,
+                passed: h.passed,
                 failures: h.failures,
                 latency_ms: (h.latency.as_secs_f64() * 1e4).round() / 10.0,
             });
