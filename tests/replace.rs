@@ -56,6 +56,18 @@ fn events(b: &Bgrun) -> Vec<(String, String)> {
     events.map(|e| (e["kind"].as_str().unwrap().to_string(), e["detail"].as_str().unwrap().to_string())).collect()
 }
 
+/// `up` in the background, once the new run has started beside the old one.
+fn up_until_replacing(b: &Bgrun, dir: &Path) -> std::thread::JoinHandle<std::io::Result<std::process::Output>> {
+    let (home, dir) = (b.home.clone(), dir.to_path_buf());
+    let upping = std::thread::spawn(move || {
+        std::process::Command::new(BIN).arg("up").env("BGRUN_HOME", home).current_dir(dir).output()
+    });
+    wait_until("the new run beside the old one", SECS(10), || {
+        b.status("web")["reason"].as_str().unwrap().contains("replacing: new run pid").then_some(())
+    });
+    upping
+}
+
 /// Brings v1 up and puts it under load from four clients.
 fn serving_v1(b: &Bgrun, dir: &Path, port: u16) -> (i32, Load) {
     write_project(dir, port, "VERSION = \"v1\"", "");
@@ -71,15 +83,7 @@ fn the_new_version_takes_over_once_ready_and_no_request_fails() {
     let (old, load) = serving_v1(&b, &dir, port);
     // v2 takes a second and a half to boot: the old run serves meanwhile.
     write_project(&dir, port, "VERSION = \"v2\", STARTUP = \"1.5\"", "");
-    let upping = {
-        let (home, dir) = (b.home.clone(), dir.clone());
-        std::thread::spawn(move || {
-            std::process::Command::new(BIN).arg("up").env("BGRUN_HOME", home).current_dir(dir).output()
-        })
-    };
-    wait_until("the new run beside the old one", SECS(10), || {
-        b.status("web")["reason"].as_str().unwrap().contains("replacing: new run pid").then_some(())
-    });
+    let upping = up_until_replacing(&b, &dir);
     assert_eq!(b.pid("web"), old, "the old run is the job's until the new one is ready");
     assert_eq!(request(port).unwrap(), "v1");
     let out = upping.join().unwrap().unwrap();
@@ -179,15 +183,7 @@ fn a_daemon_killed_while_the_new_run_starts_takes_up_the_replace_again() {
     let (dir, port) = (b.home.join("app"), free_port());
     let (old, load) = serving_v1(&b, &dir, port);
     write_project(&dir, port, "VERSION = \"v2\", STARTUP = \"2\"", "");
-    let upping = {
-        let (home, dir) = (b.home.clone(), dir.clone());
-        std::thread::spawn(move || {
-            std::process::Command::new(BIN).arg("up").env("BGRUN_HOME", home).current_dir(dir).output()
-        })
-    };
-    wait_until("the new run beside the old one", SECS(10), || {
-        b.status("web")["reason"].as_str().unwrap().contains("replacing: new run pid").then_some(())
-    });
+    let upping = up_until_replacing(&b, &dir);
     kill_daemon(&b);
     let _ = upping.join();
     // The next daemon asks the job's supervisor for a new run again, of a newer spec meanwhile

@@ -483,6 +483,15 @@ fn served(r: &mut Rig, version: &str) -> JobSpec {
     s
 }
 
+/// v1 of the server, ready; its pid.
+fn ready_v1(r: &mut Rig) -> i32 {
+    served(r, "v1");
+    r.spawned("web");
+    r.report(Report::Ready { id: r.id("web"), attempt: 1 });
+    r.fake.calls();
+    r.job("web").life().pid().unwrap()
+}
+
 fn next_started(r: &mut Rig, attempt: u64, pid: i32) {
     let started = crate::supervisor::files::NextStarted::Ok { pid, start_time: 8, run: 1 };
     r.report(Report::NextSpawned { id: r.id("web"), attempt, started });
@@ -491,11 +500,7 @@ fn next_started(r: &mut Rig, attempt: u64, pid: i32) {
 #[test]
 fn start_first_promotes_the_new_run_once_ready_and_waits_for_the_old_to_exit() {
     let mut r = rig();
-    served(&mut r, "v1");
-    r.spawned("web");
-    r.report(Report::Ready { id: r.id("web"), attempt: 1 });
-    let old = r.job("web").life().pid().unwrap();
-    r.fake.calls();
+    let old = ready_v1(&mut r);
     served(&mut r, "v2");
     let id = r.id("web");
     let calls = r.fake.calls();
@@ -531,11 +536,7 @@ fn start_first_promotes_the_new_run_once_ready_and_waits_for_the_old_to_exit() {
 #[test]
 fn a_new_run_that_exits_or_is_not_ready_in_time_goes_and_the_old_one_stays() {
     let mut r = rig();
-    served(&mut r, "v1");
-    r.spawned("web");
-    r.report(Report::Ready { id: r.id("web"), attempt: 1 });
-    let old = r.job("web").life().pid().unwrap();
-    r.fake.calls();
+    let old = ready_v1(&mut r);
     let id = r.id("web");
 
     // v2 exits at once.
