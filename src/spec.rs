@@ -346,10 +346,11 @@ impl Readiness {
             && !self.notify
     }
 
-    /// The checks ask only a port or a URL, which two runs sharing their listening sockets both
-    /// answer: they cannot tell a new run is ready while the old one serves.
+    /// The checks ask only a port, a URL or a file, which two runs sharing their listening
+    /// sockets (and working directory) both answer: they cannot tell a new run is ready while the
+    /// old one serves.
     pub fn answered_by_either_run(&self) -> bool {
-        (self.port.is_some() || self.url.is_some())
+        (self.port.is_some() || self.url.is_some() || self.file.is_some())
             && self.log_contains.is_empty()
             && self.log_regex.is_empty()
             && self.file.is_none()
@@ -647,8 +648,8 @@ impl JobSpec {
             Some("a one-shot job is not replaced while it runs")
         } else if !self.listen.is_empty() && self.ready.answered_by_either_run() {
             Some(
-                "behind its listening sockets a url or port check is answered by the old run too: \
-                 add a check only the new run passes (ready-when, ready-when-regex, ready-when-exec)",
+                "behind its listening sockets a url, port or file check is answered by the old run \
+                 too: add a check only the new run passes (ready-when, ready-when-regex, ready-when-exec)",
             )
         } else {
             None

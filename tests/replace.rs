@@ -174,7 +174,7 @@ fn what_one_supervisor_cannot_run_twice_is_replaced_stop_first() {
     let address = format!("127.0.0.1:{}", free_port());
     let args = ["run", "--update", "start-first", "--listen", &address, "--ready-when-port", "1", "sleep 30"];
     let err = b.fails(&args);
-    assert!(err.contains("a url or port check is answered by the old run too"), "{err}");
+    assert!(err.contains("a url, port or file check is answered by the old run"), "{err}");
 }
 
 #[test]
