@@ -13,6 +13,7 @@ pub mod home;
 pub mod job;
 pub mod logs;
 pub mod plan;
+pub mod programs;
 pub mod project;
 pub mod protocol;
 pub mod reconcile;

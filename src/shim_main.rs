@@ -4,6 +4,8 @@
 //! names the job for `ps`.
 
 fn main() {
+    // Started through /proc/self/fd/N (see `launch`), its name would be "N" in top and pgrep.
+    let _ = nix::sys::prctl::set_name(c"bgrun-shim");
     let mut args = std::env::args_os().skip(1);
     let code = match (args.next(), args.next(), args.next()) {
         (Some(_job), Some(dir), None) => bgrun::supervisor::shim::main(std::path::Path::new(&dir)),

@@ -142,7 +142,7 @@ fn twenty_concurrent_cold_starts_make_one_daemon() {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             let home = format!("BGRUN_HOME={}", b.home.display());
-            cmdline.split(|c| *c == 0).any(|a| a == b"__daemon")
+            cmdline.split(|c| *c == 0).next().is_some_and(|a| a.ends_with(b"/bgrun-daemon"))
                 && env.split(|c| *c == 0).any(|kv| kv == home.as_bytes())
                 && alive(*pid)
         })

@@ -84,14 +84,16 @@ fn rotation_loses_and_repeats_no_line() {
     assert_eq!(tail, vec![599_998, 599_999, 600_000]);
 }
 
-/// The daemon starts each job's supervisor from beside its own binary: a `bgrun` copied without
-/// `bgrun-shim` refuses to run a job with one clear error, and leaves no job behind.
+/// The daemon starts each job's supervisor from beside its own binary: `bgrun` and `bgrun-daemon`
+/// copied without `bgrun-shim` refuse to run a job with one clear error, and leave no job behind.
 #[test]
 fn a_missing_supervisor_binary_is_a_clear_error() {
     let b = Bgrun::new(SECS(60));
     let alone = b.home.join("bin");
     std::fs::create_dir_all(&alone).unwrap();
     std::fs::copy(BIN, alone.join("bgrun")).unwrap();
+    let daemon = std::path::Path::new(BIN).with_file_name("bgrun-daemon");
+    std::fs::copy(daemon, alone.join("bgrun-daemon")).unwrap();
     // Another test's child forked while the copy was open for writing holds it open until it
     // execs: running the copy meanwhile fails with ETXTBSY, for a moment.
     let out = wait_until("the copy to be executable", SECS(10), || {

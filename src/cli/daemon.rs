@@ -22,7 +22,9 @@ pub enum DaemonCommand {
 
 pub fn exec(args: Args, home: &Home, out: &Output) -> Result<i32> {
     match args.command {
-        DaemonCommand::Run => return Ok(super::daemon_main()),
+        DaemonCommand::Run => {
+            return Err(crate::programs::exec_instead(crate::programs::DAEMON, std::iter::empty()));
+        }
         DaemonCommand::Status => {
             let info = Client::connect(home)?.daemon_status()?;
             if out.json {

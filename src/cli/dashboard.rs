@@ -81,9 +81,8 @@ fn running_url(client: &mut Client, home: &Home) -> Option<String> {
 
 /// Starts the dashboard's job and waits until it listens; its URL.
 fn start(client: &mut Client, home: &Home, args: &Args) -> Result<String> {
-    let program = std::env::current_exe()
-        .map_err(|e| Error::context("cannot find the bgrun binary", e))?
-        .with_file_name("bgrun-dashboard");
+    let program = crate::programs::beside(crate::programs::DASHBOARD)
+        .map_err(|e| Error::context("cannot find the bgrun binary", e))?;
     let mut run: Vec<String> = vec![
         "--name".into(),
         JOB_NAME.into(),

@@ -38,12 +38,7 @@ pub struct Args {
 
 /// Runs `bgrun-deploy` (beside this binary) with our arguments, in our place.
 pub fn delegate() -> Result<i32> {
-    use std::os::unix::process::CommandExt;
-    let me = std::env::current_exe().map_err(|e| Error::context("this program's path", e))?;
-    let binary = me.with_file_name("bgrun-deploy");
-    let error = std::process::Command::new(&binary).args(std::env::args_os().skip(1)).exec();
-    Err(Error::of(crate::error::ErrorKind::System, format!("cannot run {}: {error}", binary.display()))
-        .with_hint("install bgrun with `cargo install --path .`, which installs bgrun-deploy beside it"))
+    Err(crate::programs::exec_instead(crate::programs::DEPLOY, std::env::args_os().skip(1)))
 }
 
 /// A job's `fetch`: fast-forward the checkout holding `dir`, or refuse as a deploy does.

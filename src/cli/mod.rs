@@ -120,8 +120,6 @@ enum Command {
     /// Shell completion scripts, and live job ids for them.
     #[command(hide = true)]
     Completions(completions::Args),
-    #[command(name = "__daemon", hide = true)]
-    InternalDaemon,
 }
 
 /// How to print: JSON for programs, text for people.
@@ -163,23 +161,11 @@ impl Output {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
     use clap::{CommandFactory, FromArgMatches};
-    // The daemon's usual command line skips clap, whose whole command tree it would otherwise
-    // build (and keep resident).
-    let internal: Vec<std::ffi::OsString> = std::env::args_os().skip(1).take(2).collect();
-    if let [cmd] = internal.as_slice()
-        && cmd == "__daemon"
-    {
-        return daemon_main();
-    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    // The daemon's entry point first: it must not touch the terminal.
-    if let Some(Command::InternalDaemon) = cli.command {
-        return daemon_main();
-    }
     let out = Output::new(cli.json);
     // `run` needs to know which flags were typed, to lay them over a job from bgrun.toml.
     let run_matches = matches.subcommand_matches("run").cloned();
@@ -221,16 +207,6 @@ fn finish(result: Result<i32>) -> i32 {
         Err(e) => {
             crate::warn!("error: {e}");
             e.kind.exit_code()
-        }
-    }
-}
-
-pub(super) fn daemon_main() -> i32 {
-    match Home::from_env().and_then(crate::daemon::main) {
-        Ok(()) => 0,
-        Err(e) => {
-            crate::warn!("bgrun daemon: {e}");
-            1
         }
     }
 }
@@ -277,7 +253,6 @@ fn execute(command: Option<Command>, run_matches: Option<clap::ArgMatches>, out:
         Some(Command::Skill(args)) => skill::exec(args, out),
         Some(Command::Schema(args)) => schema::exec(args, out),
         Some(Command::Completions(args)) => completions::exec(args, &home, out),
-        Some(Command::InternalDaemon) => unreachable!("handled in main"),
     }
 }
 

@@ -70,8 +70,7 @@ fn report(out: &Output, path: &std::path::Path, then: &str) {
 /// The unit: the daemon in the foreground, ready when its socket listens (Type=notify), and
 /// stopped alone (KillMode=process): its jobs outlive it, as they outlive any daemon.
 fn unit(args: &Args, home: &Home) -> Result<String> {
-    let exe = std::env::current_exe().map_err(|e| Error::context("this program's path", e))?;
-    let exe = exe.with_file_name("bgrun");
+    let exe = crate::programs::beside(crate::programs::DAEMON).map_err(|e| Error::context("this program's path", e))?;
     let (wanted_by, user) = match args.system {
         true => ("multi-user.target", format!("User={}\n", super::user_name())),
         false => ("default.target", String::new()),
@@ -89,7 +88,7 @@ fn unit(args: &Args, home: &Home) -> Result<String> {
          NotifyAccess=main\n\
          {user}\
          Environment=BGRUN_HOME={home}\n\
-         ExecStart={exe} daemon run\n\
+         ExecStart={exe}\n\
          KillMode=process\n\
          Restart=on-failure\n\
          \n\

@@ -196,19 +196,18 @@ fn check_peer(stream: &UnixStream, home: &Home) -> Result<()> {
 /// Starts a daemon in its own session and waits until it says it is listening (or exits
 /// because another daemon won the race for the lock).
 fn start_daemon(home: &Home) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| Error::context("cannot find the bgrun binary", e))?;
-    // The daemon is `bgrun` itself, even when another of its programs (bgrun-deploy, the
-    // dashboard) starts it; a program using bgrun as a library finds it on the PATH.
-    let beside = exe.with_file_name("bgrun");
-    let exe = if beside.is_file() { beside } else { std::path::PathBuf::from("bgrun") };
+    // Beside this program; a program using bgrun as a library finds it on the PATH.
+    let exe = crate::programs::beside(crate::programs::DAEMON)
+        .ok()
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| crate::programs::DAEMON.into());
     let log = Home::open_private(&home.daemon_log())
         .map_err(|e| Error::context(format!("cannot open {}", home.daemon_log().display()), e))?;
     let log_err = log.try_clone().map_err(|e| Error::context("daemon log", e))?;
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::context("pipe", e))?;
     let ready_raw = ready_w.as_raw_fd();
     let mut cmd = Command::new(exe);
-    cmd.arg("__daemon")
-        .env("BGRUN_HOME", home.root())
+    cmd.env("BGRUN_HOME", home.root())
         .env(crate::daemon::READY_FD_ENV, "3")
         .current_dir("/")
         .stdin(Stdio::null())
@@ -227,7 +226,10 @@ fn start_daemon(home: &Home) -> Result<()> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| Error::context("cannot start the daemon", e))?;
+    cmd.spawn().map_err(|e| {
+        Error::context(format!("cannot start the daemon ({})", crate::programs::DAEMON), e)
+            .with_hint("install bgrun with `cargo install --path .`, which installs bgrun-daemon beside it")
+    })?;
     drop(cmd);
     drop(ready_w);
     // "ok" when it listens; end of file when it exits (lost the race, or failed: the caller

@@ -27,14 +27,11 @@ pub struct ShimBinary(Result<std::fs::File, String>);
 
 impl ShimBinary {
     pub fn find() -> ShimBinary {
-        let found =
-            std::env::current_exe().map_err(|e| format!("cannot find bgrun's own binary: {e}")).and_then(|exe| {
-                let path = exe.with_file_name("bgrun-shim");
+        let found = crate::programs::beside(crate::programs::SHIM)
+            .map_err(|e| format!("cannot find bgrun's own binary: {e}"))
+            .and_then(|path| {
                 std::fs::File::open(&path).map_err(|e| {
-                    format!(
-                        "cannot open {} ({e}): install both binaries, e.g. `cargo install --path .`",
-                        path.display()
-                    )
+                    format!("cannot open {} ({e}): install bgrun with `cargo install --path .`", path.display())
                 })
             });
         ShimBinary(found)
@@ -54,7 +51,7 @@ pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile, sockets: &[Owned
     // posix_spawn, which does not copy our page tables as a fork would.
     let mut command = Command::new(format!("/proc/self/fd/{}", binary.as_raw_fd()));
     // The job's environment is in its spawn file: the shim needs none of its own.
-    command.arg0("bgrun-shim").arg(&spawn.label).arg(dir).env_clear();
+    command.arg0(crate::programs::SHIM).arg(&spawn.label).arg(dir).env_clear();
     // The shim's stdout is a socket: its handshake comes back on it, and its listening sockets
     // go to it (SCM_RIGHTS), never through an inherited descriptor another launch could catch.
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;

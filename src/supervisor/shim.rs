@@ -651,8 +651,8 @@ fn spawn_child(
 /// Fast-forwards the job's git checkout with `bgrun-deploy` (beside this program: git is linked
 /// into it alone), giving up after a minute. Its one line of refusal fails the start.
 fn fetch(spawn: &SpawnFile) -> Result<(), String> {
-    let me = std::env::current_exe().map_err(|e| format!("fetch: {e}"))?;
-    let mut child = Command::new(me.with_file_name("bgrun-deploy"))
+    let deploy = crate::programs::beside(crate::programs::DEPLOY).map_err(|e| format!("fetch: {e}"))?;
+    let mut child = Command::new(deploy)
         .arg(crate::cli::FETCH_COMMAND)
         .arg(&spawn.cwd)
         .envs(&spawn.env)

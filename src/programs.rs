@@ -1,0 +1,32 @@
+//! bgrun's programs, which find each other beside their own binary (`cargo install --path .`
+//! installs them into one directory). Each links only what it runs: the daemon carries no CLI,
+//! the shim no async runtime, and git lives in `bgrun-deploy` alone.
+
+use crate::error::{Error, ErrorKind};
+use std::path::PathBuf;
+
+/// The daemon (`bgrun-daemon`): jobs, store, probes; no CLI.
+pub const DAEMON: &str = "bgrun-daemon";
+/// Each job's supervisor.
+pub const SHIM: &str = "bgrun-shim";
+/// `bgrun deploy` and a job's `fetch`, with libgit2.
+pub const DEPLOY: &str = "bgrun-deploy";
+/// The web dashboard and HTTP API.
+pub const DASHBOARD: &str = "bgrun-dashboard";
+
+/// The path of the program `name` beside the running one.
+pub fn beside(name: &str) -> std::io::Result<PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name(name))
+}
+
+/// Runs the program `name` from beside this one in this process's place, with these arguments;
+/// returns only if it could not be run.
+pub fn exec_instead(name: &str, args: impl IntoIterator<Item = std::ffi::OsString>) -> Error {
+    use std::os::unix::process::CommandExt;
+    let error = match beside(name) {
+        Ok(path) => std::process::Command::new(&path).args(args).exec(),
+        Err(e) => e,
+    };
+    Error::of(ErrorKind::System, format!("cannot run {name}: {error}"))
+        .with_hint(format!("install bgrun with `cargo install --path .`, which installs {name} beside it"))
+}
