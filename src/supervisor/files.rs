@@ -164,8 +164,10 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
 pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        // A new directory has no leftovers to look for.
+        Ok(()) => return write_json(&dir.join(SPAWN), spawn),
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
+        Err(_) => {}
     }
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
