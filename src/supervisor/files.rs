@@ -95,7 +95,8 @@ pub struct ExitFile {
 }
 
 const SHIM_LOCK: &str = "shim.lock";
-const SHIM: &str = "shim.json";
+/// Where supervisors of earlier versions announced themselves (now: in the lock file).
+const EARLIER_SHIM: &str = "shim.json";
 const SPAWN: &str = "spawn.json";
 const CHILD: &str = "child.json";
 const EXIT: &str = "exit.json";
@@ -172,7 +173,9 @@ pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
-    for stale in [SHIM, CHILD, EXIT, STOP, READY, SCREEN, FREED, NEXT_SPAWN, NEXT_REQUEST, NEXT_CHILD, NEXT_EXIT] {
+    for stale in
+        [EARLIER_SHIM, CHILD, EXIT, STOP, READY, SCREEN, FREED, NEXT_SPAWN, NEXT_REQUEST, NEXT_CHILD, NEXT_EXIT]
+    {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -198,12 +201,16 @@ pub const SHIM_LOCK_FD: i32 = 0;
 /// shim exists, so a daemon can always tell whether a directory has a live shim, even one no
 /// record names (the daemon that launched it died first). None if a shim holds it already.
 pub fn lock_for_shim(dir: &Path) -> io::Result<Option<std::fs::File>> {
-    crate::home::Home::try_lock(&dir.join(SHIM_LOCK))
+    let Some(lock) = crate::home::Home::try_lock(&dir.join(SHIM_LOCK))? else { return Ok(None) };
+    // The last shim's record goes: while the lock is held, the record is the holder's or none.
+    lock.set_len(0)?;
+    Ok(Some(lock))
 }
 
 /// The shim's side: the lock the daemon handed over (checked to be this directory's), moved to a
 /// close-on-exec descriptor so the job never holds it, and stdin pointed at /dev/null again; then
-/// the shim announces itself.
+/// the shim announces itself in the lock file (a file of its own would be one more to create and
+/// delete in every run).
 pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let expected = std::fs::symlink_metadata(dir.join(SHIM_LOCK))?;
@@ -217,7 +224,7 @@ pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<std::fs::File> {
     let file = std::fs::File::from(handed.try_clone_to_owned()?);
     let null = std::fs::File::open("/dev/null")?;
     nix::unistd::dup2_stdin(&null).map_err(io::Error::from)?;
-    write_json(&dir.join(SHIM), &me)?;
+    std::os::unix::fs::FileExt::write_all_at(&file, &serde_json::to_vec(&me).map_err(io::Error::other)?, 0)?;
     Ok(file)
 }
 
@@ -232,11 +239,16 @@ pub fn live_shim(dir: &Path) -> Option<ShimFile> {
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
         // Nobody holds it: no shim lives here (the lock is released when dropped).
         Ok(_) => None,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            // The shim writes its file right after taking the lock; give it a moment.
+        Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+            // The shim writes its record right after taking the lock; give it a moment. A
+            // supervisor of an earlier bgrun, still running through an upgrade, wrote shim.json.
             let deadline = std::time::Instant::now() + Duration::from_secs(2);
             loop {
-                if let Ok(shim) = read_json::<ShimFile>(&dir.join(SHIM)) {
+                let mut record = [0u8; 128];
+                let n = std::os::unix::fs::FileExt::read_at(&file, &mut record, 0).unwrap_or(0);
+                if let Ok(shim) = serde_json::from_slice::<ShimFile>(&record[..n])
+                    .or_else(|_| read_json::<ShimFile>(&dir.join(EARLIER_SHIM)))
+                {
                     return Some(shim);
                 }
                 if std::time::Instant::now() >= deadline {
