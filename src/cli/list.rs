@@ -13,11 +13,13 @@ pub struct Args {
 }
 
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
-    let jobs = client.list(args.workspace)?;
     if out.json {
         // One object per line (NDJSON), as the contract says.
-        out.json_lines(&jobs);
-    } else if jobs.is_empty() {
+        out.json_lines(&client.list_json(args.workspace)?);
+        return Ok(0);
+    }
+    let jobs = client.list(args.workspace)?;
+    if jobs.is_empty() {
         out.text("no jobs");
     } else {
         out.text(&render(&jobs, out.colour));

@@ -36,25 +36,36 @@ impl Client {
 
     /// Every job (of `workspace` when given), as `bgrun list` shows them.
     pub fn list(&mut self, workspace: Option<String>) -> Result<Vec<JobView>> {
+        self.list_as(workspace)
+    }
+
+    /// The jobs as the daemon wrote them, each one JSON object: what `list --json` prints, with
+    /// no decoding and encoding again on the way (the longest answer there is).
+    pub fn list_json(&mut self, workspace: Option<String>) -> Result<Vec<Box<serde_json::value::RawValue>>> {
+        self.list_as(workspace)
+    }
+
+    fn list_as<T: serde::de::DeserializeOwned>(&mut self, workspace: Option<String>) -> Result<Vec<T>> {
         /// The `jobs` answer, read straight into its shape. Through [`Response`], whose kind is a
         /// field inside it, serde first copies the whole answer into a generic tree: twice the
         /// work, for the longest answer there is.
         #[derive(serde::Deserialize)]
-        struct Frame {
-            v: u32,
-            response: Jobs,
+        #[serde(bound = "T: serde::de::DeserializeOwned")]
+        struct Frame<T> {
+            response: Jobs<T>,
         }
         #[derive(serde::Deserialize)]
-        struct Jobs {
+        #[serde(bound = "T: serde::de::DeserializeOwned")]
+        struct Jobs<T> {
             #[serde(rename = "type")]
             kind: String,
-            jobs: Vec<JobView>,
+            jobs: Vec<T>,
         }
         self.send(Request::List { workspace })?;
         let bytes = self.receive_frame()?;
-        match serde_json::from_slice::<Frame>(&bytes) {
-            Ok(Frame { v: crate::protocol::VERSION, response }) if response.kind == "jobs" => Ok(response.jobs),
-            _ => answer!(super::decode(&bytes)?, Response::Jobs { jobs } => jobs),
+        match serde_json::from_slice::<Frame<T>>(&bytes) {
+            Ok(Frame { response }) if response.kind == "jobs" => Ok(response.jobs),
+            _ => Err(unexpected(&super::decode(&bytes)?)),
         }
     }
 
