@@ -62,9 +62,11 @@ impl Store {
         }
         let conn = Connection::open(path)?;
         // WAL: readers never block the writer, and a commit is one append. NORMAL sync is
-        // crash-safe in WAL mode (a power loss may drop the last commits, never corrupt).
+        // crash-safe in WAL mode (a power loss may drop the last commits, never corrupt). A
+        // small page cache (64 KB): the daemon keeps its jobs in memory and mostly writes; a page
+        // it must read again comes from the kernel's cache, and the daemon stays small.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-64;
              PRAGMA busy_timeout=5000;",
         )?;
         conn.execute_batch(SCHEMA)?;
