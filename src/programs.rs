@@ -27,6 +27,10 @@ pub fn exec_instead(name: &str, args: impl IntoIterator<Item = std::ffi::OsStrin
         Ok(path) => std::process::Command::new(&path).args(args).exec(),
         Err(e) => e,
     };
-    Error::of(ErrorKind::System, format!("cannot run {name}: {error}"))
-        .with_hint(format!("install bgrun with `cargo install --path .`, which installs {name} beside it"))
+    Error::of(ErrorKind::System, format!("cannot run {name}: {error}")).with_hint(install_hint(name))
+}
+
+/// What to do when the program `name` is missing.
+pub fn install_hint(name: &str) -> String {
+    format!("install bgrun with `cargo install --path .`, which installs {name} beside it")
 }

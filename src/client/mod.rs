@@ -228,7 +228,7 @@ fn start_daemon(home: &Home) -> Result<()> {
     }
     cmd.spawn().map_err(|e| {
         Error::context(format!("cannot start the daemon ({})", crate::programs::DAEMON), e)
-            .with_hint("install bgrun with `cargo install --path .`, which installs bgrun-daemon beside it")
+            .with_hint(crate::programs::install_hint(crate::programs::DAEMON))
     })?;
     drop(cmd);
     drop(ready_w);

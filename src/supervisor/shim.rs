@@ -188,7 +188,6 @@ fn pass_listen_env(spawn: &mut SpawnFile, sockets: usize) {
     }
 }
 
-/// The signals the shim acts on, read from a descriptor instead of interrupting it.
 /// Gives back the stack pages that starting the job went down to (parsing the spawn file,
 /// spawning): the shim's loop, which runs from here on, stays shallower, and those pages would
 /// otherwise stay in its private memory for good (4 to 8 KB of its ~95). Everything more than
@@ -210,6 +209,7 @@ fn release_deep_stack() {
     unsafe { libc::madvise(bottom as *mut libc::c_void, top - bottom, libc::MADV_DONTNEED) };
 }
 
+/// The signals the shim acts on, read from a descriptor instead of interrupting it.
 fn block_signals() -> Result<SignalFd, String> {
     let mut mask = SigSet::empty();
     for sig in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
