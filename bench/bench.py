@@ -962,6 +962,7 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="bgrun alone, fewer rounds, 100 MB of logs: under a minute")
+    ap.add_argument("--alone", action="store_true", help="bgrun alone, every figure (to compare two builds of it)")
     ap.add_argument("--rounds", type=int, help="rounds per figure (default 5, quick 3)")
     ap.add_argument("--log-mb", type=int, help="log capture size in MB (default 1024, quick 100)")
     ap.add_argument("--update-readme", action="store_true", help="rewrite the README's Performance section")
@@ -971,7 +972,7 @@ def main():
     base = tempfile.mkdtemp(prefix="bgrun-bench-")
     managers = [Bgrun(base)]
     versions = {"bgrun": run([BGRUN, "--version"]).stdout.split()[-1]}
-    if not args.quick:
+    if not (args.quick or args.alone):
         for cls in (Pm2, Supervisord, Pueue):
             m = cls(base)
             try:

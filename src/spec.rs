@@ -619,9 +619,14 @@ impl JobSpec {
     /// The command's words, as `list` and `status` show them: a command line given as one string
     /// (which runs through `sh -c`) split at its spaces.
     pub fn words(&self) -> Vec<String> {
+        self.word_slices().into_iter().map(String::from).collect()
+    }
+
+    /// [`Self::words`], borrowed from the spec.
+    pub fn word_slices(&self) -> Vec<&str> {
         match self.cmd.as_slice() {
-            [one] => one.split_whitespace().map(String::from).collect(),
-            _ => self.cmd.clone(),
+            [one] => one.split_whitespace().collect(),
+            more => more.iter().map(String::as_str).collect(),
         }
     }
 

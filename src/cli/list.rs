@@ -15,7 +15,9 @@ pub struct Args {
 pub fn exec(args: Args, client: &mut Client, out: &Output) -> Result<i32> {
     if out.json {
         // One object per line (NDJSON), as the contract says.
-        out.json_lines(&client.list_json(args.workspace)?);
+        let frame = client.list_frame(args.workspace)?;
+        let jobs: Vec<&serde_json::value::RawValue> = crate::client::jobs_in(&frame)?;
+        out.json_lines(jobs);
         return Ok(0);
     }
     let jobs = client.list(args.workspace)?;

@@ -138,15 +138,15 @@ impl Output {
         self.json_lines([value]);
     }
 
-    /// One line of JSON per value, written at once: stdout's line buffer would otherwise see
-    /// each value in many small pieces, and write each line with a call of its own.
-    pub fn json_lines<'a, T: serde::Serialize + 'a>(&self, values: impl IntoIterator<Item = &'a T>) {
-        let mut lines = Vec::new();
+    /// One line of JSON per value, written in large pieces: stdout's line buffer would otherwise
+    /// see each value in many small pieces, and write each line with a call of its own.
+    pub fn json_lines<T: serde::Serialize>(&self, values: impl IntoIterator<Item = T>) {
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
         for value in values {
-            let _ = serde_json::to_writer(&mut lines, value);
-            lines.push(b'\n');
+            let _ = serde_json::to_writer(&mut out, &value);
+            let _ = out.write_all(b"\n");
         }
-        let _ = std::io::stdout().lock().write_all(&lines);
+        let _ = out.flush();
     }
 
     pub fn text(&self, text: &str) {

@@ -36,37 +36,16 @@ impl Client {
 
     /// Every job (of `workspace` when given), as `bgrun list` shows them.
     pub fn list(&mut self, workspace: Option<String>) -> Result<Vec<JobView>> {
-        self.list_as(workspace)
+        let frame = self.list_frame(workspace)?;
+        jobs_in(&frame)
     }
 
-    /// The jobs as the daemon wrote them, each one JSON object: what `list --json` prints, with
-    /// no decoding and encoding again on the way (the longest answer there is).
-    pub fn list_json(&mut self, workspace: Option<String>) -> Result<Vec<Box<serde_json::value::RawValue>>> {
-        self.list_as(workspace)
-    }
-
-    fn list_as<T: serde::de::DeserializeOwned>(&mut self, workspace: Option<String>) -> Result<Vec<T>> {
-        /// The `jobs` answer, read straight into its shape. Through [`Response`], whose kind is a
-        /// field inside it, serde first copies the whole answer into a generic tree: twice the
-        /// work, for the longest answer there is.
-        #[derive(serde::Deserialize)]
-        #[serde(bound = "T: serde::de::DeserializeOwned")]
-        struct Frame<T> {
-            response: Jobs<T>,
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(bound = "T: serde::de::DeserializeOwned")]
-        struct Jobs<T> {
-            #[serde(rename = "type")]
-            kind: String,
-            jobs: Vec<T>,
-        }
+    /// The `jobs` answer as the daemon wrote it: [`jobs_in`] reads each job from it, as a
+    /// [`JobView`] or as the JSON object it is (what `list --json` prints, with no decoding and
+    /// encoding again on the way: the longest answer there is).
+    pub fn list_frame(&mut self, workspace: Option<String>) -> Result<Vec<u8>> {
         self.send(Request::List { workspace })?;
-        let bytes = self.receive_frame()?;
-        match serde_json::from_slice::<Frame<T>>(&bytes) {
-            Ok(Frame { response }) if response.kind == "jobs" => Ok(response.jobs),
-            _ => Err(unexpected(&super::decode(&bytes)?)),
-        }
+        self.receive_frame()
     }
 
     /// One job in full (its spec, recent events, ports); `job` is an id, a unique id prefix, a
@@ -234,5 +213,27 @@ impl Client {
 
     pub fn daemon_status(&mut self) -> Result<DaemonInfo> {
         answer!(self.call(Request::DaemonStatus)?, Response::Daemon(info) => info)
+    }
+}
+
+/// The jobs of a `jobs` answer ([`Client::list_frame`]), read straight into their shape (borrowed
+/// from the frame where `T` can be). Through [`Response`], whose kind is a field inside it, serde
+/// first copies the whole answer into a generic tree: twice the work, for the longest answer there is.
+pub fn jobs_in<'a, T: serde::Deserialize<'a>>(frame: &'a [u8]) -> Result<Vec<T>> {
+    #[derive(serde::Deserialize)]
+    #[serde(bound(deserialize = "T: serde::Deserialize<'de>"))]
+    struct Frame<T> {
+        response: Jobs<T>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(bound(deserialize = "T: serde::Deserialize<'de>"))]
+    struct Jobs<T> {
+        #[serde(rename = "type")]
+        kind: String,
+        jobs: Vec<T>,
+    }
+    match serde_json::from_slice::<Frame<T>>(frame) {
+        Ok(Frame { response }) if response.kind == "jobs" => Ok(response.jobs),
+        _ => Err(unexpected(&super::decode(frame)?)),
     }
 }

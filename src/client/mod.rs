@@ -23,6 +23,7 @@
 //! ```
 
 mod api;
+pub use api::jobs_in;
 
 pub use api::unexpected;
 

@@ -29,8 +29,6 @@ pub struct Ctx {
     pub ports: Arc<crate::reconcile::views::PortCache>,
     /// Each job's last health check, as its probe posts it.
     pub health: Arc<crate::supervisor::probes::HealthBoard>,
-    /// The last `list` answer, sent again while nothing changed.
-    pub listings: handlers::Listings,
 }
 
 /// Environment variable naming the fd on which the daemon reports that it is listening.
@@ -83,7 +81,6 @@ async fn serve(home: Home, store: Store) -> Result<()> {
         logs,
         ports: Default::default(),
         health,
-        listings: Default::default(),
     });
     let warm = ctx.clone();
     tokio::spawn(async move { handlers::warm_ports(&warm).await });

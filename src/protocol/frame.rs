@@ -38,12 +38,22 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(buf))
 }
 
+/// Frames up to this long go out in one write, their length copied in front of them.
+const COPY_UP_TO: usize = 16 << 10;
+
 pub async fn write_frame_async(w: &mut (impl AsyncWriteExt + Unpin), payload: &[u8]) -> io::Result<()> {
     check_len(payload.len())?;
-    let mut buf = Vec::with_capacity(4 + payload.len());
-    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    buf.extend_from_slice(payload);
-    w.write_all(&buf).await?;
+    let len = (payload.len() as u32).to_be_bytes();
+    if payload.len() > COPY_UP_TO {
+        // A long answer (1000 jobs' list: ~300 KB) is not copied only to put 4 bytes before it.
+        w.write_all(&len).await?;
+        w.write_all(payload).await?;
+    } else {
+        let mut buf = Vec::with_capacity(4 + payload.len());
+        buf.extend_from_slice(&len);
+        buf.extend_from_slice(payload);
+        w.write_all(&buf).await?;
+    }
     w.flush().await
 }
 

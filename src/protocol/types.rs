@@ -243,26 +243,51 @@ impl JobView {
     }
 }
 
-/// A job as `run` and `list` show it.
+/// A job as `run` and `list` show it. `T` is its text: owned where a view is read or kept
+/// (`String`, the default), borrowed from the job where the daemon writes a listing (`Cow<str>`),
+/// so listing 1000 jobs copies none of their names, commands or directories.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct JobView {
-    pub id: String,
-    pub name: Option<String>,
+#[schemars(rename = "JobView")]
+pub struct JobView<T = String> {
+    pub id: T,
+    pub name: Option<T>,
     /// The project (bgrun.toml) that owns the job, if any.
     #[serde(default)]
-    pub project: Option<String>,
-    pub workspace: Option<String>,
-    pub cmd: Vec<String>,
+    pub project: Option<T>,
+    pub workspace: Option<T>,
+    pub cmd: Vec<T>,
     pub pid: Option<i32>,
-    pub state: String,
-    pub started_at: Option<String>,
+    pub state: T,
+    pub started_at: Option<T>,
     pub exit_code: Option<i32>,
     pub restart_count: u32,
-    pub reason: String,
-    pub cwd: String,
-    /// TCP ports the job's process tree listens on.
+    pub reason: T,
+    pub cwd: T,
+    /// TCP ports the job's process tree listens on. Last: a listing written without them
+    /// (see `reconcile::views::Listing`) gets them filled in at the end of each job.
     #[serde(default)]
     pub ports: Vec<u16>,
+}
+
+impl<T> JobView<T> {
+    /// The same view with its text in another form.
+    pub fn map_text<U>(self, f: impl Fn(T) -> U) -> JobView<U> {
+        JobView {
+            id: f(self.id),
+            name: self.name.map(&f),
+            project: self.project.map(&f),
+            workspace: self.workspace.map(&f),
+            cmd: self.cmd.into_iter().map(&f).collect(),
+            pid: self.pid,
+            state: f(self.state),
+            started_at: self.started_at.map(&f),
+            exit_code: self.exit_code,
+            restart_count: self.restart_count,
+            reason: f(self.reason),
+            cwd: f(self.cwd),
+            ports: self.ports,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -25,7 +25,7 @@ impl Reconciler {
             job.obs = stored.obs;
             job.attempt = ADOPTED;
             job.launches = ADOPTED;
-            self.jobs.insert(id.clone(), job);
+            self.jobs.insert(job);
             self.adopt(&id);
         }
         // A job directory the database does not know (its record was never committed, or was

@@ -10,6 +10,7 @@ mod edits;
 mod events;
 #[cfg(test)]
 mod fake;
+mod jobs;
 mod problems;
 mod project;
 mod queries;
@@ -24,7 +25,6 @@ use crate::job::Job;
 use crate::state::Lifecycle;
 use crate::store::Store;
 use crate::supervisor::{Report, Supervisor};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -42,7 +42,7 @@ type Waiter = Box<dyn FnMut(&mut Reconciler) -> bool + Send>;
 
 pub struct Reconciler {
     store: Store,
-    jobs: BTreeMap<String, Job>,
+    jobs: jobs::Jobs,
     sup: Box<dyn Supervisor>,
     clock: Arc<dyn Clock>,
     waiters: Vec<Waiter>,
@@ -132,7 +132,7 @@ impl Reconciler {
         let (changes, changes_rx) = watch::channel(0);
         let mut rec = Reconciler {
             store,
-            jobs: BTreeMap::new(),
+            jobs: jobs::Jobs::default(),
             sup,
             clock,
             waiters: Vec::new(),
@@ -261,6 +261,8 @@ impl Reconciler {
         waiters.retain_mut(|w| !w(self));
         waiters.append(&mut self.waiters);
         self.waiters = waiters;
+        // What `list` shows is written now, while the jobs this pass changed are fresh in memory.
+        self.jobs.relist();
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 

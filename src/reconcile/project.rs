@@ -183,7 +183,7 @@ impl Reconciler {
 
     pub(super) fn create(&mut self, spec: JobSpec) -> String {
         let id = crate::job::new_id();
-        self.jobs.insert(id.clone(), Job::new(id.clone(), spec, self.now()));
+        self.jobs.insert(Job::new(id.clone(), spec, self.now()));
         id
     }
 

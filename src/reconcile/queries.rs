@@ -5,7 +5,7 @@
 use super::Reconciler;
 use crate::error::Result;
 use crate::job::Job;
-use crate::protocol::{Change, EventView, JobView};
+use crate::protocol::{Change, EventView};
 use crate::spec::JobSpec;
 use crate::state::Lifecycle;
 use tokio::sync::oneshot::Sender;
@@ -26,12 +26,15 @@ pub enum Query {
         ids: Vec<String>,
         reply: Sender<Vec<Option<Progress>>>,
     },
-    /// How `list` shows every job (of one workspace), oldest first, each with the root of its
-    /// process tree (whose ports the handler finds). Built here: a view copies a few fields,
-    /// where a snapshot of the job would copy its whole spec and environment.
-    Views {
+    /// How `list` shows every job (of one workspace), oldest first, as it goes on the wire
+    /// (see [`super::jobs`]); a snapshot of each job would copy its whole spec and environment.
+    Listing {
         workspace: Option<String>,
-        reply: Sender<Vec<(JobView, Option<i32>)>>,
+        reply: Sender<super::views::Listing>,
+    },
+    /// Every job that has a process now.
+    Running {
+        reply: Sender<Vec<Job>>,
     },
     /// A job and its most recent `events`.
     History {
@@ -78,7 +81,7 @@ pub struct DaemonState {
 }
 
 impl Reconciler {
-    pub(super) fn answer(&self, query: Query) {
+    pub(super) fn answer(&mut self, query: Query) {
         match query {
             Query::Job { key, reply } => {
                 let _ = reply.send(self.resolve(&key).cloned());
@@ -102,15 +105,11 @@ impl Reconciler {
             Query::ByIds { ids, reply } => {
                 let _ = reply.send(ids.iter().map(|id| self.jobs.get(id).cloned()).collect());
             }
-            Query::Views { workspace, reply } => {
-                let mut jobs: Vec<&Job> = self
-                    .jobs
-                    .values()
-                    .filter(|j| workspace.as_ref().is_none_or(|ws| j.spec.workspace.as_ref() == Some(ws)))
-                    .collect();
-                jobs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
-                let _ = reply
-                    .send(jobs.into_iter().map(|j| (super::views::job_view(j), super::views::tree_root(j))).collect());
+            Query::Listing { workspace, reply } => {
+                let _ = reply.send(self.jobs.listing(workspace.as_deref()));
+            }
+            Query::Running { reply } => {
+                let _ = reply.send(self.jobs.values().filter(|j| j.life().pid().is_some()).cloned().collect());
             }
             Query::History { key, events, reply } => {
                 let answer = self.resolve(&key).and_then(|job| Ok((job.clone(), self.store.events(&job.id, events)?)));

@@ -572,3 +572,51 @@ fn a_new_run_that_exits_or_is_not_ready_in_time_goes_and_the_old_one_stays() {
     let calls = r.fake.calls();
     assert!(calls.iter().any(|c| matches!(c, Call::Stop { .. })), "{calls:?}");
 }
+
+/// `list` is written from the jobs as each pass leaves them: it must read back as each job's
+/// view, oldest first, after every change, with the ports found outside the reconciler at the
+/// right job.
+#[test]
+fn a_listing_reads_back_as_the_jobs_views_with_their_ports() {
+    let mut r = rig();
+    let mut web = spec("web");
+    web.cmd = vec!["python3 -m http.server \"8000\"".into()];
+    r.start(web);
+    r.spawned("web");
+    r.clock.advance(ms(5));
+    let mut odd = spec("odd");
+    odd.cmd = vec!["printf".into(), "a\tb\n\\ \u{e9}".into()];
+    odd.workspace = Some("w".into());
+    r.start(odd);
+    r.clock.advance(ms(5));
+    r.start(spec("idle"));
+    let (id, attempt) = (r.id("idle"), r.job("idle").attempt);
+    r.report(Report::Spawned { id, attempt, result: Ok(ChildFile { pid: 5000, start_time: 7 }) });
+    let listed = |r: &mut Rig, ports: &crate::reconcile::views::PortsByRoot| {
+        let frame = r.rec.jobs.listing(None).with_ports(ports);
+        match crate::client::decode(&frame) {
+            Ok(crate::protocol::Response::Jobs { jobs }) => jobs,
+            other => panic!("not a jobs answer: {other:?}"),
+        }
+    };
+    let views = |r: &Rig| -> Vec<JobView> { ["web", "odd", "idle"].map(|n| super::views::job_view(r.job(n))).into() };
+
+    let jobs = listed(&mut r, &[(4001, vec![80, 8000])].into_iter().collect());
+    let mut expected = views(&r);
+    expected[0].ports = vec![80, 8000];
+    assert_eq!(jobs, expected);
+    assert_eq!(jobs[0].cmd, ["python3", "-m", "http.server", "\"8000\""]);
+    assert_eq!(jobs[1].cmd[1], "a\tb\n\\ \u{e9}");
+    assert_eq!((jobs[1].pid, jobs[2].pid), (None, Some(5000)));
+
+    // A change shows in the next listing; with no job listening, no ports anywhere.
+    r.spawned("odd");
+    r.exits("idle", Some(3));
+    let jobs = listed(&mut r, &Default::default());
+    assert_eq!(jobs, views(&r));
+    assert_eq!(jobs[1].pid, Some(4001));
+    assert_eq!(jobs[2].exit_code, Some(3));
+    let only_w = r.rec.jobs.listing(Some("w")).with_ports(&Default::default());
+    let Ok(crate::protocol::Response::Jobs { jobs }) = crate::client::decode(&only_w) else { panic!("not jobs") };
+    assert_eq!(jobs, [views(&r).remove(1)]);
+}

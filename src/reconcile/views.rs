@@ -2,9 +2,10 @@
 
 use crate::clock::{rfc3339_ms, rfc3339_s};
 use crate::job::{Desired, Job};
-use crate::protocol::{EnvVar, EnvView, EventView, JobView, StatusView};
+use crate::protocol::{EnvVar, EnvView, EventView, JobView, Response, ResponseFrame, StatusView, VERSION};
 use crate::state::Lifecycle;
 use crate::supervisor::procfs;
+use std::borrow::Cow;
 
 /// The environment the job's current (or next) run gets, each variable with its source.
 pub fn env_view(job: &Job) -> EnvView {
@@ -25,22 +26,99 @@ pub fn env_view(job: &Job) -> EnvView {
 }
 
 pub fn job_view(job: &Job) -> JobView {
+    listed(job).map_text(Cow::into_owned)
+}
+
+/// How `list` shows a job, borrowing what the job already holds. Its ports are left empty: they
+/// are found in /proc, outside the reconciler (see [`Listing::with_ports`]).
+fn listed(job: &Job) -> JobView<Cow<'_, str>> {
     let life = job.life();
     JobView {
-        id: job.id.clone(),
-        name: job.spec.name.clone(),
-        project: job.spec.project.clone(),
-        workspace: job.spec.workspace.clone(),
-        cmd: job.spec.words(),
+        id: job.id.as_str().into(),
+        name: job.spec.name.as_deref().map(Cow::from),
+        project: job.spec.project.as_deref().map(Cow::from),
+        workspace: job.spec.workspace.as_deref().map(Cow::from),
+        cmd: job.spec.word_slices().into_iter().map(Cow::from).collect(),
         pid: life.last_pid(),
-        state: life.state().as_str().to_string(),
-        started_at: life.started_ms().map(rfc3339_s),
+        state: life.state().as_str().into(),
+        started_at: life.started_ms().map(|ms| rfc3339_s(ms).into()),
         exit_code: life.ending().and_then(|e| e.code),
         restart_count: job.obs.restart_count,
-        reason: job.reason(),
-        cwd: job.spec.cwd.display().to_string(),
+        reason: job.reason().into(),
+        cwd: job.spec.cwd.to_string_lossy(),
         ports: Vec::new(),
     }
+}
+
+/// A job as `list` writes it on the wire, with no ports: encoded from what the job holds, with
+/// no owned copy of it made first.
+pub fn listed_json(job: &Job) -> Box<[u8]> {
+    // Writing to a Vec fails only on a map with keys that are not strings: a view has none.
+    serde_json::to_vec(&listed(job)).unwrap_or_default().into_boxed_slice()
+}
+
+/// The `jobs` answer as it goes on the wire, put together from each job's [`listed_json`].
+/// Every job is written with no ports; [`Listing::with_ports`] fills them in.
+pub struct Listing {
+    frame: Vec<u8>,
+    /// Where each job's object ends in `frame` (just past its `}`), and the root of its process
+    /// tree.
+    jobs: Vec<(usize, Option<i32>)>,
+}
+
+/// The end of a job's object written with no ports.
+const NO_PORTS: &[u8] = b"\"ports\":[]}";
+
+impl Listing {
+    /// The jobs' encodings, each with the root of its process tree, in the order listed.
+    pub fn of<'a>(jobs: impl IntoIterator<Item = (&'a [u8], Option<i32>)>) -> Listing {
+        let (head, tail) = frame_around_jobs();
+        let mut frame = head;
+        let mut ends = Vec::new();
+        for (json, root) in jobs {
+            if !ends.is_empty() {
+                frame.push(b',');
+            }
+            frame.extend_from_slice(json);
+            ends.push((frame.len(), root));
+        }
+        frame.extend_from_slice(&tail);
+        Listing { frame, jobs: ends }
+    }
+
+    /// The roots of the jobs' process trees.
+    pub fn roots(&self) -> Vec<i32> {
+        self.jobs.iter().filter_map(|(_, root)| *root).collect()
+    }
+
+    /// The frame, each job with the ports its tree listens on.
+    pub fn with_ports(self, ports: &PortsByRoot) -> Vec<u8> {
+        let listens = |root: &Option<i32>| root.and_then(|r| ports.get(&r));
+        if !self.jobs.iter().any(|(_, root)| listens(root).is_some()) {
+            return self.frame;
+        }
+        let mut frame = Vec::with_capacity(self.frame.len() + 64);
+        let mut from = 0;
+        for (end, root) in &self.jobs {
+            let Some(ports) = listens(root) else { continue };
+            debug_assert!(self.frame[..*end].ends_with(NO_PORTS));
+            frame.extend_from_slice(&self.frame[from..end - b"[]}".len()]);
+            let _ = serde_json::to_writer(&mut frame, ports);
+            frame.push(b'}');
+            from = *end;
+        }
+        frame.extend_from_slice(&self.frame[from..]);
+        frame
+    }
+}
+
+/// The `jobs` answer's frame before its first job and after its last one.
+fn frame_around_jobs() -> (Vec<u8>, Vec<u8>) {
+    let empty = ResponseFrame { v: VERSION, response: Response::Jobs { jobs: Vec::new() } };
+    let mut head = serde_json::to_vec(&empty).unwrap_or_default();
+    let at = head.windows(2).rposition(|w| w == b"[]").map_or(head.len(), |at| at + 1);
+    let tail = head.split_off(at);
+    (head, tail)
 }
 
 /// The root of a job's process tree while it has one, for finding its ports outside the

@@ -78,7 +78,7 @@ pub async fn dispatch(ctx: &Ctx, request: Request, stream: &mut UnixStream) -> s
     send(stream, result.unwrap_or_else(error)).await
 }
 
-pub use list::{Listings, warm_ports};
+pub use list::warm_ports;
 
 /// Runs a request that may wait long until it answers, or until the client goes away: then the
 /// wait is dropped with it (its log watch and readiness subscription too), and None is returned.

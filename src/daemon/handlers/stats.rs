@@ -21,10 +21,8 @@ pub async fn handle(ctx: &Ctx, key: String) -> Result<Response> {
 /// The same for every job that has a process, all over one window (the dashboard's live view
 /// and metrics ask for all of them every few seconds).
 pub async fn all(ctx: &Ctx) -> Result<Response> {
-    let views = ctx.handle.query(|reply| Query::Views { workspace: None, reply }).await?;
-    let ids = views.into_iter().filter(|(view, _)| view.pid.is_some()).map(|(view, _)| view.id).collect();
-    let jobs = ctx.handle.query(|reply| Query::ByIds { ids, reply }).await?;
-    Ok(Response::AllStats { stats: measure(ctx, jobs.into_iter().flatten().collect()).await })
+    let jobs = ctx.handle.query(|reply| Query::Running { reply }).await?;
+    Ok(Response::AllStats { stats: measure(ctx, jobs).await })
 }
 
 /// A running job's process tree.

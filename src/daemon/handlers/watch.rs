@@ -15,7 +15,7 @@ const PORTS_EVERY: Duration = Duration::from_secs(2);
 /// goes away. A list equal to the last one sent is not sent again.
 pub async fn handle(ctx: &Ctx, workspace: Option<String>, stream: &mut UnixStream) -> std::io::Result<()> {
     let mut changes = ctx.handle.changes();
-    let mut last: Option<std::sync::Arc<Vec<u8>>> = None;
+    let mut last: Option<Vec<u8>> = None;
     let mut sent_at = Instant::now() - AT_MOST_EVERY;
     loop {
         tokio::time::sleep_until(sent_at + AT_MOST_EVERY).await;
