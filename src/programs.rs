@@ -34,3 +34,13 @@ pub fn exec_instead(name: &str, args: impl IntoIterator<Item = std::ffi::OsStrin
 pub fn install_hint(name: &str) -> String {
     format!("install bgrun with `cargo install --path .`, which installs {name} beside it")
 }
+
+/// What Rust's runtime set-up does that a program entering at C's `main` still needs (the shim
+/// and the daemon do, skipping the rest: reading `/proc/self/maps` for the main thread's stack,
+/// with the stdio code that parses it, and mapping a signal stack for stack-overflow messages).
+/// A write to a peer that went away is then an error to handle (EPIPE), not the end of the
+/// program. Jobs get the default back: std's spawn resets SIGPIPE in the child.
+pub fn without_rust_runtime() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}

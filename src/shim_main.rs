@@ -10,11 +10,7 @@
 
 #[unsafe(no_mangle)]
 pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
-    // What Rust's runtime would have done: a write to a daemon that went away is an error to
-    // handle (EPIPE), not the end of the job's supervisor. Jobs get the default back (std's
-    // spawn resets SIGPIPE in the child).
-    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    bgrun::programs::without_rust_runtime();
     // Started through /proc/self/fd/N (see `launch`), its name would be "N" in top and pgrep.
     let _ = nix::sys::prctl::set_name(c"bgrun-shim");
     // On glibc the arguments are std's without its runtime (captured when the program loads).

@@ -54,6 +54,9 @@ impl Driver {
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
+        // The WebDriver client's TLS links aws-lc and bgrun's links ring: with two providers rustls
+        // picks neither by itself.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         ClientBuilder::rustls()
             .expect("TLS roots")
             .capabilities(caps)

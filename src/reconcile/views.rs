@@ -156,6 +156,10 @@ pub type PortsByRoot = std::collections::HashMap<i32, Vec<u16>>;
 impl PortCache {
     /// The ports the trees of `roots` listen on.
     pub fn ports(&self, roots: &[i32]) -> PortsByRoot {
+        if roots.is_empty() {
+            // No job has a process: nothing to look at (the idle daemon never reads /proc).
+            return PortsByRoot::new();
+        }
         let mut guard = self.scan.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = guard
             .as_ref()

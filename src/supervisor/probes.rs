@@ -41,6 +41,8 @@ async fn run_check(command: &str, at: &ProbeContext, timeout: Duration) -> Resul
 
 /// The one HTTP client the daemon uses, for readiness and health URLs.
 pub fn http_client() -> reqwest::Client {
+    // The TLS provider for https URLs; an error means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().timeout(CONNECT_TIMEOUT).build().unwrap_or_default()
 }
 
@@ -300,6 +302,26 @@ pub fn log_end(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An https URL is checked over TLS (with no TLS provider installed, making the client would
+    /// have panicked): a plain HTTP server behind it passes as http and fails as https.
+    #[tokio::test]
+    async fn an_https_url_is_checked_over_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                // The request (or a TLS hello) is read before the answer, or closing would reset.
+                let _ = stream.read(&mut [0; 4096]).await;
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+        let http = http_client();
+        assert_eq!(get_ok(&http, &format!("http://127.0.0.1:{port}/")).await, Ok(()));
+        let refused = get_ok(&http, &format!("https://127.0.0.1:{port}/")).await.unwrap_err();
+        assert!(refused.starts_with(&format!("https://127.0.0.1:{port}/: ")), "{refused}");
+    }
 
     #[tokio::test]
     async fn a_connection_to_itself_is_recognised() {
