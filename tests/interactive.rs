@@ -16,6 +16,30 @@ fn send_reaches_stdin_and_comes_back_in_tail() {
     assert!(b.fails(&["send", "cat", "late"]).contains("not running"));
 }
 
+/// The job's stdin is a pipe its supervisor holds (no file in the job's directory), so a daemon
+/// that comes back after a `kill -9` still reaches the job that was reading it all along; and a
+/// run makes no more files than its log, its spec and its supervisor's lock (each file a run
+/// creates is an inode to allocate, the largest cost of starting a job on some file systems).
+#[test]
+fn send_reaches_a_job_across_a_daemon_killed_hard_and_a_run_makes_four_files() {
+    let b = Bgrun::new(SECS(30));
+    b.json(&["run", "--name", "cat", "cat"]);
+    let pid = b.pid("cat");
+    b.json(&["send", "cat", "before", "--enter"]);
+    wait_until("echoed", SECS(10), || (b.tail_text("cat", 5) == ["before"]).then_some(()));
+    kill_daemon(&b);
+    b.json(&["send", "cat", "after", "--enter"]);
+    wait_until("echoed again", SECS(10), || (b.tail_text("cat", 5) == ["before", "after"]).then_some(()));
+    assert_eq!(b.pid("cat"), pid);
+    let dir = std::fs::read_dir(b.home.join("jobs")).unwrap().next().unwrap().unwrap().path();
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(files, ["output.idx", "output.log", "shim.lock", "spawn.json"]);
+    b.json(&["kill", "cat"]);
+    assert!(b.fails(&["send", "cat", "late"]).contains("not running"));
+}
+
 #[test]
 fn stats_measure_the_whole_tree() {
     let b = Bgrun::new(SECS(30));

@@ -5,7 +5,6 @@ use crate::spec::Pty;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,11 +97,14 @@ const SHIM_LOCK: &str = "shim.lock";
 /// Where supervisors of earlier versions announced themselves (now: in the lock file).
 const EARLIER_SHIM: &str = "shim.json";
 const SPAWN: &str = "spawn.json";
-const CHILD: &str = "child.json";
+/// Where supervisors of earlier versions recorded the job's process (now: in the lock file).
+const EARLIER_CHILD: &str = "child.json";
 const EXIT: &str = "exit.json";
 const FREED: &str = "freed.json";
 const STOP: &str = "stop";
-const STDIN: &str = "stdin";
+/// The FIFO that was a job's stdin under supervisors of earlier versions (now: a pipe the
+/// supervisor holds, see [`open_stdin`]).
+const EARLIER_STDIN: &str = "stdin";
 const READY: &str = "ready";
 const PTY_SIZE: &str = "pty-size";
 const SCREEN: &str = "screen.json";
@@ -134,8 +136,6 @@ pub fn read_screen(dir: &Path) -> Option<ScreenFile> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     // Created afresh (never through a link planted in its place), then renamed over the target:
     // rename replaces a link itself, not what it points to.
@@ -143,14 +143,21 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
+    write_new(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates `path` (which must not exist: never through a link planted in its place) holding `bytes`.
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    std::fs::rename(&tmp, path)
+        .open(path)?;
+    file.write_all(bytes)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
@@ -165,17 +172,29 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
 pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        // A new directory has no leftovers to look for.
-        Ok(()) => return write_json(&dir.join(SPAWN), spawn),
+        // A new directory has no leftovers to look for, and no reader of the spec before the
+        // shim that is launched once it is written: it needs no temporary file to appear whole.
+        Ok(()) => return write_new(&dir.join(SPAWN), &serde_json::to_vec(spawn).map_err(io::Error::other)?),
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         Err(_) => {}
     }
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
-    for stale in
-        [EARLIER_SHIM, CHILD, EXIT, STOP, READY, SCREEN, FREED, NEXT_SPAWN, NEXT_REQUEST, NEXT_CHILD, NEXT_EXIT]
-    {
+    for stale in [
+        EARLIER_SHIM,
+        EARLIER_CHILD,
+        EARLIER_STDIN,
+        EXIT,
+        STOP,
+        READY,
+        SCREEN,
+        FREED,
+        NEXT_SPAWN,
+        NEXT_REQUEST,
+        NEXT_CHILD,
+        NEXT_EXIT,
+    ] {
         match std::fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -184,12 +203,24 @@ pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     write_json(&dir.join(SPAWN), spawn)
 }
 
-/// The shim of a job directory, as it announces itself once it holds the directory's lock.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// The shim of a job directory, as it records itself in the directory's lock once it holds it:
+/// its own ids, the job's main process once it has started it, and its end of the job's stdin.
+/// One small record rewritten in place, rather than a file of its own for each: every file a run
+/// creates is an inode to allocate, which is most of what starting a job costs on some file systems.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShimFile {
     pub pid: i32,
     pub start_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildFile>,
+    /// The shim's descriptor for the write end of the job's stdin (see [`open_stdin`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<i32>,
 }
+
+/// How long the record is on disk: each write covers the last one whole (JSON ignores the
+/// trailing blanks), so the file never holds the end of an older, longer record.
+const RECORD_LEN: usize = 128;
 
 /// The descriptor on which a shim receives its job directory's lock: its stdin. A stdio slot is
 /// one the daemon can fill without running code between fork and exec, so shims are started with
@@ -207,11 +238,51 @@ pub fn lock_for_shim(dir: &Path) -> io::Result<Option<std::fs::File>> {
     Ok(Some(lock))
 }
 
+/// The lock a shim holds for its whole life, and its record in it.
+pub struct ShimLock {
+    file: std::fs::File,
+    record: ShimFile,
+}
+
+impl ShimLock {
+    /// Records the job's main process (the first one, or the one that took over).
+    pub fn set_child(&mut self, child: ChildFile) -> io::Result<()> {
+        self.record.child = Some(child);
+        write_record(&self.file, &self.record)
+    }
+}
+
+fn write_record(file: &std::fs::File, record: &ShimFile) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+    bytes.resize(bytes.len().max(RECORD_LEN), b' ');
+    std::os::unix::fs::FileExt::write_all_at(file, &bytes, 0)
+}
+
+/// The record in an open lock file, if one is there. A read that crosses the shim's rewrite
+/// of it (a few dozen bytes in place) does not parse, and is made again.
+fn read_record(file: &std::fs::File) -> Option<ShimFile> {
+    for _ in 0..3 {
+        let mut record = [0u8; 2 * RECORD_LEN];
+        let n = std::os::unix::fs::FileExt::read_at(file, &mut record, 0).unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        if let Ok(shim) = serde_json::from_slice::<ShimFile>(&record[..n]) {
+            return Some(shim);
+        }
+    }
+    None
+}
+
+fn open_lock(dir: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(dir.join(SHIM_LOCK))
+}
+
 /// The shim's side: the lock the daemon handed over (checked to be this directory's), moved to a
 /// close-on-exec descriptor so the job never holds it, and stdin pointed at /dev/null again; then
-/// the shim announces itself in the lock file (a file of its own would be one more to create and
-/// delete in every run).
-pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<std::fs::File> {
+/// the shim announces itself in the lock file.
+pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<ShimLock> {
     use std::os::unix::fs::MetadataExt;
     let expected = std::fs::symlink_metadata(dir.join(SHIM_LOCK))?;
     // SAFETY: only borrowed for fstat and a dup, which fail cleanly (EBADF) if it is not open.
@@ -224,18 +295,13 @@ pub fn keep_shim_lock(dir: &Path, me: ShimFile) -> io::Result<std::fs::File> {
     let file = std::fs::File::from(handed.try_clone_to_owned()?);
     let null = std::fs::File::open("/dev/null")?;
     nix::unistd::dup2_stdin(&null).map_err(io::Error::from)?;
-    std::os::unix::fs::FileExt::write_all_at(&file, &serde_json::to_vec(&me).map_err(io::Error::other)?, 0)?;
-    Ok(file)
+    write_record(&file, &me)?;
+    Ok(ShimLock { file, record: me })
 }
 
 /// The shim that holds `dir`'s lock, if one is alive.
 pub fn live_shim(dir: &Path) -> Option<ShimFile> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir.join(SHIM_LOCK))
-        .ok()?;
+    let file = open_lock(dir).ok()?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock) {
         // Nobody holds it: no shim lives here (the lock is released when dropped).
         Ok(_) => None,
@@ -244,11 +310,7 @@ pub fn live_shim(dir: &Path) -> Option<ShimFile> {
             // supervisor of an earlier bgrun, still running through an upgrade, wrote shim.json.
             let deadline = std::time::Instant::now() + Duration::from_secs(2);
             loop {
-                let mut record = [0u8; 128];
-                let n = std::os::unix::fs::FileExt::read_at(&file, &mut record, 0).unwrap_or(0);
-                if let Ok(shim) = serde_json::from_slice::<ShimFile>(&record[..n])
-                    .or_else(|_| read_json::<ShimFile>(&dir.join(EARLIER_SHIM)))
-                {
+                if let Some(shim) = read_record(&file).or_else(|| read_json::<ShimFile>(&dir.join(EARLIER_SHIM)).ok()) {
                     return Some(shim);
                 }
                 if std::time::Instant::now() >= deadline {
@@ -261,16 +323,37 @@ pub fn live_shim(dir: &Path) -> Option<ShimFile> {
     }
 }
 
+/// The job's stdin, opened to write without blocking (a job that stopped reading makes a write
+/// fail rather than hang). It is a pipe its shim holds both ends of, so the job never sees
+/// end-of-file just because the daemon went away; the daemon reaches it through the shim's
+/// descriptor in /proc, so no FIFO is made for each run. A shim of an earlier bgrun made one.
+pub fn open_stdin(dir: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let open = |path: &Path, flags| {
+        std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | flags).open(path)
+    };
+    let earlier = dir.join(EARLIER_STDIN);
+    if std::fs::symlink_metadata(&earlier).is_ok_and(|m| m.file_type().is_fifo()) {
+        return open(&earlier, libc::O_NOFOLLOW);
+    }
+    let closed = || io::Error::new(io::ErrorKind::NotFound, "the job's supervisor holds no stdin for it");
+    let shim = live_shim(dir).ok_or_else(closed)?;
+    let file = open(Path::new(&format!("/proc/{}/fd/{}", shim.pid, shim.stdin.ok_or_else(closed)?)), 0)?;
+    // Checked once open: the pid may have been another process's by the time it was opened.
+    if !super::procfs::is_same_process(shim.pid, shim.start_time) || !file.metadata()?.file_type().is_fifo() {
+        return Err(closed());
+    }
+    Ok(file)
+}
+
 pub fn read_spawn(dir: &Path) -> io::Result<SpawnFile> {
     read_json(&dir.join(SPAWN))
 }
 
-pub fn write_child(dir: &Path, child: &ChildFile) -> io::Result<()> {
-    write_json(&dir.join(CHILD), child)
-}
-
+/// The job's main process, as its shim (alive or not) last recorded it.
 pub fn read_child(dir: &Path) -> Option<ChildFile> {
-    read_json(&dir.join(CHILD)).ok()
+    let recorded = open_lock(dir).ok().and_then(|file| read_record(&file)).and_then(|shim| shim.child);
+    recorded.or_else(|| read_json(&dir.join(EARLIER_CHILD)).ok())
 }
 
 /// What the shim stopped to free the job's ports, for the daemon to record (and remove).
@@ -300,23 +383,6 @@ pub fn write_stop_grace(dir: &Path, grace: Duration) -> io::Result<()> {
 pub fn read_stop_grace(dir: &Path) -> Option<Duration> {
     let text = std::fs::read_to_string(dir.join(STOP)).ok()?;
     text.trim().parse().ok().map(Duration::from_millis)
-}
-
-pub fn stdin_path(dir: &Path) -> PathBuf {
-    dir.join(STDIN)
-}
-
-/// The job's stdin is a FIFO that the job itself holds open for writing too, so it never sees
-/// end-of-file just because the daemon went away; `send` opens it to write.
-pub fn open_stdin_fifo(dir: &Path) -> io::Result<OwnedFd> {
-    let path = stdin_path(dir);
-    match nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
-        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(&path)?;
-    Ok(file.into())
 }
 
 /// Written by the shim when the job sends `READY=1` on its notify socket.
@@ -427,4 +493,40 @@ pub fn write_next_exit(dir: &Path, next: NextId, exit: &ExitFile) -> io::Result<
 
 pub fn read_next_exit(dir: &Path, next: NextId) -> Option<ExitFile> {
     read_json::<(NextId, ExitFile)>(&dir.join(NEXT_EXIT)).ok().filter(|(n, _)| *n == next).map(|(_, e)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_record_reads_back_whole_with_the_latest_child() {
+        let dir = std::env::temp_dir().join(format!("bgrun-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = crate::home::Home::try_lock(&dir.join(SHIM_LOCK)).unwrap().unwrap();
+        let long = ChildFile { pid: i32::MAX, start_time: u64::MAX };
+        let mut held = ShimLock {
+            file: lock.try_clone().unwrap(),
+            record: ShimFile { pid: 7, start_time: 8, child: None, stdin: Some(5) },
+        };
+        // Nothing recorded yet: no process, and no record (a shim of an earlier bgrun wrote files).
+        assert_eq!(read_child(&dir), None);
+        write_record(&held.file, &held.record).unwrap();
+        assert_eq!(read_child(&dir), None);
+        held.set_child(long.clone()).unwrap();
+        assert_eq!(read_child(&dir), Some(long));
+        // A shorter record over a longer one leaves nothing of the longer one behind.
+        let short = ChildFile { pid: 3, start_time: 4 };
+        held.set_child(short.clone()).unwrap();
+        assert_eq!(read_child(&dir), Some(short.clone()));
+        let record = read_record(&open_lock(&dir).unwrap()).unwrap();
+        assert_eq!(record, ShimFile { pid: 7, start_time: 8, child: Some(short), stdin: Some(5) });
+        assert_eq!(std::fs::metadata(dir.join(SHIM_LOCK)).unwrap().len(), RECORD_LEN as u64);
+        // A shim of an earlier bgrun recorded its job's process in a file of its own.
+        lock.set_len(0).unwrap();
+        write_json(&dir.join(EARLIER_CHILD), &ChildFile { pid: 9, start_time: 10 }).unwrap();
+        assert_eq!(read_child(&dir), Some(ChildFile { pid: 9, start_time: 10 }));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -247,7 +247,7 @@ impl Supervisor for ProcessSupervisor {
                         if let Some(now) = files::read_child(&dir).filter(|c| *c != child) {
                             return Some(Report::MainChanged { id: key, attempt, child: now });
                         }
-                        // The shim rewrites child.json in the directory it shares with us.
+                        // The shim rewrites its record (the lock file) in the directory it shares with us.
                         sub.changed().await;
                     }
                 });

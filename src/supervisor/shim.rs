@@ -5,10 +5,11 @@
 //!   stopped rather than orphaned;
 //! - it reaps the job and writes the exit status to a file that any later daemon can read.
 //!
-//! Protocol with the daemon (see [`super::files`]): it reads `spawn.json`, prints one handshake line
-//! on stdout, writes `child.json` and finally `exit.json`. SIGTERM asks it to stop the job (grace in
-//! the `stop` file), SIGUSR2 to kill everything at once, SIGUSR1 to look at its requests (a PTY's
-//! new size; a new run to start beside the current one, to promote or to abort: see [`NextRun`]).
+//! Protocol with the daemon (see [`super::files`]): it reads `spawn.json`, records the job's
+//! process in the lock file it holds, prints one handshake line on stdout and finally writes
+//! `exit.json`. SIGTERM asks it to stop the job (grace in the `stop` file), SIGUSR2 to kill
+//! everything at once, SIGUSR1 to look at its requests (a PTY's new size; a new run to start
+//! beside the current one, to promote or to abort: see [`NextRun`]).
 
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::live_screen::LiveScreen;
@@ -62,9 +63,14 @@ pub fn main(dir: &Path) -> i32 {
 
 fn run(dir: &Path) -> Result<(), String> {
     let me = std::process::id() as i32;
-    let _lock =
-        files::keep_shim_lock(dir, files::ShimFile { pid: me, start_time: procfs::start_time(me).unwrap_or(0) })
-            .map_err(|e| format!("cannot take the job's lock: {e}"))?;
+    let stdin = JobStdin::new()?;
+    let record = files::ShimFile {
+        pid: me,
+        start_time: procfs::start_time(me).unwrap_or(0),
+        child: None,
+        stdin: Some(stdin.writer()),
+    };
+    let mut lock = files::keep_shim_lock(dir, record).map_err(|e| format!("cannot take the job's lock: {e}"))?;
     let mut spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
     let listening = match &spawn.listen {
         Some(listen) => sockets::receive_at_launch(listen.addresses.len())?,
@@ -106,12 +112,12 @@ fn run(dir: &Path) -> Result<(), String> {
             spawn.stop.command = Some(container::stop_command(&c, spawn.grace_ms));
         }
     }
-    let (child, outputs, pty) = start_job(dir, &spawn, &listening, 0)?;
+    let (child, outputs, pty) = start_job(&stdin, &spawn, &listening, 0)?;
     let handback = (!listening.is_empty()).then(|| sockets::hand_back_listener(dir)).flatten();
     let child_pid = Pid::from_raw(child.id() as i32);
     let start_time = procfs::start_time(child_pid.as_raw()).unwrap_or(0);
-    files::write_child(dir, &ChildFile { pid: child_pid.as_raw(), start_time })
-        .map_err(|e| format!("cannot write child.json: {e}"))?;
+    lock.set_child(ChildFile { pid: child_pid.as_raw(), start_time })
+        .map_err(|e| format!("cannot record the job's process: {e}"))?;
     handshake(&Handshake::Ok { pid: child_pid.as_raw(), start_time });
     // Only a stop command needs the job's environment again.
     if spawn.stop.command.is_none() {
@@ -130,6 +136,8 @@ fn run(dir: &Path) -> Result<(), String> {
         writer,
         sup: Supervision {
             dir,
+            lock,
+            stdin,
             stop_signal: stop_signal(&spawn),
             grace: Duration::from_millis(spawn.grace_ms),
             spawn,
@@ -227,18 +235,46 @@ struct Output {
 }
 
 type Outputs = Vec<Output>;
-/// A PTY job's terminal master and the stdin FIFO the shim copies into it.
+/// A PTY job's terminal master and the stdin pipe the shim copies into it.
 type Terminal = (OwnedFd, OwnedFd);
 
-/// Starts the job. A PTY job reads and writes its terminal, and the shim copies the stdin FIFO
-/// into it; a piped job gets the FIFO itself as stdin, and two pipes.
+/// The job's stdin: a pipe whose both ends the shim holds for its whole life, so the job never
+/// sees end-of-file just because the daemon went away (or between two `send`s). The daemon
+/// writes to it through the write end's descriptor in /proc (see `files::open_stdin`); every run
+/// the shim starts reads the same pipe.
+struct JobStdin {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl JobStdin {
+    fn new() -> Result<JobStdin, String> {
+        // Blocking, as a program expects its stdin to be (a PTY job's is read by the shim alone,
+        // which makes its end non-blocking).
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("the job's stdin: {e}"))?;
+        Ok(JobStdin { read, write })
+    }
+
+    /// The descriptor the daemon opens.
+    fn writer(&self) -> i32 {
+        self.write.as_raw_fd()
+    }
+
+    fn reader(&self) -> Result<OwnedFd, String> {
+        self.read.try_clone().map_err(|e| format!("the job's stdin: {e}"))
+    }
+}
+
+/// Starts the job. A PTY job reads and writes its terminal, and the shim copies the stdin pipe
+/// into it; a piped job gets the pipe itself as stdin, and two pipes for its output.
 fn start_job(
-    dir: &Path,
+    stdin: &JobStdin,
     spawn: &SpawnFile,
     listening: &[OwnedFd],
     run: u8,
 ) -> Result<(std::process::Child, Outputs, Option<Terminal>), String> {
-    let stdin = files::open_stdin_fifo(dir).map_err(|e| format!("cannot create stdin fifo: {e}"))?;
+    let stdin = stdin.reader()?;
     match &spawn.pty {
         Some(size) => {
             let pty =
@@ -600,7 +636,7 @@ fn resize(master: &OwnedFd, cols: u16, rows: u16) {
     unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(master), libc::TIOCSWINSZ, &ws) };
 }
 
-/// Copies what `send` and `attach` wrote to the stdin FIFO into the terminal.
+/// Copies what `send` and `attach` wrote to the job's stdin pipe into the terminal.
 fn forward_input(fifo: &OwnedFd, master: &OwnedFd, buf: &mut [u8]) {
     while let Ok(n) = nix::unistd::read(fifo, buf) {
         if n == 0 {
@@ -816,6 +852,9 @@ fn handshake(h: &Handshake) {
 
 struct Supervision<'a> {
     dir: &'a Path,
+    /// The job directory's lock, held until the shim exits, with the shim's record in it.
+    lock: files::ShimLock,
+    stdin: JobStdin,
     /// The job's run: its spec, its first process, and the number its log entries carry.
     spawn: SpawnFile,
     stop_signal: Signal,
@@ -946,7 +985,7 @@ impl Supervision<'_> {
     }
 
     /// Looks for the process a daemonizing job left behind (its pidfile's, or the one child it
-    /// left us as subreaper) and makes it the job's main process, recorded in `child.json` for
+    /// left us as subreaper) and makes it the job's main process, recorded in the lock file for
     /// the daemon. Gives up at the deadline: the job has then ended, and anything left goes.
     fn follow_main(&mut self) {
         let Some(until) = self.awaiting_main else { return };
@@ -956,7 +995,7 @@ impl Supervision<'_> {
             self.hops += 1;
             self.awaiting_main = None;
             let start_time = procfs::start_time(pid.as_raw()).unwrap_or(0);
-            if let Err(e) = files::write_child(self.dir, &ChildFile { pid: pid.as_raw(), start_time }) {
+            if let Err(e) = self.lock.set_child(ChildFile { pid: pid.as_raw(), start_time }) {
                 crate::warn!("bgrun shim: cannot record the daemonized process {pid}: {e}");
             }
         } else if Instant::now() >= until {
@@ -1019,7 +1058,7 @@ impl Supervision<'_> {
         // Every run gets a number of its own (a new run aborted while it drains is not the next).
         let run = self.last_run.wrapping_add(1);
         self.last_run = run;
-        let (child, outputs, _) = start_job(self.dir, &spawn, listening, run).map_err(error)?;
+        let (child, outputs, _) = start_job(&self.stdin, &spawn, listening, run).map_err(error)?;
         let pid = Pid::from_raw(child.id() as i32);
         drop(child);
         if spawn.stop.command.is_none() {
@@ -1030,7 +1069,7 @@ impl Supervision<'_> {
         Ok((ChildFile { pid: pid.as_raw(), start_time }, run, outputs))
     }
 
-    /// The new run takes over: it is the job's run from now on (recorded in `child.json` and
+    /// The new run takes over: it is the job's run from now on (recorded in the lock file and
     /// `spawn.json`), and the old one is asked to stop as its spec says.
     fn promote(&mut self, id: files::NextId) {
         let Some(next) = self.next.take_if(|n| n.id == id) else { return };
@@ -1043,7 +1082,7 @@ impl Supervision<'_> {
         self.spawn = next.spawn;
         self.hops = 0;
         let start_time = procfs::start_time(self.child.as_raw()).unwrap_or(0);
-        if let Err(e) = files::write_child(self.dir, &ChildFile { pid: self.child.as_raw(), start_time }) {
+        if let Err(e) = self.lock.set_child(ChildFile { pid: self.child.as_raw(), start_time }) {
             crate::warn!("bgrun shim: cannot record the new run's process: {e}");
         }
         if let Err(e) = files::promote_next_spawn(self.dir) {

@@ -6,7 +6,6 @@ use crate::protocol::{self, Request, RequestFrame, Response};
 use crate::reconcile::Edit;
 use crate::supervisor::files;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use tokio::net::UnixStream;
 
 /// Connects the client's terminal to a PTY job: its screen first, then its output as it comes;
@@ -47,7 +46,6 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
     send(stream, Response::Output { data: first.into() }).await?;
 
     let (mut rd, mut wr) = stream.split();
-    let fifo = files::stdin_path(&dir);
     loop {
         // Liveness first: once the job has ended its shim has finished the log, so the read below
         // is complete and the last one.
@@ -66,11 +64,7 @@ pub async fn handle(ctx: &Ctx, key: String, cols: u16, rows: u16, stream: &mut U
                 let Ok(Some(bytes)) = frame else { return Ok(()) };  // detached
                 match serde_json::from_slice::<RequestFrame>(&bytes).map(|f| f.request) {
                     Ok(Request::AttachInput { data }) => {
-                        let written = std::fs::OpenOptions::new()
-                            .write(true)
-                            .custom_flags(libc::O_NONBLOCK)
-                            .open(&fifo)
-                            .and_then(|mut f| f.write_all(&data));
+                        let written = files::open_stdin(&dir).and_then(|mut f| f.write_all(&data));
                         if written.is_err() {
                             return send(&mut wr, Response::End { state: "stdin closed".into() }).await;
                         }

@@ -2,9 +2,8 @@ use crate::daemon::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::Response;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 
-/// Writes to the job's stdin: its FIFO, which the job (or, for a PTY job, its supervisor) reads.
+/// Writes to the job's stdin, which the job (or, for a PTY job, its supervisor) reads.
 /// Non-blocking: a job that stopped reading makes `send` fail rather than hang the daemon.
 pub async fn handle(ctx: &Ctx, key: String, data: String) -> Result<Response> {
     let job = ctx.handle.job(key).await?;
@@ -12,11 +11,7 @@ pub async fn handle(ctx: &Ctx, key: String, data: String) -> Result<Response> {
     if !job.life().has_process() {
         return Err(Error::new("the job is not running"));
     }
-    let fifo = crate::supervisor::files::stdin_path(&ctx.home.job_dir(&id));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&fifo)
+    let mut f = crate::supervisor::files::open_stdin(&ctx.home.job_dir(&id))
         .map_err(|e| Error::context("the job's stdin is closed", e))?;
     f.write_all(data.as_bytes()).map_err(|e| Error::context("cannot write to the job's stdin", e))?;
     Ok(Response::Ok)
