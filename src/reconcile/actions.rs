@@ -8,6 +8,13 @@ use crate::supervisor::Report;
 use crate::supervisor::files::SpawnFile;
 use std::collections::BTreeMap;
 
+/// A run recorded as starting, for its shim to be launched at the end of the round.
+pub(super) struct Prepared {
+    id: String,
+    attempt: u64,
+    spawn: SpawnFile,
+}
+
 impl Reconciler {
     pub(super) fn apply(&mut self, action: Action) {
         match action {
@@ -95,23 +102,37 @@ impl Reconciler {
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {
             return;
         }
-        // The job and this run are on disk before any process exists: a daemon that dies from
-        // here on finds the record, and the shim (by its lock) if it was launched.
         self.save(id, None);
+        self.prepared.push(Prepared { id: id.to_string(), attempt, spawn });
+    }
+
+    /// Launches the runs that this round's spawns prepared. The jobs and their runs are on disk
+    /// before any process exists (a daemon that dies from here on finds the records, and each
+    /// shim by its lock if it was launched), and again with the shims' pids before any handshake
+    /// (a daemon that dies then still knows each shim by its pid): two commits for a round that
+    /// starts any number of jobs, not two for each job.
+    pub(super) fn launch_prepared(&mut self) {
+        if self.prepared.is_empty() {
+            return;
+        }
+        let prepared = std::mem::take(&mut self.prepared);
         if let Err(e) = self.checkpoint() {
-            let result = Err(format!("cannot record the job before starting it: {}", e.message));
-            return self.on_event(Report::Spawned { id: id.to_string(), attempt, result });
-        }
-        match self.sup.launch(id, attempt, &spawn) {
-            Ok(run) => {
-                self.set_life(id, Lifecycle::Starting { shim: Some(run) });
-                // Saved (and committed) before the handshake, so a daemon that dies right now
-                // still knows the shim by its pid.
-                self.save(id, None);
-                let _ = self.checkpoint();
+            for Prepared { id, attempt, .. } in prepared {
+                let result = Err(format!("cannot record the job before starting it: {}", e.message));
+                self.on_event(Report::Spawned { id, attempt, result });
             }
-            Err(error) => self.on_event(Report::Spawned { id: id.to_string(), attempt, result: Err(error) }),
+            return;
         }
+        for Prepared { id, attempt, spawn } in prepared {
+            match self.sup.launch(&id, attempt, &spawn) {
+                Ok(run) => {
+                    self.set_life(&id, Lifecycle::Starting { shim: Some(run) });
+                    self.save(&id, None);
+                }
+                Err(error) => self.on_event(Report::Spawned { id, attempt, result: Err(error) }),
+            }
+        }
+        let _ = self.checkpoint();
     }
 
     /// A free TCP port for each `--allocate-port` variable: the job's previous one while it is

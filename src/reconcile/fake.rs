@@ -23,6 +23,8 @@ pub enum Call {
     WatchRetiring { id: String, pid: i32 },
 }
 
+pub type LaunchHook = Box<dyn FnMut(&str) + Send>;
+
 /// What the fake knows, shared with the test that drives it.
 #[derive(Default)]
 pub struct World {
@@ -33,6 +35,8 @@ pub struct World {
     pub alive: Vec<i32>,
     /// How new runs started beside a job's run ended, by attempt.
     pub next_exits: HashMap<u64, ExitFile>,
+    /// Called at each launch with the job's id, before the "shim" exists.
+    pub on_launch: Option<LaunchHook>,
     next_pid: i32,
 }
 
@@ -58,6 +62,9 @@ impl Supervisor for Fake {
     fn launch(&mut self, id: &str, attempt: u64, spawn: &SpawnFile) -> Result<RunIds, String> {
         self.record(Call::Launch { id: id.into(), attempt, argv: spawn.argv.clone() });
         let mut w = self.world();
+        if let Some(hook) = &mut w.on_launch {
+            hook(id);
+        }
         w.next_pid += 2;
         let shim_pid = 1000 + w.next_pid;
         w.alive.push(shim_pid);

@@ -56,6 +56,8 @@ pub struct Reconciler {
     /// Jobs whose latest state is not in the database because a write failed.
     unsaved: std::collections::BTreeSet<String>,
     problems: Problems,
+    /// Runs this round's spawns recorded, launched together at its end.
+    prepared: Vec<actions::Prepared>,
 }
 
 /// Rounds of plan-and-apply in one pass (a stop, then the wake-up for its deadline).
@@ -142,6 +144,7 @@ impl Reconciler {
             in_batch: Vec::new(),
             unsaved: Default::default(),
             problems: Problems::default(),
+            prepared: Vec::new(),
         };
         rec.adopt_all()?;
         Ok(Parts { reconciler: rec, handle: Handle { tx, changes: changes_rx }, inbox })
@@ -254,6 +257,7 @@ impl Reconciler {
             for action in std::mem::take(&mut plan.actions) {
                 self.apply(action);
             }
+            self.launch_prepared();
             plan = crate::plan::plan(&self.jobs, now);
         }
         self.wake_at = plan.wake_at;

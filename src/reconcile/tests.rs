@@ -316,6 +316,31 @@ fn a_run_recorded_but_never_launched_is_launched_by_the_next_daemon() {
     assert!(matches!(next.job("web").life(), Lifecycle::Starting { shim: Some(_) }));
 }
 
+/// Every run a pass starts is on disk before any shim is launched (another reader of the
+/// database, such as the next daemon, finds all of them), and with its shim's pid once they all
+/// are: two commits for the pass, however many jobs it starts, not two for each.
+#[test]
+fn a_pass_commits_its_runs_before_launching_any_shim_and_the_shims_after() {
+    let dir = std::env::temp_dir().join(format!("bgrun-reconcile-commits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("state.db");
+    let starting = |path: &std::path::Path, launched: bool| {
+        let (jobs, _) = Store::open(path).unwrap().load().unwrap();
+        jobs.iter().filter(|j| matches!(j.obs.life, Lifecycle::Starting { shim } if shim.is_some() == launched)).count()
+    };
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fake = Fake::default();
+    let (path, log) = (db.clone(), seen.clone());
+    fake.world().on_launch = Some(Box::new(move |_| log.lock().unwrap().push(starting(&path, false))));
+    let mut r = rig_with(Store::open(&db).unwrap(), fake);
+    let jobs: Vec<JobSpec> = (0..5).map(|i| JobSpec { project: Some("p".into()), ..spec(&format!("j{i}")) }).collect();
+    drop(r.edit(|reply| Edit::Apply { project: "p".into(), jobs, only: vec![], revive: false, renew: vec![], reply }));
+    assert_eq!(*seen.lock().unwrap(), [5, 5, 5, 5, 5], "each launch finds all five runs recorded");
+    assert_eq!(starting(&db, true), 5, "and every shim's pid is recorded");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_live_run_is_adopted_and_a_dead_one_recorded() {
     let fake = Fake::default();
