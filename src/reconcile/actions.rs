@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 pub(super) struct Prepared {
     id: String,
     attempt: u64,
-    spawn: SpawnFile,
+    /// `--force` for this run (see [`SpawnFile::force`]).
+    force: bool,
 }
 
 impl Reconciler {
@@ -96,14 +97,13 @@ impl Reconciler {
         job.obs.log_cursor = log_cursor;
         job.obs.generation = job.generation;
         let force = std::mem::take(&mut job.force_next);
-        let spawn = spawn_file(job, &ports, force);
         job.obs.allocated_ports = ports;
         let attempt = job.attempt;
         if !self.set_life(id, Lifecycle::Starting { shim: None }) {
             return;
         }
         self.save(id, None);
-        self.prepared.push(Prepared { id: id.to_string(), attempt, spawn });
+        self.prepared.push(Prepared { id: id.to_string(), attempt, force });
     }
 
     /// Launches the runs that this round's spawns prepared. The jobs and their runs are on disk
@@ -123,7 +123,10 @@ impl Reconciler {
             }
             return;
         }
-        for Prepared { id, attempt, spawn } in prepared {
+        for Prepared { id, attempt, force } in prepared {
+            // Made at launch, one at a time: a round of 100 launches holds no 100 specs at once.
+            let Some(job) = self.jobs.get(&id) else { continue };
+            let spawn = spawn_file(job, &job.obs.allocated_ports, force);
             match self.sup.launch(&id, attempt, &spawn) {
                 Ok(run) => {
                     self.set_life(&id, Lifecycle::Starting { shim: Some(run) });
