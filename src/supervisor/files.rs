@@ -279,6 +279,12 @@ fn open_lock(dir: &Path) -> io::Result<std::fs::File> {
     std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(dir.join(SHIM_LOCK))
 }
 
+/// The last record a shim of `dir` wrote, whether it still lives or not (the daemon empties the
+/// lock file before it launches the next one).
+fn recorded(dir: &Path) -> Option<ShimFile> {
+    read_record(&open_lock(dir).ok()?)
+}
+
 /// The shim's side: the lock the daemon handed over (checked to be this directory's), moved to a
 /// close-on-exec descriptor so the job never holds it, and stdin pointed at /dev/null again; then
 /// the shim announces itself in the lock file.
@@ -337,9 +343,11 @@ pub fn open_stdin(dir: &Path) -> io::Result<std::fs::File> {
         return open(&earlier, libc::O_NOFOLLOW);
     }
     let closed = || io::Error::new(io::ErrorKind::NotFound, "the job's supervisor holds no stdin for it");
-    let shim = live_shim(dir).ok_or_else(closed)?;
+    // The record alone, without the lock's liveness check (and its wait for a record still to
+    // come): whether that shim lives is checked below, once its descriptor is open.
+    let shim = recorded(dir).ok_or_else(closed)?;
     let file = open(Path::new(&format!("/proc/{}/fd/{}", shim.pid, shim.stdin.ok_or_else(closed)?)), 0)?;
-    // Checked once open: the pid may have been another process's by the time it was opened.
+    // Checked once open: the shim may have died, and its pid be another process's, meanwhile.
     if !super::procfs::is_same_process(shim.pid, shim.start_time) || !file.metadata()?.file_type().is_fifo() {
         return Err(closed());
     }
@@ -352,8 +360,7 @@ pub fn read_spawn(dir: &Path) -> io::Result<SpawnFile> {
 
 /// The job's main process, as its shim (alive or not) last recorded it.
 pub fn read_child(dir: &Path) -> Option<ChildFile> {
-    let recorded = open_lock(dir).ok().and_then(|file| read_record(&file)).and_then(|shim| shim.child);
-    recorded.or_else(|| read_json(&dir.join(EARLIER_CHILD)).ok())
+    recorded(dir).and_then(|shim| shim.child).or_else(|| read_json(&dir.join(EARLIER_CHILD)).ok())
 }
 
 /// What the shim stopped to free the job's ports, for the daemon to record (and remove).
