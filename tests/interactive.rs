@@ -18,10 +18,11 @@ fn send_reaches_stdin_and_comes_back_in_tail() {
 
 /// The job's stdin is a pipe its supervisor holds (no file in the job's directory), so a daemon
 /// that comes back after a `kill -9` still reaches the job that was reading it all along; and a
-/// run makes no more files than its log, its spec and its supervisor's lock (each file a run
-/// creates is an inode to allocate, the largest cost of starting a job on some file systems).
+/// run makes no more files than its log and its supervisor's lock: its spec comes to the
+/// supervisor on its launch socket (each file a run creates is an inode to allocate, the largest
+/// cost of starting a job on some file systems).
 #[test]
-fn send_reaches_a_job_across_a_daemon_killed_hard_and_a_run_makes_four_files() {
+fn send_reaches_a_job_across_a_daemon_killed_hard_and_a_run_makes_three_files() {
     let b = Bgrun::new(SECS(30));
     b.json(&["run", "--name", "cat", "cat"]);
     let pid = b.pid("cat");
@@ -35,7 +36,7 @@ fn send_reaches_a_job_across_a_daemon_killed_hard_and_a_run_makes_four_files() {
     let mut files: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
-    assert_eq!(files, ["output.idx", "output.log", "shim.lock", "spawn.json"]);
+    assert_eq!(files, ["output.idx", "output.log", "shim.lock"]);
     b.json(&["kill", "cat"]);
     assert!(b.fails(&["send", "cat", "late"]).contains("not running"));
 }

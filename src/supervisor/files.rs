@@ -8,7 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What the shim should run.
+/// What the shim should run: sent on its launch socket (see `handoff`), and kept in `spawn.json`
+/// for a run that listens on sockets (see [`prepare_run`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpawnFile {
     /// The job's name (or id), shown by `ps` on the supervisor's command line.
@@ -38,7 +39,7 @@ pub struct SpawnFile {
     /// How big the job's log may grow before it is rotated, and how many files are kept.
     #[serde(default)]
     pub log_limits: crate::logs::writer::Limits,
-    /// The listening sockets handed to the job (they come with the launch, not in this file).
+    /// The listening sockets handed to the job (they come with the launch, after the spec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<Listen>,
     /// Fast-forward the job's git checkout before starting it (with `bgrun-deploy`).
@@ -168,20 +169,34 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
     serde_json::from_slice(&std::fs::read(path)?).map_err(io::Error::other)
 }
 
-/// Prepares a job directory for a new run: the spec to spawn, and no leftovers of the last run.
+/// Prepares a job directory for a new run: no leftovers of the last run, and the spec in
+/// `spawn.json` only for a run that listens on sockets, which a later daemon takes back from its
+/// shim as that spec says (see `process::watch`). Every other run's spec goes to its shim on the
+/// launch socket (see `handoff`): a file is one more inode per run, and allocating inodes is most
+/// of what starting a job costs on some file systems.
 pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        // A new directory has no leftovers to look for, and no reader of the spec before the
-        // shim that is launched once it is written: it needs no temporary file to appear whole.
-        Ok(()) => return write_new(&dir.join(SPAWN), &serde_json::to_vec(spawn).map_err(io::Error::other)?),
+        // A new directory has no leftovers to look for.
+        Ok(()) => {}
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        Err(_) => {}
+        Err(_) => remove_leftovers(dir)?,
     }
+    match spawn.listen {
+        // No reader of the spec comes before the shim that is launched once it is written: it
+        // needs no temporary file to appear whole.
+        Some(_) => write_new(&dir.join(SPAWN), &serde_json::to_vec(spawn).map_err(io::Error::other)?),
+        None => Ok(()),
+    }
+}
+
+/// What an earlier run left in its job directory that must not be taken for the next run's.
+fn remove_leftovers(dir: &Path) -> io::Result<()> {
     if !std::fs::symlink_metadata(dir)?.is_dir() {
         return Err(io::Error::other(format!("{} is not a directory", dir.display())));
     }
     for stale in [
+        SPAWN,
         EARLIER_SHIM,
         EARLIER_CHILD,
         EARLIER_STDIN,
@@ -200,7 +215,7 @@ pub fn prepare_run(dir: &Path, spawn: &SpawnFile) -> io::Result<()> {
             _ => {}
         }
     }
-    write_json(&dir.join(SPAWN), spawn)
+    Ok(())
 }
 
 /// The shim of a job directory, as it records itself in the directory's lock once it holds it:
@@ -354,6 +369,7 @@ pub fn open_stdin(dir: &Path) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// The spec of a run that listens on sockets, as its launch (or its last promotion) left it.
 pub fn read_spawn(dir: &Path) -> io::Result<SpawnFile> {
     read_json(&dir.join(SPAWN))
 }
@@ -479,7 +495,7 @@ pub fn read_next_spawn(dir: &Path) -> io::Result<SpawnFile> {
     read_json(&dir.join(NEXT_SPAWN))
 }
 
-/// The new run's spec becomes the job's run's, for a daemon that reads it later.
+/// The new run's spec becomes the job's run's, for a later daemon that takes its sockets back.
 pub fn promote_next_spawn(dir: &Path) -> io::Result<()> {
     std::fs::rename(dir.join(NEXT_SPAWN), dir.join(SPAWN))
 }

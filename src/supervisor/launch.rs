@@ -60,18 +60,31 @@ pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile, sockets: &[Owned
     // The shim holds the lock now; dropping the command closes our descriptors and leaves it held.
     drop(command);
     let shim_pid = child.id() as i32;
+    if let Err(e) = hand_over(&ours, spawn, sockets) {
+        // A shim that did not take its spec can only fail: it is not left behind unwatched.
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
     // The shim is reaped by `wait_exit`; std's handle is not needed for that.
     drop(child);
-    if !sockets.is_empty() {
-        let fds: Vec<_> = sockets.iter().map(std::os::fd::AsFd::as_fd).collect();
-        super::sockets::send_fds(std::os::fd::AsFd::as_fd(&ours), &fds)?;
-    }
     ours.set_nonblocking(true)?;
     Ok(Launched {
         shim_pid,
         shim_start: procfs::start_time(shim_pid).unwrap_or(0),
         handshake: tokio::net::UnixStream::from_std(ours)?,
     })
+}
+
+/// The run's spec, then its listening sockets, to the shim just started.
+fn hand_over(ours: &std::os::unix::net::UnixStream, spawn: &SpawnFile, sockets: &[OwnedFd]) -> io::Result<()> {
+    super::handoff::send_spec(ours, spawn)?;
+    if !sockets.is_empty() {
+        let fds: Vec<_> = sockets.iter().map(std::os::fd::AsFd::as_fd).collect();
+        super::sockets::send_fds(std::os::fd::AsFd::as_fd(ours), &fds)?;
+    }
+    Ok(())
 }
 
 impl Launched {

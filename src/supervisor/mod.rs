@@ -5,6 +5,7 @@
 pub mod container;
 pub mod files;
 mod free_ports;
+mod handoff;
 pub mod launch;
 mod live_screen;
 mod mirror;

@@ -5,9 +5,9 @@
 //!   stopped rather than orphaned;
 //! - it reaps the job and writes the exit status to a file that any later daemon can read.
 //!
-//! Protocol with the daemon (see [`super::files`]): it reads `spawn.json`, records the job's
-//! process in the lock file it holds, prints one handshake line on stdout and finally writes
-//! `exit.json`. SIGTERM asks it to stop the job (grace in the `stop` file), SIGUSR2 to kill
+//! Protocol with the daemon (see [`super::files`]): it reads its spec from its launch socket (see
+//! [`super::handoff`]), records the job's process in the lock file it holds, prints one handshake
+//! line on that socket and finally writes `exit.json`. SIGTERM asks it to stop the job (grace in the `stop` file), SIGUSR2 to kill
 //! everything at once, SIGUSR1 to look at its requests (a PTY's new size; a new run to start
 //! beside the current one, to promote or to abort: see [`NextRun`]).
 
@@ -71,7 +71,7 @@ fn run(dir: &Path) -> Result<(), String> {
         stdin: Some(stdin.writer()),
     };
     let mut lock = files::keep_shim_lock(dir, record).map_err(|e| format!("cannot take the job's lock: {e}"))?;
-    let mut spawn = files::read_spawn(dir).map_err(|e| format!("cannot read spawn.json: {e}"))?;
+    let mut spawn = super::handoff::receive_spec_at_launch()?;
     let listening = match &spawn.listen {
         Some(listen) => sockets::receive_at_launch(listen.addresses.len())?,
         None => Vec::new(),
