@@ -389,6 +389,21 @@ fn a_stop_signal_is_what_a_stop_sends() {
     assert_eq!(b.status("plain")["reason"], "killed on request (killed by SIGKILL)");
 }
 
+/// A stop's grace travels with the daemon's SIGTERM to the job's supervisor (as its value), not
+/// in a file: `kill --grace` overrides the spec's grace of the very run it stops.
+#[test]
+fn a_kill_with_a_grace_of_its_own_ends_a_job_that_ignores_sigterm_within_that_grace() {
+    let b = Bgrun::new(SECS(60));
+    let cmd = "trap '' TERM; echo ready; while :; do sleep 0.05; done";
+    b.json(&["run", "--name", "stubborn", "--grace", "40s", "--ready-when", "ready", "sh", "-c", cmd]);
+    b.json(&["wait", "stubborn", "--timeout", "10s"]);
+    let asked = Instant::now();
+    b.json(&["kill", "stubborn", "--grace", "300ms"]);
+    // Well under the spec's 40 s: the grace asked for is the one that ran out.
+    assert!(asked.elapsed() < SECS(20), "took {:?}", asked.elapsed());
+    assert_eq!(b.status("stubborn")["reason"], "killed on request (killed by SIGKILL)");
+}
+
 #[test]
 fn a_stop_command_runs_in_the_jobs_directory_and_environment() {
     let b = Bgrun::new(SECS(60));

@@ -102,7 +102,9 @@ const SPAWN: &str = "spawn.json";
 const EARLIER_CHILD: &str = "child.json";
 const EXIT: &str = "exit.json";
 const FREED: &str = "freed.json";
-const STOP: &str = "stop";
+/// Where daemons of earlier versions wrote a stop's grace (now: the value of the SIGTERM that
+/// asks for the stop, see `launch::request_stop`).
+const EARLIER_STOP: &str = "stop";
 /// The FIFO that was a job's stdin under supervisors of earlier versions (now: a pipe the
 /// supervisor holds, see [`open_stdin`]).
 const EARLIER_STDIN: &str = "stdin";
@@ -201,7 +203,7 @@ fn remove_leftovers(dir: &Path) -> io::Result<()> {
         EARLIER_CHILD,
         EARLIER_STDIN,
         EXIT,
-        STOP,
+        EARLIER_STOP,
         READY,
         SCREEN,
         FREED,
@@ -396,16 +398,6 @@ pub fn write_exit(dir: &Path, exit: &ExitFile) -> io::Result<()> {
 
 pub fn read_exit(dir: &Path) -> Option<ExitFile> {
     read_json(&dir.join(EXIT)).ok()
-}
-
-/// Written by the daemon just before it sends SIGTERM, when the grace differs from the job's.
-pub fn write_stop_grace(dir: &Path, grace: Duration) -> io::Result<()> {
-    write_atomic(&dir.join(STOP), grace.as_millis().to_string().as_bytes())
-}
-
-pub fn read_stop_grace(dir: &Path) -> Option<Duration> {
-    let text = std::fs::read_to_string(dir.join(STOP)).ok()?;
-    text.trim().parse().ok().map(Duration::from_millis)
 }
 
 /// Written by the shim when the job sends `READY=1` on its notify socket.

@@ -195,7 +195,7 @@ impl Supervisor for ProcessSupervisor {
     }
 
     fn stop(&mut self, id: &str, run: &RunIds, grace: Duration) {
-        if let Err(e) = launch::request_stop(&self.home.job_dir(id), run.shim_pid, grace) {
+        if let Err(e) = launch::request_stop(run.shim_pid, grace) {
             crate::warn!("bgrun: cannot ask job {id} to stop: {e}");
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! Protocol with the daemon (see [`super::files`]): it reads its spec from its launch socket (see
 //! [`super::handoff`]), records the job's process in the lock file it holds, prints one handshake
-//! line on that socket and finally writes `exit.json`. SIGTERM asks it to stop the job (grace in the `stop` file), SIGUSR2 to kill
+//! line on that socket and finally writes `exit.json`. SIGTERM asks it to stop the job (its value the grace), SIGUSR2 to kill
 //! everything at once, SIGUSR1 to look at its requests (a PTY's new size; a new run to start
 //! beside the current one, to promote or to abort: see [`NextRun`]).
 
@@ -459,7 +459,7 @@ impl Shim<'_> {
                 }
                 self.on_next_request();
             } else {
-                self.sup.on_signal(info.ssi_signo as i32);
+                self.sup.on_signal(info.ssi_signo as i32, super::launch::requested_grace(&info));
             }
         }
     }
@@ -903,11 +903,12 @@ struct Retiring {
 }
 
 impl Supervision<'_> {
-    fn on_signal(&mut self, signo: i32) {
+    /// `grace`: what the daemon's stop request asked for (see `launch::request_stop`).
+    fn on_signal(&mut self, signo: i32, grace: Option<Duration>) {
         match Signal::try_from(signo) {
             Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP) if !self.stop_requested => {
                 self.stop_requested = true;
-                let grace = files::read_stop_grace(self.dir).unwrap_or(self.grace);
+                let grace = grace.unwrap_or(self.grace);
                 self.ask_to_stop();
                 self.kill_at = Some(Instant::now() + grace);
             }
