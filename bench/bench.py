@@ -20,6 +20,7 @@ import contextlib
 import socket
 import threading
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -120,6 +121,16 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def unlocked(path):
+    """Whether nobody holds the flock on `path` (bgrun's supervisor holds its job's for its life)."""
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
 
 def wait_for(what, check, timeout=60.0, pause=0.001):
@@ -434,8 +445,9 @@ class Bgrun(Manager):
         t0 = now()
         job = json.loads(self.cli("run", "--name", "logs", "--log-max-size", size, self.log_cmd(nbytes)).stdout)
         self.log_dir = os.path.join(self.home, "jobs", job["id"])
-        exit_file = os.path.join(self.log_dir, "exit.json")
-        wait_for("log job done", lambda: os.path.exists(exit_file), timeout=600, pause=0.005)
+        # Done once its supervisor has written the last byte and exited, releasing its lock.
+        lock = os.path.join(self.log_dir, "shim.lock")
+        wait_for("log job done", lambda: unlocked(lock), timeout=600, pause=0.005)
         took = now() - t0
         return took, os.path.join(self.log_dir, "output.log")
 

@@ -116,9 +116,11 @@ fn a_job_that_ends_while_the_daemon_is_down_is_recorded() {
     b.json(&["run", "--name", "short", &format!("while [ ! -e {} ]; do sleep 0.01; done; exit 7", dir.display())]);
     b.json(&["daemon", "stop"]);
     std::fs::write(&dir, "").unwrap();
+    // Its supervisor records how it ended, then exits, which releases the job directory's lock.
+    let lock = std::fs::read_dir(b.home.join("jobs")).unwrap().next().unwrap().unwrap().path().join("shim.lock");
     wait_until("job ended", SECS(10), || {
-        let f = std::fs::read_dir(b.home.join("jobs")).unwrap().next().unwrap().unwrap().path().join("exit.json");
-        f.exists().then_some(())
+        let file = std::fs::File::open(&lock).ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockSharedNonblock).ok().map(drop)
     });
     let st = b.status("short");
     assert_eq!(st["state"], "crashed");

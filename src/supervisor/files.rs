@@ -100,7 +100,8 @@ const EARLIER_SHIM: &str = "shim.json";
 const SPAWN: &str = "spawn.json";
 /// Where supervisors of earlier versions recorded the job's process (now: in the lock file).
 const EARLIER_CHILD: &str = "child.json";
-const EXIT: &str = "exit.json";
+/// Where supervisors of earlier versions wrote how the run ended (now: in the lock file).
+const EARLIER_EXIT: &str = "exit.json";
 const FREED: &str = "freed.json";
 /// Where daemons of earlier versions wrote a stop's grace (now: the value of the SIGTERM that
 /// asks for the stop, see `launch::request_stop`).
@@ -202,7 +203,7 @@ fn remove_leftovers(dir: &Path) -> io::Result<()> {
         EARLIER_SHIM,
         EARLIER_CHILD,
         EARLIER_STDIN,
-        EXIT,
+        EARLIER_EXIT,
         EARLIER_STOP,
         READY,
         SCREEN,
@@ -221,7 +222,8 @@ fn remove_leftovers(dir: &Path) -> io::Result<()> {
 }
 
 /// The shim of a job directory, as it records itself in the directory's lock once it holds it:
-/// its own ids, the job's main process once it has started it, and its end of the job's stdin.
+/// its own ids, the job's main process once it has started it, its end of the job's stdin, and
+/// how the run ended once it has.
 /// One small record rewritten in place, rather than a file of its own for each: every file a run
 /// creates is an inode to allocate, which is most of what starting a job costs on some file systems.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -233,11 +235,14 @@ pub struct ShimFile {
     /// The shim's descriptor for the write end of the job's stdin (see [`open_stdin`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ExitFile>,
 }
 
 /// How long the record is on disk: each write covers the last one whole (JSON ignores the
-/// trailing blanks), so the file never holds the end of an older, longer record.
-const RECORD_LEN: usize = 128;
+/// trailing blanks), so the file never holds the end of an older, longer record. Its first write
+/// takes the file's only block, so the last (the exit) never needs one on a full disk.
+const RECORD_LEN: usize = 256;
 
 /// The descriptor on which a shim receives its job directory's lock: its stdin. A stdio slot is
 /// one the daemon can fill without running code between fork and exec, so shims are started with
@@ -265,6 +270,12 @@ impl ShimLock {
     /// Records the job's main process (the first one, or the one that took over).
     pub fn set_child(&mut self, child: ChildFile) -> io::Result<()> {
         self.record.child = Some(child);
+        write_record(&self.file, &self.record)
+    }
+
+    /// Records how the run ended: the shim's last word, read once it is gone.
+    pub fn set_exit(&mut self, exit: ExitFile) -> io::Result<()> {
+        self.record.exit = Some(exit);
         write_record(&self.file, &self.record)
     }
 }
@@ -392,12 +403,10 @@ pub fn take_freed(dir: &Path) -> Vec<String> {
     found
 }
 
-pub fn write_exit(dir: &Path, exit: &ExitFile) -> io::Result<()> {
-    write_json(&dir.join(EXIT), exit)
-}
-
+/// How the run ended, as its shim recorded it before it exited (a shim of an earlier bgrun
+/// wrote a file of its own). None if the shim died without a word.
 pub fn read_exit(dir: &Path) -> Option<ExitFile> {
-    read_json(&dir.join(EXIT)).ok()
+    recorded(dir).and_then(|shim| shim.exit).or_else(|| read_json(&dir.join(EARLIER_EXIT)).ok())
 }
 
 /// Written by the shim when the job sends `READY=1` on its notify socket.
@@ -515,7 +524,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rewritten_record_reads_back_whole_with_the_latest_child() {
+    fn a_rewritten_record_reads_back_whole_with_the_latest_child_and_the_exit() {
         let dir = std::env::temp_dir().join(format!("bgrun-record-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -523,25 +532,34 @@ mod tests {
         let long = ChildFile { pid: i32::MAX, start_time: u64::MAX };
         let mut held = ShimLock {
             file: lock.try_clone().unwrap(),
-            record: ShimFile { pid: 7, start_time: 8, child: None, stdin: Some(5) },
+            record: ShimFile { pid: 7, start_time: 8, child: None, stdin: Some(5), exit: None },
         };
         // Nothing recorded yet: no process, and no record (a shim of an earlier bgrun wrote files).
         assert_eq!(read_child(&dir), None);
         write_record(&held.file, &held.record).unwrap();
         assert_eq!(read_child(&dir), None);
         held.set_child(long.clone()).unwrap();
-        assert_eq!(read_child(&dir), Some(long));
+        assert_eq!(read_child(&dir), Some(long.clone()));
         // A shorter record over a longer one leaves nothing of the longer one behind.
         let short = ChildFile { pid: 3, start_time: 4 };
         held.set_child(short.clone()).unwrap();
         assert_eq!(read_child(&dir), Some(short.clone()));
         let record = read_record(&open_lock(&dir).unwrap()).unwrap();
-        assert_eq!(record, ShimFile { pid: 7, start_time: 8, child: Some(short), stdin: Some(5) });
+        assert_eq!(record, ShimFile { pid: 7, start_time: 8, child: Some(short.clone()), stdin: Some(5), exit: None });
+        // The exit, the longest record, still fits in the same place and keeps the rest.
+        assert_eq!(read_exit(&dir), None);
+        let exit = ExitFile { code: Some(i32::MIN), signal: Some(i32::MAX), stopped: false, unix_ms: u64::MAX };
+        held.record.child = Some(long.clone());
+        held.set_exit(exit.clone()).unwrap();
+        assert_eq!(read_exit(&dir), Some(exit.clone()));
+        assert_eq!(read_child(&dir), Some(long));
         assert_eq!(std::fs::metadata(dir.join(SHIM_LOCK)).unwrap().len(), RECORD_LEN as u64);
         // A shim of an earlier bgrun recorded its job's process in a file of its own.
         lock.set_len(0).unwrap();
         write_json(&dir.join(EARLIER_CHILD), &ChildFile { pid: 9, start_time: 10 }).unwrap();
         assert_eq!(read_child(&dir), Some(ChildFile { pid: 9, start_time: 10 }));
+        write_json(&dir.join(EARLIER_EXIT), &exit).unwrap();
+        assert_eq!(read_exit(&dir), Some(exit));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Protocol with the daemon (see [`super::files`]): it reads its spec from its launch socket (see
 //! [`super::handoff`]), records the job's process in the lock file it holds, prints one handshake
-//! line on that socket and finally writes `exit.json`. SIGTERM asks it to stop the job (its value the grace), SIGUSR2 to kill
+//! line on that socket and finally records how the run ended in the lock file. SIGTERM asks it to stop the job (its value the grace), SIGUSR2 to kill
 //! everything at once, SIGUSR1 to look at its requests (a PTY's new size; a new run to start
 //! beside the current one, to promote or to abort: see [`NextRun`]).
 
@@ -38,7 +38,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// How soon the shim comes back to write an index entry that waits for its millisecond to end.
 const SEAL_DELAY: Duration = Duration::from_millis(1);
 const PIPE_SIZE: i32 = 1024 * 1024;
-const EXIT_FILE_PATIENCE: Duration = Duration::from_secs(10);
+const EXIT_RECORD_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a daemonizing job's first process may take, once it exited, to leave its daemon.
 const FOLLOW_PATIENCE: Duration = Duration::from_secs(5);
 const FOLLOW_POLL: Duration = Duration::from_millis(20);
@@ -69,6 +69,7 @@ fn run(dir: &Path) -> Result<(), String> {
         start_time: procfs::start_time(me).unwrap_or(0),
         child: None,
         stdin: Some(stdin.writer()),
+        exit: None,
     };
     let mut lock = files::keep_shim_lock(dir, record).map_err(|e| format!("cannot take the job's lock: {e}"))?;
     let mut spawn = super::handoff::receive_spec_at_launch()?;
@@ -165,13 +166,15 @@ fn run(dir: &Path) -> Result<(), String> {
     }
     let _ = shim.writer.finish(crate::clock::unix_ms());
     let exit = exit_file(shim.sup.leader, shim.sup.stop_requested, crate::clock::unix_ms());
-    // How the job ended is what the daemon needs most: on a full disk, keep trying for a while
-    // (the file is a few dozen bytes) before giving up.
-    let deadline = Instant::now() + EXIT_FILE_PATIENCE;
+    // How the job ended is what the daemon needs most. It goes into the lock file's record, in
+    // the block the record already has: no inode to allocate as the job stops (a `down` of many
+    // jobs stops them while the first ones' files are being deleted), nor a block on a full disk.
+    // A write that fails anyway (an I/O error) is tried again for a while before giving up.
+    let deadline = Instant::now() + EXIT_RECORD_PATIENCE;
     loop {
-        match files::write_exit(dir, &exit) {
+        match shim.sup.lock.set_exit(exit.clone()) {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => return Err(format!("cannot write exit.json: {e}")),
+            Err(e) if Instant::now() >= deadline => return Err(format!("cannot record how the job ended: {e}")),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
