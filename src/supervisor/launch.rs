@@ -56,13 +56,12 @@ pub fn launch(shim: &ShimBinary, dir: &Path, spawn: &SpawnFile, sockets: &[Owned
     // go to it (SCM_RIGHTS), never through an inherited descriptor another launch could catch.
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     command.stdin(Stdio::from(lock)).stdout(Stdio::from(OwnedFd::from(theirs))).stderr(Stdio::inherit());
-    let child = command.spawn()?;
+    let mut child = command.spawn()?;
     // The shim holds the lock now; dropping the command closes our descriptors and leaves it held.
     drop(command);
     let shim_pid = child.id() as i32;
     if let Err(e) = hand_over(&ours, spawn, sockets) {
         // A shim that did not take its spec can only fail: it is not left behind unwatched.
-        let mut child = child;
         let _ = child.kill();
         let _ = child.wait();
         return Err(e);
@@ -148,9 +147,7 @@ pub async fn wait_exit(pid: i32, start: u64) -> io::Result<()> {
 /// which a `down` of many jobs pays for each while the last ones' files are being deleted. A
 /// SIGTERM from anyone else (`kill`, no value) stops the job with its spec's grace.
 pub fn request_stop(shim_pid: i32, grace: Duration) -> io::Result<()> {
-    if shim_pid <= 0 {
-        return Err(io::Error::other(format!("refusing to signal pid {shim_pid}")));
-    }
+    one_process(shim_pid, Signal::SIGTERM)?;
     let ms = i32::try_from(grace.as_millis()).unwrap_or(i32::MAX);
     let value = libc::sigval { sival_ptr: ms as usize as *mut libc::c_void };
     // SAFETY: sigqueue takes a pid, a signal number and a plain value; it touches no memory of ours.
@@ -202,13 +199,20 @@ pub fn ask(shim_pid: i32) {
     signal(shim_pid, Signal::SIGUSR1);
 }
 
-/// Signals one process. Never a pid of 0 or less: that is a process group (0: the daemon's own).
+/// Signals one process (see [`one_process`]).
 fn signal(pid: i32, sig: Signal) {
-    if pid <= 0 {
-        crate::warn!("bgrun: refusing to send {sig} to pid {pid}");
-        return;
+    match one_process(pid, sig) {
+        Ok(()) => {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+        Err(e) => crate::warn!("bgrun: {e}"),
     }
-    let _ = kill(Pid::from_raw(pid), sig);
+}
+
+/// Whether `pid` names one process to send `sig` to: never a pid of 0 or less, which is a process
+/// group (0: the daemon's own).
+fn one_process(pid: i32, sig: Signal) -> io::Result<()> {
+    if pid > 0 { Ok(()) } else { Err(io::Error::other(format!("refusing to send {sig} to pid {pid}"))) }
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! - it holds the job's output pipes and writes them to the log file;
 //! - it is a child subreaper, so processes the job leaves behind become its children and can be
 //!   stopped rather than orphaned;
-//! - it reaps the job and writes the exit status to a file that any later daemon can read.
+//! - it reaps the job and records how it ended where any later daemon can read it.
 //!
 //! Protocol with the daemon (see [`super::files`]): it reads its spec from its launch socket (see
 //! [`super::handoff`]), records the job's process in the lock file it holds, prints one handshake
-//! line on that socket and finally records how the run ended in the lock file. SIGTERM asks it to stop the job (its value the grace), SIGUSR2 to kill
-//! everything at once, SIGUSR1 to look at its requests (a PTY's new size; a new run to start
-//! beside the current one, to promote or to abort: see [`NextRun`]).
+//! line on that socket and finally records how the run ended in the lock file. SIGTERM asks it to
+//! stop the job (the grace is its value), SIGUSR2 to kill everything at once, SIGUSR1 to look at
+//! its requests (a PTY's new size; a new run to start beside the current one, to promote or to
+//! abort: see [`NextRun`]).
 
 use super::files::{self, ChildFile, ExitFile, Handshake, SpawnFile};
 use super::live_screen::LiveScreen;
