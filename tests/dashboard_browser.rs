@@ -80,6 +80,19 @@ async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
 }
 
+/// Clicks what `css` finds. The live job list redraws a row when its job changes, so a button
+/// found a moment ago may be gone by the click: it is then found again, until the wait runs out.
+async fn click(c: &Client, css: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match find(c, css).await.click().await {
+            Ok(()) => return,
+            Err(e) if e.is_stale_element_reference() && std::time::Instant::now() < deadline => {}
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
+}
+
 /// A project of this file in a directory of this name, up and ready.
 fn up(b: &Bgrun, name: &str, file: &str) {
     let dir = b.home.join(name);
@@ -109,7 +122,7 @@ async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
     find(&c, "section[data-project=\"shop\"] tr[data-job=\"web\"][data-state=\"running\"], section[data-project=\"shop\"] tr[data-job=\"web\"][data-state=\"ready\"]").await;
 
     // A line the job writes appears in the open viewer, without a reload, within a second.
-    find(&c, "tr[data-job=\"talker\"] button[data-action=\"logs\"]").await.click().await.unwrap();
+    click(&c, "tr[data-job=\"talker\"] button[data-action=\"logs\"]").await;
     find(&c, ".log div[data-text=\"first\"]").await;
     b.json(&["send", "talker", "hello", "--enter"]);
     c.wait()
@@ -120,20 +133,20 @@ async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
 
     // ANSI colours are rendered, not printed.
     c.find(Locator::Css("#drawer-close")).await.unwrap().click().await.unwrap();
-    find(&c, "tr[data-job=\"web\"] button[data-action=\"logs\"]").await.click().await.unwrap();
+    click(&c, "tr[data-job=\"web\"] button[data-action=\"logs\"]").await;
     let coloured = find(&c, ".log div[data-text*=\"web up\"] span.fg-32").await;
     assert_eq!(coloured.text().await.unwrap(), "web up");
     c.find(Locator::Css("#drawer-close")).await.unwrap().click().await.unwrap();
 
     // The project's graph shows its edge, labelled with its condition.
-    find(&c, "section[data-project=\"shop\"] button[data-action=\"graph\"]").await.click().await.unwrap();
+    click(&c, "section[data-project=\"shop\"] button[data-action=\"graph\"]").await;
     let edge = find(&c, "svg.graph g.edge-group[data-from=\"db\"][data-to=\"web\"]").await;
     assert_eq!(edge.attr("data-condition").await.unwrap().as_deref(), Some("ready"));
     c.find(Locator::Css("#drawer-close")).await.unwrap().click().await.unwrap();
 
     // A project's plan is shown before it is applied; applying it answers in the page.
     find(&c, "section[data-project=\"shop\"] input.file[value$=\"bgrun.toml\"]").await;
-    find(&c, "section[data-project=\"shop\"] button[data-action=\"plan\"]").await.click().await.unwrap();
+    click(&c, "section[data-project=\"shop\"] button[data-action=\"plan\"]").await;
     let planned = find(&c, "section[data-project=\"shop\"] .project-out ul.changes").await;
     assert!(planned.text().await.unwrap().contains("db unchanged"), "{}", planned.text().await.unwrap());
     let apply = c.find(Locator::XPath("//section[@data-project='shop']//button[text()='Apply (up)']")).await.unwrap();
@@ -158,7 +171,7 @@ async fn the_page_follows_jobs_and_acts_on_them_in_a_real_browser() {
     }
 
     // Stopping a job from the page stops it (as the CLI sees it).
-    find(&c, "tr[data-job=\"talker\"] button[data-action=\"stop\"]").await.click().await.unwrap();
+    click(&c, "tr[data-job=\"talker\"] button[data-action=\"stop\"]").await;
     wait_until("talker to be stopped", SECS(10), || (b.state("talker") == "killed").then_some(()));
     find(&c, "tr[data-job=\"talker\"][data-state=\"killed\"]").await;
 
@@ -199,7 +212,7 @@ async fn the_page_holds_500_jobs_and_a_flood_of_lines() {
     find(&c, "tr[data-job=\"w.500\"]").await;
     assert_eq!(c.find_all(Locator::Css("section[data-project=\"many\"] tr[data-id]")).await.unwrap().len(), 500);
     b.json(&["run", "--name", "flood", "--", "python3", "-c", flood]);
-    find(&c, "tr[data-job=\"flood\"] button[data-action=\"logs\"]").await.click().await.unwrap();
+    click(&c, "tr[data-job=\"flood\"] button[data-action=\"logs\"]").await;
     c.wait()
         .at_most(SECS(30))
         .for_element(Locator::Css(".log div[data-text=\"line 29999\"]"))
